@@ -56,6 +56,114 @@ def validate(file: str, strict: bool) -> None:
     _print_summary(spec)
 
 
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--trials", type=click.IntRange(min=1), help="Stop after this many trials (overrides run_cap / budget.trials).")
+@click.option("--parallel", type=click.IntRange(min=1), help="Trials at once (default: as many as the cluster holds).")
+@click.option("--seed", type=click.IntRange(min=0), help="The sweep's seed (default: the file's, else random and recorded).")
+@click.option("--name", help="The sweep's name (default: the file's name, else the file's stem).")
+@click.option("--address", help="Ray cluster to join, HEAD:PORT (default: start a local Ray).")
+@click.option("--tracking-uri", help="MLflow tracking URI (default: the file's, $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db).")
+@click.option("--experiment", help="MLflow experiment (default: the file's, else the sweep's name).")
+@click.option("--wandb-mode", type=click.Choice(["offline", "online", "disabled"]), help="W&B mirror (default: the file's, $WANDB_MODE, else offline).")
+@click.option("--state-dir", type=click.Path(file_okay=False), default=".sweeps", show_default=True, help="Where sweeps keep their state.")
+@click.option("--strict", is_flag=True, help="Treat warnings in FILE as errors.")
+@click.option("--no-progress", is_flag=True, help="No live view (plain lines).")
+def launch(file: str, trials: int | None, parallel: int | None, seed: int | None, name: str | None,
+           address: str | None, tracking_uri: str | None, experiment: str | None, wandb_mode: str | None,
+           state_dir: str, strict: bool, no_progress: bool) -> None:
+    """Run a sweep of FILE: trials on Ray, each an MLflow child run, mirrored to W&B."""
+    import os
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from .controller import Controller, LaunchOptions
+    from .space import load_spec
+
+    spec = load_spec(file, strict=strict)
+    console = Console(stderr=True, highlight=False)
+    for w in spec.warnings:
+        console.print(str(w), markup=False, style="yellow", soft_wrap=True)
+    opts = LaunchOptions(
+        trials=trials, parallel=parallel, seed=seed, name=name, address=address,
+        tracking_uri=tracking_uri or (None if spec.tracking.tracking_uri else os.environ.get("MLFLOW_TRACKING_URI")),
+        experiment=experiment,
+        wandb_mode=wandb_mode or (None if spec.tracking.wandb_mode else os.environ.get("WANDB_MODE")),
+        wandb_dir=os.environ.get("WANDB_DIR"), state_dir=Path(state_dir),
+        progress=not no_progress and console.is_terminal,
+    )
+    controller = Controller(spec, opts, on_event=lambda msg: console.print(msg, markup=False, soft_wrap=True))
+    click.echo(f"sweep id: {controller.sweep_id}")
+    summary = controller.run()
+    _print_launch_summary(summary)
+
+
+def _print_launch_summary(summary: Any) -> None:
+    rec = summary.record
+    click.echo(f"sweep {summary.id} {rec.status}: {summary.counts['COMPLETE']} complete, "
+               f"{summary.counts['FAIL']} failed ({rec.stop_reason or 'done'})")
+    if summary.best_value is not None:
+        click.echo(f"best {rec.metric} ({rec.goal}): {summary.best_value:.6g} in trial {summary.best_trial}")
+        for k, v in (summary.best_params or {}).items():
+            click.echo(f"  {k} = {v!r}")
+        click.echo(f"best MLflow run: {summary.best_run_id} (parent run {rec.parent_run_id}, experiment '{rec.experiment}')")
+    click.echo(f"look at it: mlflow ui --backend-store-uri {rec.tracking_uri}" if rec.tracking_uri.startswith("sqlite")
+               else f"look at it: {rec.tracking_uri}")
+    if rec.wandb_mode == "offline":
+        click.echo("W&B offline runs: ./wandb (upload with: wandb sync --sync-all)")
+    click.echo(f"trials: sweeps status {summary.id}")
+
+
+@main.command()
+@click.argument("sweep", required=False)
+@click.option("--state-dir", type=click.Path(file_okay=False), default=".sweeps", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def status(sweep: str | None, state_dir: str, as_json: bool) -> None:
+    """List the sweeps in the state directory, or the trials of SWEEP."""
+    import json
+    from pathlib import Path
+
+    from .status import list_sweeps, sweep_trials
+
+    root = Path(state_dir)
+    if sweep is None:
+        rows = list_sweeps(root)
+        if as_json:
+            click.echo(json.dumps(rows, indent=2))
+            return
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table("sweep", "name", "status", "method", "metric", "trials", "best", "created", box=None)
+        for r in rows:
+            table.add_row(r["id"], r["name"], r["status"], r["method"], f"{r['metric']} ({r['goal']})",
+                          f"{r['complete']}/{r['trials_total']}", "" if r["best_value"] is None else f"{r['best_value']:.6g}",
+                          r["created"])
+        Console().print(table if rows else f"no sweeps in {root}")
+        return
+    info = sweep_trials(root, sweep)
+    if as_json:
+        click.echo(json.dumps(info, indent=2, default=str))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False)
+    s = info["sweep"]
+    console.print(f"sweep {s['id']} ({s['name']}): {s['status']}, {s['method']}, {s['metric']} ({s['goal']})")
+    table = Table("", "trial", "state", "value", "params", "duration", "MLflow run", box=None)
+    best = info["best_trial"]
+    for t in info["trials"]:
+        params = ", ".join(f"{k}={v}" for k, v in t["params"].items())
+        table.add_row("*" if t["number"] == best else "", str(t["number"]), t["state"],
+                      "" if t["value"] is None else f"{t['value']:.6g}", params,
+                      "" if t["duration_s"] is None else f"{t['duration_s']:.1f}s", t["mlflow_run_id"] or "")
+    console.print(table)
+    if best is not None:
+        console.print(f"* best: trial {best}, {s['metric']} = {info['best_value']:.6g}")
+
+
 def _print_summary(spec: Any) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -75,7 +183,10 @@ def _print_summary(spec: Any) -> None:
         console.print("  budget: " + ", ".join(p for p in parts if p))
     if spec.trainer:
         console.print(f"  trainer: {spec.trainer}")
-    table = Table("parameter", "distribution and range", "when", box=None, pad_edge=False)
+    table = Table(box=None, pad_edge=False)
+    table.add_column("parameter", overflow="fold")
+    table.add_column("distribution and range")
+    table.add_column("when")
     for p in spec.params:
         when = ", ".join(f"{k} in {list(v)!r}" if len(v) > 1 else f"{k} = {v[0]!r}" for k, v in p.when)
         table.add_row(p.name, p.describe(), when)

@@ -519,7 +519,7 @@ def _check_schema(doc: _yaml.Located) -> None:
             doc.add(
                 "error",
                 path + (inst,),
-                f"bad parameter name '{inst}': a name starts with a letter or _ and holds only letters, digits, _, . and -",
+                f"bad parameter name '{inst}': a name is made of letters, digits, _, -, / and :, in parts joined by single dots",
             )
         else:  # pragma: no cover - every validator the schema uses is handled above
             doc.add("error", path, err.message)

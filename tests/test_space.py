@@ -460,8 +460,9 @@ BAD = [
     ),
     (
         "bad parameter name",
-        "method: random\nparameters:\n  2fast: {value: 1}\n",
-        ["f.yaml:3: parameters.2fast: bad parameter name '2fast': a name starts with a letter or _ and holds only letters, digits, _, . and -"],
+        "method: random\nparameters:\n  2fast: {value: 1}\n  bad..name: {value: 1}\n  x y: {value: 2}\n",
+        ["f.yaml:4: parameters.bad..name: bad parameter name 'bad..name': a name is made of letters, digits, _, -, / and :, in parts joined by single dots",
+         "f.yaml:5: parameters.x y: bad parameter name 'x y': a name is made of letters, digits, _, -, / and :, in parts joined by single dots"],
     ),
     (
         "duplicate keys",

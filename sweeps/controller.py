@@ -1,0 +1,467 @@
+"""The sweep controller: ask the study, run trials on Ray, tell the study,
+keep the best on the MLflow parent run.
+
+The Optuna study in the sweep's state directory is the one source of truth for
+trial state, and the controller is its only writer. A sweep's directory holds
+``sweep.json`` (settings, parent run, status), ``sweep.yaml`` (the file as
+launched) and ``study.log`` (Optuna's journal).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from . import tracking
+from .errors import ConfigError, FatalError
+from .mirror import Mirror, WandbSettings
+from .runner import TrialRequest, TrialResult
+from .samplers import make_sampler, sampler_type
+from .space import SweepSpec
+
+if TYPE_CHECKING:
+    import optuna
+
+    from .execution import Lost
+
+logger = logging.getLogger(__name__)
+
+STUDY_FILE = "study.log"
+SWEEP_FILE = "sweep.json"
+SPEC_FILE = "sweep.yaml"
+_MAX_DIFF = 5_000_000
+
+
+@dataclass(frozen=True)
+class LaunchOptions:
+    """What the command line (or a caller) sets over the file."""
+
+    trials: int | None = None
+    parallel: int | None = None
+    seed: int | None = None
+    name: str | None = None
+    address: str | None = None
+    tracking_uri: str | None = None
+    experiment: str | None = None
+    wandb_mode: str | None = None
+    wandb_dir: str | None = None
+    state_dir: Path = Path(".sweeps")
+    workdir: Path = field(default_factory=Path.cwd)
+    progress: bool = True
+
+
+@dataclass
+class SweepRecord:
+    """``sweep.json``: what a sweep was launched with and where it records."""
+
+    id: str
+    name: str
+    file: str
+    created: str
+    method: str
+    sampler: str
+    metric: str
+    goal: str
+    seed: int
+    parallel: int
+    trials: int | None
+    time_s: float | None
+    target: float | None
+    tracking_uri: str
+    experiment: str
+    experiment_id: str
+    parent_run_id: str
+    wandb_mode: str
+    status: str = "running"
+    stop_reason: str | None = None
+    ended: str | None = None
+
+    def save(self, directory: Path) -> None:
+        tmp = directory / (SWEEP_FILE + ".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2))
+        tmp.replace(directory / SWEEP_FILE)
+
+    @classmethod
+    def load(cls, directory: Path) -> SweepRecord:
+        return cls(**json.loads((directory / SWEEP_FILE).read_text()))
+
+
+@dataclass(frozen=True)
+class SweepSummary:
+    id: str
+    state_dir: Path
+    record: SweepRecord
+    best_value: float | None
+    best_params: dict[str, Any] | None
+    best_run_id: str | None
+    best_trial: int | None
+    counts: dict[str, int]
+
+
+def trial_seed(sweep_seed: int, number: int) -> int:
+    """Each trial's seed, derived from the sweep's seed and the trial number."""
+    import numpy as np
+
+    return int(np.random.SeedSequence([sweep_seed, number]).generate_state(1)[0])
+
+
+def git_state(workdir: Path) -> tuple[dict[str, str], str | None]:
+    """Commit and dirty flag of the launch directory, and the diff when dirty."""
+
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(["git", "-C", str(workdir), *args], capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return out.stdout if out.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    if commit is None:
+        return {"sweeps.git.commit": "none (not a git repository)"}, None
+    status = git("status", "--porcelain", "--untracked-files=no") or ""
+    dirty = bool(status.strip())
+    tags = {"sweeps.git.commit": commit.strip(), "mlflow.source.git.commit": commit.strip(), "sweeps.git.dirty": str(dirty).lower()}
+    diff = git("diff", "HEAD") if dirty else None
+    if diff and len(diff) > _MAX_DIFF:
+        diff = diff[:_MAX_DIFF] + "\n[diff cut at 5 MB]\n"
+    return tags, diff
+
+
+def open_study(state: Path, sweep_id: str, direction: str, sampler: optuna.samplers.BaseSampler | None = None,
+               *, create: bool) -> optuna.Study:
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = JournalStorage(JournalFileBackend(str(state / STUDY_FILE)))
+    if create:
+        return optuna.create_study(study_name=sweep_id, storage=storage, sampler=sampler, direction=direction)
+    return optuna.load_study(study_name=sweep_id, storage=storage, sampler=sampler)
+
+
+class Controller:
+    """Runs one sweep from its spec to its summary."""
+
+    def __init__(self, spec: SweepSpec, opts: LaunchOptions, *, on_event: Callable[[str], None] | None = None) -> None:
+        if spec.metric is None:
+            raise ConfigError(f"{spec.file}: metric: a launch needs a metric to find the best trial; "
+                              "add metric: {name: ..., goal: minimize|maximize}")
+        if spec.trainer is None:
+            hint = f" (this W&B file runs the script {spec.program})" if spec.program else ""
+            raise ConfigError(f"{spec.file}: trainer: no trainer to call{hint}; add trainer: module:function, "
+                              "a function train(config, report) -> dict of metrics")
+        self.spec = spec
+        self.opts = opts
+        self.metric = spec.metric
+        self.say = on_event or (lambda msg: None)
+        self.workdir = opts.workdir.resolve()
+        self.sweep_id = uuid.uuid4().hex[:8]
+        self.name = opts.name or spec.name or Path(spec.file).stem
+        self.seed = opts.seed if opts.seed is not None else spec.seed if spec.seed is not None else int.from_bytes(os.urandom(3), "big")
+        self.state = (opts.state_dir if opts.state_dir.is_absolute() else self.workdir / opts.state_dir) / self.sweep_id
+        self.uri = tracking.absolute_uri(opts.tracking_uri or spec.tracking.tracking_uri, self.workdir)
+        self.experiment = opts.experiment or spec.tracking.experiment or self.name
+        mode = opts.wandb_mode or spec.tracking.wandb_mode or "offline"
+        self.wandb = WandbSettings(mode=mode, project=spec.tracking.wandb_project or self.name,
+                                   entity=spec.tracking.wandb_entity,
+                                   dir=str(Path(opts.wandb_dir).resolve()) if opts.wandb_dir else str(self.workdir))
+        self.max_trials = opts.trials or spec.budget.trials
+        self.points: list[dict[str, Any]] | None = list(spec.grid()) if spec.method == "grid" else None
+        if self.points is not None:
+            self.max_trials = min(self.max_trials or len(self.points), len(self.points))
+        self._interrupts = 0
+        self.running: dict[Any, tuple[optuna.trial.Trial, TrialRequest, float]] = {}
+        self.finished = 0
+        self.best: tuple[float, int, str, dict[str, Any]] | None = None
+        self.counts = {"COMPLETE": 0, "FAIL": 0}
+        self.stop_reason: str | None = None
+
+    # -- set-up ------------------------------------------------------------
+
+    def _start(self) -> None:
+        from .execution import RayExecutor
+
+        spec = self.spec
+        self.state.mkdir(parents=True, exist_ok=False)
+        (self.state / SPEC_FILE).write_text(spec.text)
+        self.say(f"sweep {self.sweep_id} ({self.name}): state in {self.state}")
+        self.exp_id = tracking.experiment_id(self.uri, self.experiment)
+        params = {
+            "method": spec.method, "sampler": sampler_type(spec), "metric": self.metric.name, "goal": self.metric.goal,
+            "budget.trials": self.max_trials, "budget.time_s": spec.budget.time_s, "budget.target": spec.budget.target,
+            "seed": self.seed, "file": spec.file,
+        }
+        self.parent_id = tracking.create_run(
+            self.uri, self.exp_id, self.name,
+            tags={"sweeps.sweep_id": self.sweep_id, "sweeps.role": "sweep",
+                  **({"mlflow.note.content": spec.description} if spec.description else {})},
+            params={k: v for k, v in params.items() if v is not None},
+        )
+        tracking.log_text(self.uri, self.parent_id, spec.text, Path(spec.file).name)
+        self.executor = RayExecutor(self.opts.address, self.workdir)
+        cpus, gpus = spec.resources.cpus, spec.resources.gpus
+        capacity = self.executor.capacity(cpus, gpus)
+        if capacity == 0:
+            raise FatalError(f"no node of the Ray cluster can hold one trial of {cpus:g} CPUs and {gpus:g} GPUs "
+                             f"(cluster: {self.executor.cluster_resources()})")
+        self.parallel = self.opts.parallel or spec.parallel or capacity
+        if self.parallel > capacity:
+            logger.warning("parallel %d is more than the cluster holds (%d); trials will queue", self.parallel, capacity)
+        tracking.set_tags(self.uri, self.parent_id, {"sweeps.parallel": self.parallel})
+        self.record = SweepRecord(
+            id=self.sweep_id, name=self.name, file=str(Path(spec.file).resolve()), created=_now(), method=spec.method,
+            sampler=sampler_type(spec), metric=self.metric.name, goal=self.metric.goal, seed=self.seed,
+            parallel=self.parallel, trials=self.max_trials, time_s=spec.budget.time_s, target=spec.budget.target,
+            tracking_uri=self.uri, experiment=self.experiment, experiment_id=self.exp_id, parent_run_id=self.parent_id,
+            wandb_mode=self.wandb.mode,
+        )
+        self.record.save(self.state)
+        self.study = open_study(self.state, self.sweep_id, self.metric.goal, make_sampler(spec, self.seed), create=True)
+        self.repro_tags, self.git_diff = git_state(self.workdir)
+        self.mirror = Mirror(self.wandb, name=f"{self.name}-sweep", group=self.sweep_id, job_type="sweep",
+                             config={**params, "sweep_id": self.sweep_id, "mlflow_parent_run_id": self.parent_id})
+
+    # -- the loop ----------------------------------------------------------
+
+    def run(self) -> SweepSummary:
+        self.started_at = time.monotonic()
+        status = "FAILED"
+        restore = self._install_signals()
+        try:
+            self._start()
+            with self._display() as refresh:
+                self._loop(refresh)
+            status = "KILLED" if self._interrupts >= 2 else "FINISHED"
+            return self._finish(status)
+        finally:
+            restore()
+            if status == "FAILED" and hasattr(self, "parent_id"):
+                self._close_after_crash()
+            if hasattr(self, "executor"):
+                self.executor.shutdown()
+
+    def _loop(self, refresh: Callable[[], None]) -> None:
+        deadline = self.started_at + self.spec.budget.time_s if self.spec.budget.time_s else None
+        while True:
+            if self._interrupts >= 2:
+                self._cancel_all("interrupted twice")
+                self.stop_reason = "interrupted"
+                return
+            if self._interrupts == 1 and self.stop_reason is None:
+                self.stop_reason = "interrupted"
+                self.say(f"stopping: no new trials; waiting for {len(self.running)} running (Ctrl-C again to stop them)")
+            if deadline is not None and time.monotonic() >= deadline and self.stop_reason in (None, "time budget"):
+                self.stop_reason = "time budget"
+                if self.running:
+                    self._cancel_all("time budget reached")
+            while self.stop_reason is None and len(self.running) < self.parallel:
+                if self.max_trials is not None and self.started() >= self.max_trials:
+                    self.stop_reason = "grid exhausted" if self.points is not None and self.max_trials == len(self.points) else "trial budget"
+                    break
+                self._launch_one()
+            if not self.running:
+                return
+            timeout = 0.2 if deadline is None else max(0.0, min(0.2, deadline - time.monotonic()))
+            for handle, outcome in self.executor.wait(list(self.running), timeout=timeout):
+                self._finish_trial(handle, outcome)
+            refresh()
+
+    def started(self) -> int:
+        return self.finished + len(self.running)
+
+    def _launch_one(self) -> None:
+        spec = self.spec
+        if self.points is not None:
+            index = self.started()
+            self.study.enqueue_trial(spec.optuna_params(self.points[index]), user_attrs={"grid_index": index})
+        trial = self.study.ask()
+        flat = spec.suggest(trial)
+        number = trial.number
+        seed = trial_seed(self.seed, number)
+        run_name = f"{self.name}-{number}"
+        run_id = tracking.create_run(
+            self.uri, self.exp_id, run_name,
+            tags={tracking.PARENT_TAG: self.parent_id, "sweeps.sweep_id": self.sweep_id, "sweeps.trial": str(number),
+                  "sweeps.role": "trial", **self.repro_tags},
+            params=flat,
+        )
+        trial.set_user_attr("config", flat)
+        trial.set_user_attr("mlflow_run_id", run_id)
+        trial.set_user_attr("seed", seed)
+        request = TrialRequest(
+            sweep_id=self.sweep_id, run_name=run_name, number=number, config=spec.nest(flat), params=flat, seed=seed,
+            trainer=spec.trainer or "", metric=self.metric.name, tracking_uri=self.uri, run_id=run_id,
+            wandb=self.wandb, repro_tags=self.repro_tags, git_diff=self.git_diff,
+        )
+        handle = self.executor.submit(request, spec.resources.cpus, spec.resources.gpus)
+        self.running[handle] = (trial, request, time.monotonic())
+
+    def _finish_trial(self, handle: Any, outcome: TrialResult | Lost) -> None:
+        import optuna
+
+        trial, request, t0 = self.running.pop(handle)
+        self.finished += 1
+        if isinstance(outcome, TrialResult):
+            trial.set_user_attr("duration_s", round(outcome.duration_s, 3))
+            trial.set_user_attr("host", outcome.host)
+            trial.set_user_attr("gpu_ids", list(outcome.gpu_ids))
+            if outcome.state == "COMPLETE" and outcome.value is not None:
+                self.study.tell(trial, outcome.value)
+                self.counts["COMPLETE"] += 1
+                self._maybe_best(outcome.value, request)
+            else:
+                trial.set_user_attr("error", outcome.error)
+                self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                self.counts["FAIL"] += 1
+                self.say(f"trial {request.number} failed: {outcome.error}")
+        else:  # the worker died, or the trial was cancelled
+            trial.set_user_attr("duration_s", round(time.monotonic() - t0, 3))
+            trial.set_user_attr("error", outcome.reason)
+            self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            self.counts["FAIL"] += 1
+            killed = outcome.reason in ("cancelled", "time budget reached", "interrupted twice")
+            try:
+                tracking.set_tags(self.uri, request.run_id, {"sweeps.error": outcome.reason})
+                tracking.end_run(self.uri, request.run_id, "KILLED" if killed else "FAILED")
+            except Exception as exc:  # noqa: BLE001 - keep the sweep going
+                logger.warning("could not close run %s: %s", request.run_id, exc)
+            if not killed:
+                self.say(f"trial {request.number} lost: {outcome.reason}")
+        if self.best is not None:
+            tracking.log_metric(self.uri, self.parent_id, f"best_{self.metric.name}", self.best[0], self.finished)
+        target = self.spec.budget.target
+        if target is not None and self.best is not None and self.stop_reason is None:
+            reached = self.best[0] >= target if self.metric.goal == "maximize" else self.best[0] <= target
+            if reached:
+                self.stop_reason = "target reached"
+                self.say(f"target {target:g} reached by trial {self.best[1]}")
+
+    def _maybe_best(self, value: float, request: TrialRequest) -> None:
+        better = self.best is None or (value > self.best[0] if self.metric.goal == "maximize" else value < self.best[0])
+        if not better:
+            return
+        old = self.best[3] if self.best else {}
+        self.best = (value, request.number, request.run_id, request.params)
+        tags = {"best_run_id": request.run_id, "best_trial": str(request.number),
+                **{f"best.{k}": v for k, v in tracking.flatten_params(request.params).items()}}
+        tracking.set_tags(self.uri, self.parent_id, tags)
+        for stale in set(old) - set(request.params):
+            tracking.client(self.uri).delete_tag(self.parent_id, f"best.{stale}")
+        self.mirror.summary({f"best_{self.metric.name}": value, "best_trial": request.number,
+                             "best_run_id": request.run_id, **{f"best.{k}": v for k, v in request.params.items()}})
+
+    def _cancel_all(self, reason: str) -> None:
+        from .execution import Lost
+
+        for handle in list(self.running):
+            self.executor.cancel(handle)
+        # a cancelled task may still finish first; wait for each outcome
+        deadline = time.monotonic() + 30
+        while self.running and time.monotonic() < deadline:
+            for handle, outcome in self.executor.wait(list(self.running), timeout=1.0):
+                if isinstance(outcome, Lost):
+                    outcome = Lost(outcome.number, reason)
+                self._finish_trial(handle, outcome)
+        for handle in list(self.running):
+            self._finish_trial(handle, Lost(self.running[handle][1].number, reason))
+
+    # -- the end -----------------------------------------------------------
+
+    def trials_frame(self) -> Any:
+        return trials_frame(self.study)
+
+    def _finish(self, status: str) -> SweepSummary:
+        frame = self.trials_frame()
+        tracking.log_text(self.uri, self.parent_id, frame.to_csv(index=False), "trials.csv")
+        tracking.set_tags(self.uri, self.parent_id, {"sweeps.stop_reason": self.stop_reason or "done"})
+        tracking.end_run(self.uri, self.parent_id, status)
+        self.mirror.summary({"trials_finished": self.finished, **{f"trials_{k.lower()}": v for k, v in self.counts.items()}})
+        self.mirror.finish(failed=status != "FINISHED")
+        self.record.status = status.lower()
+        self.record.stop_reason = self.stop_reason
+        self.record.ended = _now()
+        self.record.save(self.state)
+        best = self.best
+        return SweepSummary(
+            id=self.sweep_id, state_dir=self.state, record=self.record,
+            best_value=best[0] if best else None, best_params=best[3] if best else None,
+            best_run_id=best[2] if best else None, best_trial=best[1] if best else None, counts=dict(self.counts),
+        )
+
+    def _close_after_crash(self) -> None:
+        """The controller itself failed: close what it opened, keep what was recorded."""
+        for trial, request, _ in list(self.running.values()):
+            try:
+                tracking.end_run(self.uri, request.run_id, "KILLED")
+            except Exception:  # noqa: BLE001
+                pass
+        try:
+            tracking.end_run(self.uri, self.parent_id, "FAILED")
+            if hasattr(self, "record"):
+                self.record.status = "failed"
+                self.record.ended = _now()
+                self.record.save(self.state)
+            if hasattr(self, "mirror"):
+                self.mirror.finish(failed=True)
+        except Exception as exc:  # noqa: BLE001
+            logger.warning("could not close the parent run: %s", exc)
+
+    # -- signals and display ------------------------------------------------
+
+    def _install_signals(self) -> Callable[[], None]:
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+
+        def handler(signum: int, frame: Any) -> None:
+            self._interrupts += 1
+
+        old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+
+        def restore() -> None:
+            for s, h in old.items():
+                signal.signal(s, h)
+
+        return restore
+
+    def _display(self) -> Any:
+        from .live import LiveView
+
+        return LiveView(self, enabled=self.opts.progress)
+
+
+def trials_frame(study: optuna.Study) -> Any:
+    """One row per trial: number, state, value, params, duration, run id."""
+    import pandas as pd
+
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        rows.append({
+            "number": t.number,
+            "state": t.state.name,
+            "value": t.value,
+            **{f"params.{k}": v for k, v in (t.user_attrs.get("config") or {}).items()},
+            "duration_s": t.user_attrs.get("duration_s"),
+            "mlflow_run_id": t.user_attrs.get("mlflow_run_id"),
+            "error": t.user_attrs.get("error"),
+        })
+    return pd.DataFrame(rows)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def finite(x: float | None) -> bool:
+    return x is not None and math.isfinite(x)

@@ -1,0 +1,114 @@
+"""Ray: where trials run. The one module that imports ray.
+
+An executor has three verbs: ``submit`` a trial with its resources, ``wait``
+for whichever trials finish first, ``cancel`` one. Without an address a local
+Ray instance is started (and stopped with the sweep); with one, the cluster is
+joined and the launch directory travels to the workers as Ray's working_dir.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from .errors import FatalError
+from .runner import TrialRequest, TrialResult, run_trial
+
+logger = logging.getLogger(__name__)
+
+#: never shipped to a cluster with the working directory
+EXCLUDES = [".venv/", ".git/", "mlflow.db", "mlruns/", "mlartifacts/", "wandb/", ".sweeps/", "__pycache__/", "*.pyc"]
+
+
+@dataclass(frozen=True)
+class Lost:
+    """A trial whose worker or node died, or that was cancelled."""
+
+    number: int
+    reason: str
+
+
+class Executor(Protocol):
+    def submit(self, request: TrialRequest, cpus: float, gpus: float) -> Any: ...
+    def wait(self, handles: list[Any], timeout: float) -> list[tuple[Any, TrialResult | Lost]]: ...
+    def cancel(self, handle: Any) -> None: ...
+
+
+class RayExecutor:
+    """Runs each trial as a Ray task with its CPUs and GPUs."""
+
+    def __init__(self, address: str | None, workdir: Path, *, num_cpus: float | None = None,
+                 num_gpus: float | None = None) -> None:
+        import ray
+
+        self._ray = ray
+        self._owned = False
+        self._numbers: dict[Any, int] = {}
+        if ray.is_initialized():
+            logger.debug("using the Ray instance already running in this process")
+        else:
+            env: dict[str, Any] = {}
+            if address:
+                env = {"working_dir": str(workdir), "excludes": EXCLUDES}
+            else:
+                # one machine: workers import the trainer from the launch directory
+                path = os.pathsep.join(p for p in (str(workdir), os.environ.get("PYTHONPATH", "")) if p)
+                env = {"env_vars": {"PYTHONPATH": path}}
+            try:
+                ray.init(address=address, runtime_env=env, include_dashboard=False, log_to_driver=True,
+                         num_cpus=None if address else num_cpus, num_gpus=None if address else num_gpus,
+                         configure_logging=False)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                raise FatalError(f"cannot reach the Ray cluster at {address}: {exc}") from None
+            self._owned = True
+        self._remote = ray.remote(max_retries=0)(run_trial)
+
+    def capacity(self, cpus: float, gpus: float) -> int:
+        """How many trials of this size the cluster's alive nodes hold at once."""
+        total = 0
+        for node in self._ray.nodes():
+            if not node.get("Alive"):
+                continue
+            res = node.get("Resources", {})
+            fits = int(res.get("CPU", 0) // cpus) if cpus > 0 else 10**6
+            if gpus > 0:
+                fits = min(fits, int(res.get("GPU", 0) // gpus))
+            total += fits
+        return total
+
+    def cluster_resources(self) -> dict[str, float]:
+        return dict(self._ray.cluster_resources())
+
+    def submit(self, request: TrialRequest, cpus: float, gpus: float) -> Any:
+        ref = self._remote.options(num_cpus=cpus, num_gpus=gpus, name=f"trial-{request.number}").remote(request)
+        self._numbers[ref] = request.number
+        return ref
+
+    def wait(self, handles: list[Any], timeout: float) -> list[tuple[Any, TrialResult | Lost]]:
+        if not handles:
+            return []
+        ray = self._ray
+        # return as soon as one trial ends, with every other one already ended
+        first, rest = ray.wait(handles, num_returns=1, timeout=timeout, fetch_local=True)
+        more, _ = ray.wait(rest, num_returns=len(rest), timeout=0, fetch_local=True) if first and rest else ([], [])
+        done = first + more
+        out: list[tuple[Any, TrialResult | Lost]] = []
+        for ref in done:
+            number = self._numbers.pop(ref)
+            try:
+                out.append((ref, ray.get(ref)))
+            except ray.exceptions.TaskCancelledError:
+                out.append((ref, Lost(number, "cancelled")))
+            except ray.exceptions.RayError as exc:
+                out.append((ref, Lost(number, f"{type(exc).__name__}: {str(exc).splitlines()[0]}")))
+        return out
+
+    def cancel(self, handle: Any) -> None:
+        self._ray.cancel(handle, force=True)
+
+    def shutdown(self) -> None:
+        if self._owned:
+            self._ray.shutdown()

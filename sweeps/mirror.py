@@ -1,0 +1,88 @@
+"""The W&B mirror: one W&B run per trial, one per sweep, in the sweep's group.
+
+The one module that imports wandb. Mirroring never fails a trial or the
+sweep: every W&B error is logged and the mirror turns itself off.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WandbSettings:
+    """Where and how to mirror. ``dir`` is absolute: W&B writes ``dir/wandb/``."""
+
+    mode: str = "offline"
+    project: str | None = None
+    entity: str | None = None
+    dir: str | None = None
+
+
+class Mirror:
+    """A W&B run that swallows its own errors."""
+
+    def __init__(self, settings: WandbSettings | None, *, name: str, group: str, job_type: str,
+                 config: dict[str, Any] | None = None) -> None:
+        self._run: Any = None
+        if settings is None or settings.mode == "disabled":
+            return
+        try:
+            import wandb
+
+            self._run = wandb.init(
+                project=settings.project or "sweeps",
+                entity=settings.entity,
+                dir=settings.dir,
+                name=name,
+                group=group,
+                job_type=job_type,
+                config=config or {},
+                mode=settings.mode,  # type: ignore[arg-type]
+                reinit="create_new",
+                settings=wandb.Settings(silent=True, console="off", save_code=False, disable_git=True,
+                                        x_disable_stats=True, x_disable_machine_info=True),
+            )
+        except Exception as exc:  # noqa: BLE001 - W&B must never fail a trial
+            self._off("start", exc)
+
+    @property
+    def active(self) -> bool:
+        return self._run is not None
+
+    @property
+    def run_dir(self) -> str | None:
+        return getattr(self._run, "dir", None) if self._run is not None else None
+
+    def _off(self, what: str, exc: BaseException) -> None:
+        logger.warning("W&B mirror: %s failed (%s: %s); going on without W&B for this run", what, type(exc).__name__, exc)
+        self._run = None
+
+    def log(self, metrics: dict[str, Any], step: int) -> None:
+        if self._run is None:
+            return
+        try:
+            self._run.log(metrics, step=step)
+        except Exception as exc:  # noqa: BLE001
+            self._off("log", exc)
+
+    def summary(self, values: dict[str, Any]) -> None:
+        if self._run is None:
+            return
+        try:
+            self._run.summary.update(values)
+        except Exception as exc:  # noqa: BLE001
+            self._off("summary", exc)
+
+    def finish(self, failed: bool = False) -> None:
+        if self._run is None:
+            return
+        try:
+            self._run.finish(exit_code=1 if failed else 0)
+        except Exception as exc:  # noqa: BLE001
+            self._off("finish", exc)
+        self._run = None

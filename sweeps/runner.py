@@ -1,0 +1,210 @@
+"""One trial, as it runs on a worker: seed, call the trainer, record everything.
+
+The controller creates the trial's MLflow child run before submitting it (so a
+lost worker never leaves a run nobody can close); this module logs into it,
+mirrors to W&B and returns a :class:`TrialResult`. It knows nothing of Ray.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import math
+import os
+import platform
+import random
+import socket
+import subprocess
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from . import tracking
+from .mirror import Mirror, WandbSettings
+
+logger = logging.getLogger(__name__)
+
+PACKAGES = ("sweeps-orchestrator", "optuna", "mlflow", "wandb", "ray", "torch", "numpy", "pandas", "scikit-learn")
+
+
+@dataclass(frozen=True)
+class TrialRequest:
+    """Everything a worker needs to run one trial (plain data, pickled by Ray)."""
+
+    sweep_id: str
+    run_name: str
+    number: int
+    config: dict[str, Any]
+    params: dict[str, Any]
+    seed: int
+    trainer: str
+    metric: str
+    tracking_uri: str
+    run_id: str
+    wandb: WandbSettings | None = None
+    repro_tags: dict[str, str] = field(default_factory=dict)
+    git_diff: str | None = None
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    number: int
+    state: str  # "COMPLETE" or "FAIL"
+    value: float | None
+    metrics: dict[str, float]
+    run_id: str
+    duration_s: float
+    steps: int
+    error: str | None = None
+    host: str = ""
+    gpu_ids: tuple[str, ...] = ()
+
+
+class _Reporter:
+    """The ``report`` a trainer calls: ``report(step=..., **metrics)``."""
+
+    def __init__(self, buffer: tracking.MetricBuffer, mirror: Mirror) -> None:
+        self.buffer, self.mirror = buffer, mirror
+        self.step = -1
+        self.count = 0
+        self.last: dict[str, float] = {}
+
+    def __call__(self, step: int | None = None, **metrics: Any) -> None:
+        step = self.step + 1 if step is None else int(step)
+        numeric = {}
+        for k, v in metrics.items():
+            if isinstance(v, bool) or not isinstance(v, (int, float)) and not hasattr(v, "__float__"):
+                logger.warning("report(): %s=%r is not a number; not recorded", k, v)
+                continue
+            numeric[k] = float(v)
+        self.step = max(self.step, step)
+        self.count += 1
+        self.last.update(numeric)
+        self.buffer.add(step, numeric)
+        self.mirror.log(numeric, step)
+
+
+def load_trainer(spec: str) -> Callable[..., Any]:
+    module, _, name = spec.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed random, numpy and torch (when installed) for this trial."""
+    random.seed(seed)
+    try:
+        import numpy as np
+
+        np.random.seed(seed % 2**32)
+    except ImportError:  # pragma: no cover
+        pass
+    if importlib.util.find_spec("torch") is not None:
+        torch = importlib.import_module("torch")
+        torch.manual_seed(seed)
+
+
+def gpu_ids() -> tuple[str, ...]:
+    ids = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+    return tuple(i for i in ids.split(",") if i.strip())
+
+
+def gpu_name(ids: tuple[str, ...]) -> str | None:
+    """The name of the first assigned GPU; 'logical' when Ray gave ids of GPUs that do not exist."""
+    if not ids:
+        return None
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader", "-i", ids[0]],
+                             capture_output=True, text=True, timeout=10)
+        if out.returncode == 0 and out.stdout.strip():
+            return out.stdout.strip().splitlines()[0]
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    return "logical (no physical GPU)"
+
+
+def environment_tags() -> dict[str, str]:
+    """Python, package versions and host: what it takes to rebuild the environment."""
+    from importlib import metadata
+
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return {
+        "sweeps.python": platform.python_version(),
+        "sweeps.platform": platform.platform(),
+        "sweeps.packages": json.dumps(versions, sort_keys=True),
+        "sweeps.host": socket.gethostname(),
+    }
+
+
+def run_trial(req: TrialRequest) -> TrialResult:
+    """Run one trial to the end. Never raises for a trainer's failure."""
+    start = time.monotonic()
+    uri, run_id = req.tracking_uri, req.run_id
+    ids = gpu_ids()
+    tags = {**req.repro_tags, **environment_tags(), "sweeps.seed": str(req.seed), "sweeps.gpu.ids": ",".join(ids)}
+    name = gpu_name(ids)
+    if name:
+        tags["sweeps.gpu.name"] = name
+    tracking.set_tags(uri, run_id, tags)
+    tracking.log_text(uri, run_id, json.dumps({"config": req.config, "seed": req.seed, "trainer": req.trainer},
+                                              indent=2, default=str), "config.json")
+    if req.git_diff:
+        tracking.log_text(uri, run_id, req.git_diff, "git.diff")
+    mirror = Mirror(req.wandb, name=req.run_name, group=req.sweep_id, job_type="trial", config=req.params)
+    mirror.summary({"sweeps/mlflow_run_id": run_id, "sweeps/trial": req.number, "sweeps/seed": req.seed})
+    buffer = tracking.MetricBuffer(uri, run_id)
+    report = _Reporter(buffer, mirror)
+    seed_everything(req.seed)
+    error = None
+    value = None
+    final: dict[str, float] = {}
+    try:
+        trainer = load_trainer(req.trainer)
+        returned = trainer(req.config, report)
+        if returned is not None and not isinstance(returned, dict):
+            raise TypeError(f"the trainer returned {type(returned).__name__}; return a dict of metrics (or None)")
+        final = {k: float(v) for k, v in (returned or {}).items() if _is_number(v)}
+        changed = {k: v for k, v in final.items() if report.last.get(k) != v}
+        if changed:
+            buffer.add(max(report.step, 0), changed)
+            mirror.log(changed, max(report.step, 0))
+        value = final.get(req.metric, report.last.get(req.metric))
+        if value is None:
+            raise ValueError(f"the trainer neither returned nor reported the metric '{req.metric}'")
+        if not math.isfinite(value):
+            raise ValueError(f"the metric '{req.metric}' is {value}")
+    except Exception as exc:  # noqa: BLE001 - a failing trainer fails its trial, not the sweep
+        error = f"{type(exc).__name__}: {exc}"
+        tb = traceback.format_exc()
+        logger.warning("trial %s failed: %s", req.number, error)
+        _quietly(lambda: tracking.log_text(uri, run_id, tb, "traceback.txt"))
+        _quietly(lambda: tracking.set_tags(uri, run_id, {"sweeps.error": error}))
+    finally:
+        _quietly(buffer.flush)
+    state = "FAIL" if error else "COMPLETE"
+    mirror.summary({**final, "sweeps/state": state, **({"sweeps/error": error} if error else {})})
+    mirror.finish(failed=error is not None)
+    tracking.end_run(uri, run_id, "FAILED" if error else "FINISHED")
+    return TrialResult(
+        number=req.number, state=state, value=None if error else value, metrics={**report.last, **final},
+        run_id=run_id, duration_s=time.monotonic() - start, steps=report.count, error=error,
+        host=socket.gethostname(), gpu_ids=ids,
+    )
+
+
+def _is_number(v: Any) -> bool:
+    return not isinstance(v, bool) and isinstance(v, (int, float)) or hasattr(v, "__float__") and not isinstance(v, str)
+
+
+def _quietly(fn: Callable[[], Any]) -> None:
+    try:
+        fn()
+    except Exception as exc:  # noqa: BLE001
+        print(f"sweeps: could not record: {exc}", file=sys.stderr)

@@ -1,0 +1,143 @@
+"""MLflow: the sweep's parent run and each trial's child run.
+
+The one module that imports mlflow. Clients are cached per process so that a
+Ray worker that runs many trials opens its store once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+logger = logging.getLogger(__name__)
+
+_CLIENTS: dict[str, MlflowClient] = {}
+#: MLflow's own default: a sqlite file in the working directory
+DEFAULT_URI = "sqlite:///mlflow.db"
+PARENT_TAG = "mlflow.parentRunId"
+
+
+def absolute_uri(uri: str | None, cwd: Path) -> str:
+    """Make a local store's path absolute, so that Ray workers in other
+    directories write to the same place; a bare path becomes a sqlite file."""
+    uri = uri or DEFAULT_URI
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        return "sqlite:///" + str((cwd / uri[len("sqlite:///"):]).resolve())
+    if "://" not in uri and ":" not in uri.split("/")[0]:
+        return "sqlite:///" + str((cwd / uri).resolve())
+    return uri
+
+
+def is_local(uri: str) -> bool:
+    return uri.startswith(("sqlite:", "file:")) or "://" not in uri
+
+
+def client(uri: str) -> MlflowClient:
+    """A cached client for ``uri`` (opening a sqlite store costs about a second)."""
+    if uri not in _CLIENTS:
+        from mlflow import MlflowClient
+
+        _CLIENTS[uri] = MlflowClient(tracking_uri=uri)
+    return _CLIENTS[uri]
+
+
+def experiment_id(uri: str, name: str) -> str:
+    """The id of experiment ``name``, created when missing.
+
+    For a local sqlite store, artifacts go to ``mlartifacts`` beside the
+    database (absolute), where ``mlflow ui`` run in that directory finds them.
+    """
+    c = client(uri)
+    exp = c.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    location = None
+    if uri.startswith("sqlite:///"):
+        location = (Path(uri[len("sqlite:///"):]).parent / "mlartifacts").as_uri()
+    try:
+        return c.create_experiment(name, artifact_location=location)
+    except Exception:  # created concurrently by another process
+        exp = c.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+def flatten_params(flat: dict[str, Any]) -> dict[str, str]:
+    """MLflow param values: strings; lists and dicts as JSON."""
+    out = {}
+    for k, v in flat.items():
+        out[k] = v if isinstance(v, str) else json.dumps(v) if isinstance(v, (list, dict)) else str(v)
+    return out
+
+
+def create_run(uri: str, exp_id: str, name: str, tags: dict[str, str], params: dict[str, Any] | None = None) -> str:
+    """Create a run (RUNNING) and log its params; returns the run id."""
+    from mlflow.entities import Param
+
+    c = client(uri)
+    run = c.create_run(exp_id, run_name=name, tags=tags)
+    if params:
+        items = [Param(k, v[:6000]) for k, v in flatten_params(params).items()]
+        for i in range(0, len(items), 100):
+            c.log_batch(run.info.run_id, params=items[i : i + 100], synchronous=True)
+    return run.info.run_id
+
+
+def end_run(uri: str, run_id: str, status: str) -> None:
+    """Close a run: FINISHED, FAILED or KILLED."""
+    client(uri).set_terminated(run_id, status=status)
+
+
+def set_tags(uri: str, run_id: str, tags: dict[str, Any]) -> None:
+    from mlflow.entities import RunTag
+
+    items = [RunTag(k, str(v)[:8000]) for k, v in tags.items()]
+    client(uri).log_batch(run_id, tags=items, synchronous=True)
+
+
+def log_text(uri: str, run_id: str, text: str, path: str) -> None:
+    client(uri).log_text(run_id, text, path)
+
+
+def log_artifact(uri: str, run_id: str, local_path: str) -> None:
+    client(uri).log_artifact(run_id, local_path)
+
+
+def log_metric(uri: str, run_id: str, key: str, value: float, step: int) -> None:
+    client(uri).log_metric(run_id, key, value, timestamp=int(time.time() * 1000), step=step)
+
+
+class MetricBuffer:
+    """Collects a trial's metrics and writes them with log_batch.
+
+    One call per metric value is what makes MLflow slow on sqlite; here values
+    are sent in batches of up to ``size``, and ``flush`` sends the rest.
+    """
+
+    def __init__(self, uri: str, run_id: str, size: int = 200) -> None:
+        self.uri, self.run_id, self.size = uri, run_id, size
+        self._pending: list[Any] = []
+
+    def add(self, step: int, metrics: dict[str, float]) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self._pending.extend(Metric(k, v, now, step) for k, v in metrics.items())
+        if len(self._pending) >= self.size:
+            self.flush()
+
+    def flush(self) -> None:
+        while self._pending:
+            chunk, self._pending = self._pending[:1000], self._pending[1000:]
+            client(self.uri).log_batch(self.run_id, metrics=chunk, synchronous=True)
+
+
+def run_status(uri: str, run_id: str) -> str:
+    return client(uri).get_run(run_id).info.status

@@ -1,0 +1,1 @@
+"""Example trainers: plain functions ``train(config, report) -> metrics``."""
