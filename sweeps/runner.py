@@ -173,8 +173,11 @@ def run_trial(req: TrialRequest) -> TrialResult:
         final = {k: float(v) for k, v in (returned or {}).items() if _is_number(v)}
         changed = {k: v for k, v in final.items() if report.last.get(k) != v}
         if changed:
-            buffer.add(max(report.step, 0), changed)
-            mirror.log(changed, max(report.step, 0))
+            # a returned value that differs from the last report is one more point
+            # on that curve; new keys sit at the last step
+            step = report.step + 1 if any(k in report.last for k in changed) else max(report.step, 0)
+            buffer.add(step, changed)
+            mirror.log(changed, step)
         value = final.get(req.metric, report.last.get(req.metric))
         if value is None:
             raise ValueError(f"the trainer neither returned nor reported the metric '{req.metric}'")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -70,3 +71,57 @@ def test_missing_file_is_one_line() -> None:
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:
     out = _sweeps("--debug", "validate", "nope.yaml")
     assert out.returncode != 0 and "Traceback" in out.stderr
+
+
+TRAINER = '''
+def train(config, report):
+    for step in range(2):
+        report(step=step, acc=config["a"] * (step + 1))
+    return {"acc": config["a"] * 2}
+'''
+
+
+def test_launch_runs_a_sweep_with_a_trainer_from_the_working_directory_then_status(tmp_path: Path) -> None:
+    (tmp_path / "my_trainer.py").write_text(TRAINER)
+    (tmp_path / "s.yaml").write_text(
+        "name: cli\nmethod: grid\nmetric: {name: acc, goal: maximize}\ntrainer: my_trainer:train\n"
+        "parameters:\n  a: {values: [1, 2, 3]}\n"
+    )
+    out = _sweeps("launch", "s.yaml", "--parallel", "2", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("sweep id: ")
+    sweep_id = lines[0].split(": ")[1]
+    assert f"sweep {sweep_id} finished: 3 complete, 0 failed (grid exhausted)" in out.stdout
+    assert "best acc (maximize): 6 in trial 2" in out.stdout
+    assert f"mlflow ui --backend-store-uri sqlite:///{tmp_path.resolve()}/mlflow.db" in out.stdout
+    assert (tmp_path / "mlflow.db").exists() and list((tmp_path / "wandb").glob("offline-run-*"))
+
+    listing = json.loads(_sweeps("status", "--json", cwd=tmp_path).stdout)
+    assert [(s["id"], s["status"], s["complete"], s["best_value"]) for s in listing] == [(sweep_id, "finished", 3, 6.0)]
+    detail = json.loads(_sweeps("status", sweep_id, "--json", cwd=tmp_path).stdout)
+    assert [(t["number"], t["state"], t["value"], t["params"]) for t in detail["trials"]] == [
+        (0, "COMPLETE", 2.0, {"a": 1}), (1, "COMPLETE", 4.0, {"a": 2}), (2, "COMPLETE", 6.0, {"a": 3})]
+    assert detail["best_trial"] == 2 and all(t["mlflow_run_id"] for t in detail["trials"])
+    table = _sweeps("status", sweep_id, cwd=tmp_path)
+    assert table.returncode == 0 and "* best: trial 2, acc = 6" in table.stdout
+
+
+def test_launch_refuses_a_bad_file_before_starting_anything(tmp_path: Path) -> None:
+    (tmp_path / "bad.yaml").write_text("method: bayes\nparameters: {a: {min: 1.0, max: 0.0}}\n")
+    out = _sweeps("launch", "bad.yaml", cwd=tmp_path)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "bad.yaml:2: parameters.a.min: min (1.0) must be below max (0.0)" in out.stderr
+    assert not (tmp_path / ".sweeps").exists() and not (tmp_path / "mlflow.db").exists()
+
+
+def test_launch_of_a_wandb_program_file_says_to_name_a_trainer(tmp_path: Path) -> None:
+    (tmp_path / "w.yaml").write_text("program: train.py\nmethod: random\nmetric: {name: loss}\nparameters: {a: {values: [1]}}\n")
+    out = _sweeps("launch", "w.yaml", cwd=tmp_path)
+    assert out.returncode == 2
+    assert "w.yaml: trainer: no trainer to call (this W&B file runs the script train.py); add trainer: module:function" in out.stderr
+
+
+def test_status_of_an_unknown_sweep_names_the_known_ones(tmp_path: Path) -> None:
+    out = _sweeps("status", "nope", cwd=tmp_path)
+    assert out.returncode == 2 and out.stderr.strip() == "no sweep 'nope' in .sweeps (sweeps there: none)"

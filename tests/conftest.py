@@ -1,0 +1,79 @@
+"""Shared real parts: one Ray instance for the session (with two logical GPUs),
+and per test a temporary MLflow sqlite store, W&B dir and state dir."""
+
+from __future__ import annotations
+
+import os
+import sys
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).parent
+ROOT = TESTS.parent
+sys.path.insert(0, str(TESTS))
+
+os.environ.setdefault("WANDB_SILENT", "true")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("WANDB_DISABLE_GIT", "true")
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A local Ray with 4 CPUs and 2 logical GPUs; workers import tests/ and the repo."""
+    import ray
+
+    path = os.pathsep.join([str(TESTS), str(ROOT)])
+    ray.init(num_cpus=4, num_gpus=2, include_dashboard=False, configure_logging=False,
+             runtime_env={"env_vars": {"PYTHONPATH": path, "WANDB_SILENT": "true"}})
+    yield ray
+    ray.shutdown()
+
+
+@dataclass
+class Env:
+    tmp: Path
+
+    @property
+    def uri(self) -> str:
+        return f"sqlite:///{self.tmp / 'mlflow.db'}"
+
+    def spec(self, text: str, name: str = "sweep.yaml"):
+        from sweeps.space import parse_spec
+
+        path = self.tmp / name
+        path.write_text(textwrap.dedent(text).lstrip("\n"))
+        return parse_spec(path.read_text(), str(path))
+
+    def options(self, **kw):
+        from sweeps.controller import LaunchOptions
+
+        base = dict(tracking_uri=self.uri, wandb_dir=str(self.tmp), state_dir=self.tmp / ".sweeps",
+                    workdir=self.tmp, progress=False, wandb_mode="offline")
+        base.update(kw)
+        return LaunchOptions(**base)
+
+    def launch(self, text: str, **kw):
+        from sweeps.controller import Controller
+
+        return Controller(self.spec(text), self.options(**kw)).run()
+
+    def client(self):
+        from mlflow import MlflowClient
+
+        return MlflowClient(self.uri)
+
+    def runs(self, summary):
+        """(parent, children) of a finished sweep, from the MLflow store."""
+        c = self.client()
+        runs = c.search_runs([summary.record.experiment_id], max_results=10000)
+        parent = [r for r in runs if r.info.run_id == summary.record.parent_run_id]
+        children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == summary.record.parent_run_id]
+        return parent[0], children
+
+
+@pytest.fixture
+def env(tmp_path: Path, ray_cluster) -> Env:
+    return Env(tmp_path)
