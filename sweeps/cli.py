@@ -82,6 +82,8 @@ def launch(file: str, trials: int | None, parallel: int | None, seed: int | None
     from .space import load_spec
 
     spec = load_spec(file, strict=strict)
+    # MLflow's INFO lines (creating tables...) would break up the live view
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     console = Console(stderr=True, highlight=False)
     for w in spec.warnings:
         console.print(str(w), markup=False, style="yellow", soft_wrap=True)

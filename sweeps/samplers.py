@@ -8,6 +8,7 @@ Every sampler is seeded from the sweep's seed.
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING, Any
 
 from .space import SAMPLER_TYPES, SweepSpec
@@ -43,4 +44,7 @@ def make_sampler(spec: SweepSpec, seed: int) -> optuna.samplers.BaseSampler:
 
             raise ConfigError("method cmaes needs the cmaes package: pip install cmaes")
     cls = getattr(optuna.samplers, SAMPLER_TYPES[kind])
-    return cls(seed=seed, **options)
+    with warnings.catch_warnings():
+        # group=True and QMCSampler are marked experimental; we chose them knowingly
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return cls(seed=seed, **options)
