@@ -315,3 +315,18 @@ def test_real_torch_training_of_the_digits_mlp(env) -> None:
         assert [m.step for m in history] == [0, 1]
         assert 0.5 < history[-1].value <= 1.0  # it learned
     assert summary.best_value > 0.5
+
+
+def test_a_w_and_b_failure_never_fails_a_trial_or_the_sweep(env) -> None:
+    # a real W&B error: W&B refuses this project name when a run starts
+    summary = env.launch(quad() + "    wandb: {project: 'bad/name#'}\n", trials=2, parallel=2)
+    parent, children = env.runs(summary)
+    assert parent.info.status == "FINISHED"
+    assert [c.info.status for c in children] == ["FINISHED", "FINISHED"]
+    assert offline_runs(env.tmp) == []  # nothing reached W&B, everything reached MLflow
+
+
+def test_the_live_view_runs_along(env, capsys) -> None:
+    summary = env.launch(quad(), trials=2, parallel=2, progress=True)
+    assert summary.counts == {"COMPLETE": 2, "FAIL": 0}
+    assert f"sweep {summary.id}" in capsys.readouterr().err
