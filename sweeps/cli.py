@@ -104,7 +104,7 @@ def launch(file: str, trials: int | None, parallel: int | None, seed: int | None
 def _print_launch_summary(summary: Any) -> None:
     rec = summary.record
     click.echo(f"sweep {summary.id} {rec.status}: {summary.counts['COMPLETE']} complete, "
-               f"{summary.counts['FAIL']} failed ({rec.stop_reason or 'done'})")
+               f"{summary.counts['PRUNED']} stopped early, {summary.counts['FAIL']} failed ({rec.stop_reason or 'done'})")
     if summary.best_value is not None:
         click.echo(f"best {rec.metric} ({rec.goal}): {summary.best_value:.6g} in trial {summary.best_trial}")
         for k, v in (summary.best_params or {}).items():

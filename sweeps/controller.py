@@ -185,7 +185,10 @@ class Controller:
         self.running: dict[Any, tuple[optuna.trial.Trial, TrialRequest, float]] = {}
         self.finished = 0
         self.best: tuple[float, int, str, dict[str, Any]] | None = None
-        self.counts = {"COMPLETE": 0, "FAIL": 0}
+        self.counts = {"COMPLETE": 0, "PRUNED": 0, "FAIL": 0}
+        et = spec.early_terminate
+        self.stop_metric = (et.metric or self.metric.name) if et else None
+        self.stop_goal = (et.goal or self.metric.goal) if et and et.metric else self.metric.goal
         self.stop_reason: str | None = None
 
     # -- set-up ------------------------------------------------------------
@@ -216,6 +219,8 @@ class Controller:
         if capacity == 0:
             raise FatalError(f"no node of the Ray cluster can hold one trial of {cpus:g} CPUs and {gpus:g} GPUs "
                              f"(cluster: {self.executor.cluster_resources()})")
+        if spec.early_terminate is not None:
+            self.executor.start_judge(spec.early_terminate, self.stop_metric or self.metric.name, self.stop_goal)
         self.parallel = self.opts.parallel or spec.parallel or capacity
         if self.parallel > capacity:
             logger.warning("parallel %d is more than the cluster holds (%d); trials will queue", self.parallel, capacity)
@@ -303,7 +308,7 @@ class Controller:
         request = TrialRequest(
             sweep_id=self.sweep_id, run_name=run_name, number=number, config=spec.nest(flat), params=flat, seed=seed,
             trainer=spec.trainer or "", metric=self.metric.name, tracking_uri=self.uri, run_id=run_id,
-            wandb=self.wandb, repro_tags=self.repro_tags, git_diff=self.git_diff,
+            wandb=self.wandb, repro_tags=self.repro_tags, git_diff=self.git_diff, stop_metric=self.stop_metric,
         )
         handle = self.executor.submit(request, spec.resources.cpus, spec.resources.gpus)
         self.running[handle] = (trial, request, time.monotonic())
@@ -317,11 +322,22 @@ class Controller:
             trial.set_user_attr("duration_s", round(outcome.duration_s, 3))
             trial.set_user_attr("host", outcome.host)
             trial.set_user_attr("gpu_ids", list(outcome.gpu_ids))
+            for i, v in enumerate(outcome.curve):  # the stopping metric's curve, for pruners and dashboards
+                trial.report(v, i)
+            curve_end = outcome.curve[-1] if outcome.curve else None
+            end_value = outcome.value if self.stop_metric == self.metric.name else curve_end
             if outcome.state == "COMPLETE" and outcome.value is not None:
                 self.study.tell(trial, outcome.value)
                 self.counts["COMPLETE"] += 1
                 self._maybe_best(outcome.value, request)
+                self.executor.judge_end(request.number, "COMPLETE", end_value)
+            elif outcome.state == "PRUNED":
+                trial.set_user_attr("pruned_reason", outcome.pruned_reason)
+                self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                self.counts["PRUNED"] += 1
+                self.executor.judge_end(request.number, "PRUNED", None)
             else:
+                self.executor.judge_end(request.number, "FAIL", None)
                 trial.set_user_attr("error", outcome.error)
                 self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
                 self.counts["FAIL"] += 1
@@ -331,6 +347,7 @@ class Controller:
             trial.set_user_attr("error", outcome.reason)
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
             self.counts["FAIL"] += 1
+            self.executor.judge_end(request.number, "FAIL", None)
             killed = outcome.reason in ("cancelled", "time budget reached", "interrupted twice")
             try:
                 tracking.set_tags(self.uri, request.run_id, {"sweeps.error": outcome.reason})
@@ -455,6 +472,7 @@ def trials_frame(study: optuna.Study) -> Any:
             "duration_s": t.user_attrs.get("duration_s"),
             "mlflow_run_id": t.user_attrs.get("mlflow_run_id"),
             "error": t.user_attrs.get("error"),
+            "pruned_reason": t.user_attrs.get("pruned_reason"),
         })
     return pd.DataFrame(rows)
 

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from .errors import FatalError
 from .runner import TrialRequest, TrialResult, run_trial
+from .space import EarlyTerminate
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +65,18 @@ class RayExecutor:
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 raise FatalError(f"cannot reach the Ray cluster at {address}: {exc}") from None
             self._owned = True
-        self._remote = ray.remote(max_retries=0)(run_trial)
+        self._remote = ray.remote(max_retries=0)(_run_on_worker)
+        self.judge: Any = None
+
+    def start_judge(self, et: EarlyTerminate, metric: str, goal: str) -> None:
+        """The early-termination judge: a Ray actor every trial's reports consult."""
+        from .pruning import Judge
+
+        self.judge = self._ray.remote(num_cpus=0, max_restarts=0)(Judge).remote(et, metric, goal)
+
+    def judge_end(self, number: int, state: str, value: float | None) -> None:
+        if self.judge is not None:
+            self.judge.end.remote(number, state, value)
 
     def capacity(self, cpus: float, gpus: float) -> int:
         """How many trials of this size the cluster's alive nodes hold at once."""
@@ -83,7 +95,7 @@ class RayExecutor:
         return dict(self._ray.cluster_resources())
 
     def submit(self, request: TrialRequest, cpus: float, gpus: float) -> Any:
-        ref = self._remote.options(num_cpus=cpus, num_gpus=gpus, name=f"trial-{request.number}").remote(request)
+        ref = self._remote.options(num_cpus=cpus, num_gpus=gpus, name=f"trial-{request.number}").remote(request, self.judge)
         self._numbers[ref] = request.number
         return ref
 
@@ -112,3 +124,15 @@ class RayExecutor:
     def shutdown(self) -> None:
         if self._owned:
             self._ray.shutdown()
+
+
+def _run_on_worker(request: TrialRequest, judge: Any) -> TrialResult:
+    """The Ray task: run the trial, asking the judge about each report."""
+    decide = None
+    if judge is not None:
+        import ray
+
+        def decide(value: float) -> str | None:
+            return ray.get(judge.report.remote(request.number, value))
+
+    return run_trial(request, decide)

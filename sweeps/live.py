@@ -61,7 +61,8 @@ class LiveView:
             best = f"best {metric} = {_fmt(value)} (trial {number}, run {run_id[:8]}): {short(params)}"
         else:
             best = f"best {metric}: none yet"
-        counts = f"{c.counts['COMPLETE']} complete, {c.counts['FAIL']} failed, {len(c.running)} running"
+        counts = (f"{c.counts['COMPLETE']} complete, {c.counts['PRUNED']} stopped early, {c.counts['FAIL']} failed, "
+                  f"{len(c.running)} running")
         return self._group(self.progress, table, counts, best)
 
     def refresh(self) -> None:

@@ -47,12 +47,14 @@ class TrialRequest:
     wandb: WandbSettings | None = None
     repro_tags: dict[str, str] = field(default_factory=dict)
     git_diff: str | None = None
+    #: the metric early termination judges by (None: no early termination)
+    stop_metric: str | None = None
 
 
 @dataclass(frozen=True)
 class TrialResult:
     number: int
-    state: str  # "COMPLETE" or "FAIL"
+    state: str  # "COMPLETE", "PRUNED" or "FAIL"
     value: float | None
     metrics: dict[str, float]
     run_id: str
@@ -61,18 +63,38 @@ class TrialResult:
     error: str | None = None
     host: str = ""
     gpu_ids: tuple[str, ...] = ()
+    #: every reported value of the stopping metric, in order
+    curve: tuple[float, ...] = ()
+    pruned_reason: str | None = None
+
+
+class StopTrial(Exception):
+    """Raised by ``report()`` when early termination stops the trial.
+
+    A trainer need not catch it; if it does, the next ``report()`` raises again.
+    """
 
 
 class _Reporter:
-    """The ``report`` a trainer calls: ``report(step=..., **metrics)``."""
+    """The ``report`` a trainer calls: ``report(step=..., **metrics)``.
 
-    def __init__(self, buffer: tracking.MetricBuffer, mirror: Mirror) -> None:
+    With early termination, each value of the stopping metric is judged at
+    once; a decision to stop raises :class:`StopTrial` out of ``report``.
+    """
+
+    def __init__(self, buffer: tracking.MetricBuffer, mirror: Mirror, stop_metric: str | None = None,
+                 decide: Callable[[float], str | None] | None = None) -> None:
         self.buffer, self.mirror = buffer, mirror
+        self.stop_metric, self.decide = stop_metric, decide
         self.step = -1
         self.count = 0
         self.last: dict[str, float] = {}
+        self.curve: list[float] = []
+        self.stopped: str | None = None
 
     def __call__(self, step: int | None = None, **metrics: Any) -> None:
+        if self.stopped:
+            raise StopTrial(self.stopped)
         step = self.step + 1 if step is None else int(step)
         numeric = {}
         for k, v in metrics.items():
@@ -85,6 +107,14 @@ class _Reporter:
         self.last.update(numeric)
         self.buffer.add(step, numeric)
         self.mirror.log(numeric, step)
+        if self.stop_metric in numeric:
+            value = numeric[self.stop_metric]  # type: ignore[index]
+            self.curve.append(value)
+            if self.decide is not None:
+                reason = self.decide(value)
+                if reason:
+                    self.stopped = reason
+                    raise StopTrial(reason)
 
 
 def load_trainer(spec: str) -> Callable[..., Any]:
@@ -143,8 +173,12 @@ def environment_tags() -> dict[str, str]:
     }
 
 
-def run_trial(req: TrialRequest) -> TrialResult:
-    """Run one trial to the end. Never raises for a trainer's failure."""
+def run_trial(req: TrialRequest, decide: Callable[[float], str | None] | None = None) -> TrialResult:
+    """Run one trial to the end. Never raises for a trainer's failure.
+
+    ``decide(value)`` judges each reported value of ``req.stop_metric``: a
+    reason to stop, or None.
+    """
     start = time.monotonic()
     uri, run_id = req.tracking_uri, req.run_id
     ids = gpu_ids()
@@ -160,7 +194,7 @@ def run_trial(req: TrialRequest) -> TrialResult:
     mirror = Mirror(req.wandb, name=req.run_name, group=req.sweep_id, job_type="trial", config=req.params)
     mirror.summary({"sweeps/mlflow_run_id": run_id, "sweeps/trial": req.number, "sweeps/seed": req.seed})
     buffer = tracking.MetricBuffer(uri, run_id)
-    report = _Reporter(buffer, mirror)
+    report = _Reporter(buffer, mirror, req.stop_metric, decide)
     seed_everything(req.seed)
     error = None
     value = None
@@ -179,10 +213,14 @@ def run_trial(req: TrialRequest) -> TrialResult:
             buffer.add(step, changed)
             mirror.log(changed, step)
         value = final.get(req.metric, report.last.get(req.metric))
+        if report.stopped:  # the trainer swallowed StopTrial and returned
+            raise StopTrial(report.stopped)
         if value is None:
             raise ValueError(f"the trainer neither returned nor reported the metric '{req.metric}'")
         if not math.isfinite(value):
             raise ValueError(f"the metric '{req.metric}' is {value}")
+    except StopTrial:
+        value = report.last.get(req.metric)
     except Exception as exc:  # noqa: BLE001 - a failing trainer fails its trial, not the sweep
         error = f"{type(exc).__name__}: {exc}"
         tb = traceback.format_exc()
@@ -191,14 +229,18 @@ def run_trial(req: TrialRequest) -> TrialResult:
         _quietly(lambda: tracking.set_tags(uri, run_id, {"sweeps.error": error}))
     finally:
         _quietly(buffer.flush)
-    state = "FAIL" if error else "COMPLETE"
-    mirror.summary({**final, "sweeps/state": state, **({"sweeps/error": error} if error else {})})
+    pruned = report.stopped if error is None else None
+    state = "FAIL" if error else "PRUNED" if pruned else "COMPLETE"
+    if pruned:
+        _quietly(lambda: tracking.set_tags(uri, run_id, {"sweeps.pruned": "true", "sweeps.pruned_reason": pruned}))
+    mirror.summary({**final, "sweeps/state": state, **({"sweeps/error": error} if error else {}),
+                    **({"sweeps/pruned": True, "sweeps/pruned_reason": pruned} if pruned else {})})
     mirror.finish(failed=error is not None)
-    tracking.end_run(uri, run_id, "FAILED" if error else "FINISHED")
+    tracking.end_run(uri, run_id, "FAILED" if error else "KILLED" if pruned else "FINISHED")
     return TrialResult(
         number=req.number, state=state, value=None if error else value, metrics={**report.last, **final},
         run_id=run_id, duration_s=time.monotonic() - start, steps=report.count, error=error,
-        host=socket.gethostname(), gpu_ids=ids,
+        host=socket.gethostname(), gpu_ids=ids, curve=tuple(report.curve), pruned_reason=pruned,
     )
 
 

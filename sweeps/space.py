@@ -53,6 +53,17 @@ DISTRIBUTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "beta": ((), {"a": 1.0, "b": 1.0}),
     "q_beta": ((), {"a": 1.0, "b": 1.0, "q": 1.0}),
 }
+#: early_terminate type -> its options
+_SH = ("min_resource", "reduction_factor", "min_early_stopping_rate", "bootstrap_count")
+ET_KEYS: dict[str, tuple[str, ...]] = {
+    "hyperband": ("min_iter", "max_iter", "s", "eta", "strict"),
+    "successive_halving": _SH,
+    "asha": _SH,
+    "median": ("n_startup_trials", "n_warmup_steps", "interval_steps", "n_min_trials"),
+    "percentile": ("percentile", "n_startup_trials", "n_warmup_steps", "interval_steps", "n_min_trials"),
+    "threshold": ("lower", "upper", "n_warmup_steps", "interval_steps"),
+    "patient": ("patience", "min_delta", "wrapped"),
+}
 GRIDABLE = ("constant", "categorical", "int_uniform", "q_uniform")
 #: bounds written as natural-log exponents (W&B's v1 log distributions)
 EXPONENT_FORM = ("log_uniform", "q_log_uniform", "inv_log_uniform")
@@ -288,12 +299,17 @@ class Metric:
 
 @dataclass(frozen=True)
 class EarlyTerminate:
+    """``early_terminate``: W&B's hyperband fields, or an Optuna pruner's options."""
+
     type: str
     min_iter: int | None = None
     max_iter: int | None = None
     s: int | None = None
     eta: float = 3.0
     strict: bool = True
+    options: tuple[tuple[str, Any], ...] = ()
+    metric: str | None = None
+    goal: str | None = None
 
 
 @dataclass(frozen=True)
@@ -508,8 +524,8 @@ def _check_schema(doc: _yaml.Located) -> None:
             missing = [k for k in err.validator_value if k not in inst]
             for key in missing:
                 doc.add("error", path, f"missing required key '{key}'")
-        elif v in ("minimum", "exclusiveMinimum"):
-            op = ">=" if v == "minimum" else ">"
+        elif v in ("minimum", "exclusiveMinimum", "maximum"):
+            op = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<="}[v]
             doc.add("error", path, f"must be {op} {err.validator_value}, not {inst!r}")
         elif v in ("minItems", "minProperties"):
             doc.add("error", path, "must not be empty")
@@ -582,7 +598,7 @@ class _Builder:
             method=method,
             params=params,
             metric=metric,
-            early_terminate=self._early_terminate(),
+            early_terminate=self._early_terminate(metric),
             name=d.get("name"),
             description=d.get("description"),
             program=d.get("program"),
@@ -646,19 +662,61 @@ class _Builder:
             self.err(path, f"'{value}' is not a duration; write seconds (3600) or e.g. 90s, 30m, 2h, 1h30m")
         return None
 
-    def _early_terminate(self) -> EarlyTerminate | None:
+    def _early_terminate(self, metric: Metric | None) -> EarlyTerminate | None:
         et = self.data.get("early_terminate")
-        if not isinstance(et, dict) or et.get("type") != "hyperband":
+        if not isinstance(et, dict) or et.get("type") not in ET_KEYS:
             return None
         path = ("early_terminate",)
-        has_min = "min_iter" in et
-        if not has_min and not ("max_iter" in et and "s" in et):
-            self.err(path, "hyperband needs min_iter, or max_iter together with s")
+        kind = et["type"]
+        ok = True
+        for key in et:
+            if key not in ET_KEYS[kind] and key not in ("type", "metric", "goal"):
+                self.err(path + (key,), f"'{key}' is not an option of {kind} (its options: {', '.join(ET_KEYS[kind])})")
+                ok = False
+        if metric is None:
+            self.err(path, "early termination needs a metric to judge by: add metric: {name: ..., goal: ...}")
+            ok = False
+        if "goal" in et and "metric" not in et:
+            self.err(path + ("goal",), "`goal` goes with `metric`, the metric to judge by when it is not metric.name")
+            ok = False
+        if kind == "hyperband":
+            has_min = "min_iter" in et
+            if not has_min and not ("max_iter" in et and "s" in et):
+                self.err(path, "hyperband needs min_iter, or max_iter together with s")
+                ok = False
+            elif has_min and "max_iter" in et:
+                self.warn(path + ("max_iter",), "min_iter is given, so max_iter and s are ignored (as in W&B)")
+            elif not has_min and int(et["max_iter"] / float(et.get("eta", 3))) < 1:
+                self.err(path, f"hyperband has no bands: max_iter {et['max_iter']} / eta {et.get('eta', 3)} is below 1")
+                ok = False
+        if kind == "percentile" and "percentile" not in et:
+            self.err(path, "percentile needs `percentile` (0..100): trials below it at a report stop")
+            ok = False
+        if kind == "threshold" and "lower" not in et and "upper" not in et:
+            self.err(path, "threshold needs `lower` or `upper` (or both): the bounds a value must stay within")
+            ok = False
+        if kind == "patient" and "patience" not in et:
+            self.err(path, "patient needs `patience`: how many reports without improvement to allow")
+            ok = False
+        wrapped = et.get("wrapped")
+        if isinstance(wrapped, dict):
+            if wrapped.get("type") not in ET_KEYS or wrapped.get("type") in ("hyperband", "patient"):
+                valid = [k for k in ET_KEYS if k not in ("hyperband", "patient")]
+                self.err(path + ("wrapped", "type"), f"wrapped type must be one of: {', '.join(valid)}")
+                ok = False
+            else:
+                for key in wrapped:
+                    if key != "type" and key not in ET_KEYS[wrapped["type"]]:
+                        self.err(path + ("wrapped", key), f"'{key}' is not an option of {wrapped['type']} (its options: {', '.join(ET_KEYS[wrapped['type']])})")
+                        ok = False
+        if not ok:
             return None
-        if has_min and "max_iter" in et:
-            self.warn(path + ("max_iter",), "min_iter is given, so max_iter and s are ignored (as in W&B)")
-        return EarlyTerminate(type="hyperband", min_iter=et.get("min_iter"), max_iter=et.get("max_iter"),
-                              s=et.get("s"), eta=float(et.get("eta", 3)), strict=bool(et.get("strict", True)))
+        options = tuple((k, v) for k, v in et.items() if k in ET_KEYS[kind] and kind != "hyperband")
+        return EarlyTerminate(
+            type=kind, min_iter=et.get("min_iter"), max_iter=et.get("max_iter"), s=et.get("s"),
+            eta=float(et.get("eta", 3)), strict=bool(et.get("strict", True)), options=options,
+            metric=et.get("metric"), goal=et.get("goal"),
+        )
 
     def _sampler(self, method: str) -> SamplerSpec | None:
         s = self.data.get("sampler")

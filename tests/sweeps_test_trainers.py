@@ -51,3 +51,21 @@ def seeded(config, report):
     import torch
 
     return {"loss": 0.0, "r": random.random(), "n": float(np.random.rand()), "t": float(torch.rand(1))}
+
+
+def curve(config, report):
+    """Reports a curve known in advance, one value per step, `pause` seconds apart."""
+    for value in config["curve"]:
+        time.sleep(float(config.get("pause", 0.0)))
+        report(loss=value)
+    return {"loss": config["curve"][-1]}
+
+
+def swallows_stop(config, report):
+    """Catches every exception around report() and returns normally anyway."""
+    for value in config["curve"]:
+        try:
+            report(loss=value)
+        except Exception:  # noqa: BLE001 - the point of this trainer
+            pass
+    return {"loss": config["curve"][-1]}

@@ -92,7 +92,7 @@ def test_launch_runs_a_sweep_with_a_trainer_from_the_working_directory_then_stat
     lines = out.stdout.splitlines()
     assert lines[0].startswith("sweep id: ")
     sweep_id = lines[0].split(": ")[1]
-    assert f"sweep {sweep_id} finished: 3 complete, 0 failed (grid exhausted)" in out.stdout
+    assert f"sweep {sweep_id} finished: 3 complete, 0 stopped early, 0 failed (grid exhausted)" in out.stdout
     assert "best acc (maximize): 6 in trial 2" in out.stdout
     assert f"mlflow ui --backend-store-uri sqlite:///{tmp_path.resolve()}/mlflow.db" in out.stdout
     assert (tmp_path / "mlflow.db").exists() and list((tmp_path / "wandb").glob("offline-run-*"))

@@ -170,7 +170,7 @@ def test_a_trainer_that_raises_fails_its_trial_and_the_sweep_finishes(env) -> No
     assert [m.step for m in env.client().get_metric_history(failed.info.run_id, "loss")] == [0]  # kept what it reported
     study = open_study(summary.state_dir, summary.id, "minimize", create=False)
     assert sorted(t.state.name for t in study.get_trials()) == ["COMPLETE", "COMPLETE", "FAIL"]
-    assert summary.counts == {"COMPLETE": 2, "FAIL": 1}
+    assert summary.counts == {"COMPLETE": 2, "PRUNED": 0, "FAIL": 1}
     wb = {r.name: r for r in offline_runs(env.tmp) if r.job_type == "trial"}
     assert wb[failed.info.run_name].exit_code == 1 and wb[failed.info.run_name].summary["sweeps/state"] == "FAIL"
 
@@ -328,5 +328,5 @@ def test_a_w_and_b_failure_never_fails_a_trial_or_the_sweep(env) -> None:
 
 def test_the_live_view_runs_along(env, capsys) -> None:
     summary = env.launch(quad(), trials=2, parallel=2, progress=True)
-    assert summary.counts == {"COMPLETE": 2, "FAIL": 0}
+    assert summary.counts == {"COMPLETE": 2, "PRUNED": 0, "FAIL": 0}
     assert f"sweep {summary.id}" in capsys.readouterr().err
