@@ -69,9 +69,10 @@ def validate(file: str, strict: bool) -> None:
 @click.option("--state-dir", type=click.Path(file_okay=False), default=".sweeps", show_default=True, help="Where sweeps keep their state.")
 @click.option("--strict", is_flag=True, help="Treat warnings in FILE as errors.")
 @click.option("--no-progress", is_flag=True, help="No live view (plain lines).")
+@click.option("--agents-only", is_flag=True, help="Run trials only on nodes attached with `sweeps agent`.")
 def launch(file: str, trials: int | None, parallel: int | None, seed: int | None, name: str | None,
            address: str | None, tracking_uri: str | None, experiment: str | None, wandb_mode: str | None,
-           state_dir: str, strict: bool, no_progress: bool) -> None:
+           state_dir: str, strict: bool, no_progress: bool, agents_only: bool) -> None:
     """Run a sweep of FILE: trials on Ray, each an MLflow child run, mirrored to W&B."""
     import os
     from pathlib import Path
@@ -82,8 +83,16 @@ def launch(file: str, trials: int | None, parallel: int | None, seed: int | None
     from .space import load_spec
 
     spec = load_spec(file, strict=strict)
+    if agents_only:
+        import dataclasses
+
+        spec = dataclasses.replace(spec, resources=dataclasses.replace(spec.resources, agents_only=True))
+    if address:
+        # clusters started with `ray start` (and `sweeps head`) use token authentication
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
     # MLflow's INFO lines (creating tables...) would break up the live view
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     console = Console(stderr=True, highlight=False)
     for w in spec.warnings:
         console.print(str(w), markup=False, style="yellow", soft_wrap=True)
@@ -164,6 +173,65 @@ def status(sweep: str | None, state_dir: str, as_json: bool) -> None:
     console.print(table)
     if best is not None:
         console.print(f"* best: trial {best}, {s['metric']} = {info['best_value']:.6g}")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind and advertise (the head's IP on the cluster network, or 0.0.0.0).")
+@click.option("--port", default=6379, show_default=True, help="Ray's port.")
+@click.option("--mlflow-port", default=5000, show_default=True, help="The MLflow tracking server's port.")
+@click.option("--backend-store-uri", default="sqlite:///mlflow.db", show_default=True, help="MLflow's database (PostgreSQL for real clusters: postgresql://user:pw@host/db).")
+@click.option("--artifacts-destination", default="./mlartifacts", show_default=True, help="Where the server keeps artifacts it receives over HTTP.")
+@click.option("--cpus", type=float, help="CPUs of the head that may run trials (default: all; 0 keeps trials off the head).")
+@click.option("--gpus", type=float, help="GPUs of the head that may run trials (default: detected).")
+def head(host: str, port: int, mlflow_port: int, backend_store_uri: str, artifacts_destination: str,
+         cpus: float | None, gpus: float | None) -> None:
+    """Start a Ray head and an MLflow tracking server for a cluster; Ctrl-C stops both."""
+    import os
+    import sys
+
+    from .cluster import logdir_for, run_until_signal, start_head
+
+    logs = logdir_for("head")
+    h = start_head(host, port, mlflow_port, backend_store_uri, artifacts_destination, cpus, gpus, logs, dict(os.environ))
+    click.echo(f"Ray head:      {h.ray_address}")
+    click.echo(f"MLflow server: {h.tracking_uri}  (database {backend_store_uri}, artifacts in {artifacts_destination})")
+    click.echo(f"cluster token: {h.token_path}  (copy it to each GPU node's ~/.ray/auth_token, or pass --token-file)")
+    click.echo(f"attach a GPU node:  sweeps agent --address {h.ray_address}")
+    click.echo(f"launch a sweep:     sweeps launch FILE --address {h.ray_address} --tracking-uri {h.tracking_uri}")
+    click.echo(f"logs: {logs}; Ctrl-C stops the head")
+    sys.stdout.flush()
+    code = run_until_signal([h.ray, h.mlflow], h.stop)
+    click.echo("head stopped")
+    sys.exit(code)
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.option("--address", required=True, help="The Ray head, HOST:PORT.")
+@click.option("--gpus", type=float, help="GPUs to offer (default: every GPU Ray detects).")
+@click.option("--cpus", type=float, help="CPUs to offer (default: all).")
+@click.option("--token-file", type=click.Path(dir_okay=False), help="The cluster's token (default: $RAY_AUTH_TOKEN, $RAY_AUTH_TOKEN_PATH, ~/.ray/auth_token).")
+@click.argument("ray_args", nargs=-1, type=click.UNPROCESSED)
+def agent(address: str, gpus: float | None, cpus: float | None, token_file: str | None, ray_args: tuple[str, ...]) -> None:
+    """Attach this machine to a sweep cluster; its GPUs then run trials. Ctrl-C leaves.
+
+    Extra arguments after -- go to `ray start` (e.g. fixed ports: -- --node-manager-port 6380).
+    """
+    import os
+    import sys
+
+    from .cluster import AGENT_RESOURCE, detected_gpus, logdir_for, run_until_signal, start_agent
+
+    logs = logdir_for("agent")
+    a = start_agent(address, cpus, gpus, token_file, logs, dict(os.environ), list(ray_args))
+    offered = f"{gpus:g}" if gpus is not None else f"{detected_gpus()} (detected)"
+    click.echo(f"joined {address} as an agent (resource {AGENT_RESOURCE}): GPUs {offered}, "
+               f"CPUs {cpus:g}" if cpus is not None else f"joined {address} as an agent (resource {AGENT_RESOURCE}): "
+               f"GPUs {offered}, CPUs all")
+    click.echo(f"logs: {logs}; Ctrl-C leaves the cluster")
+    sys.stdout.flush()
+    code = run_until_signal([a.ray], a.ray.stop)
+    click.echo("agent left the cluster")
+    sys.exit(code)
 
 
 def _print_summary(spec: Any) -> None:

@@ -41,6 +41,8 @@ STUDY_FILE = "study.log"
 SWEEP_FILE = "sweep.json"
 SPEC_FILE = "sweep.yaml"
 _MAX_DIFF = 5_000_000
+#: how many times the params of a trial whose worker or node was lost run again
+MAX_LOST_RERUNS = 3
 
 
 @dataclass(frozen=True)
@@ -186,6 +188,9 @@ class Controller:
         self.finished = 0
         self.best: tuple[float, int, str, dict[str, Any]] | None = None
         self.counts = {"COMPLETE": 0, "PRUNED": 0, "FAIL": 0}
+        self.launched = 0
+        #: lost trials to run again with the same params: (Optuna params, user attrs)
+        self.reruns: list[tuple[dict[str, Any], dict[str, Any]]] = []
         et = spec.early_terminate
         self.stop_metric = (et.metric or self.metric.name) if et else None
         self.stop_goal = (et.goal or self.metric.goal) if et and et.metric else self.metric.goal
@@ -215,13 +220,20 @@ class Controller:
         tracking.log_text(self.uri, self.parent_id, spec.text, Path(spec.file).name)
         self.executor = RayExecutor(self.opts.address, self.workdir)
         cpus, gpus = spec.resources.cpus, spec.resources.gpus
-        capacity = self.executor.capacity(cpus, gpus)
+        remote = self.executor.remote_nodes()
+        if remote and tracking.is_local(self.uri):
+            raise FatalError(f"the Ray cluster has nodes on other machines ({', '.join(remote)}) that cannot write to "
+                             f"{self.uri}: start a tracking server (`sweeps head` does) and pass --tracking-uri http://HEAD:5000")
+        capacity = self._capacity()
         if capacity == 0:
-            raise FatalError(f"no node of the Ray cluster can hold one trial of {cpus:g} CPUs and {gpus:g} GPUs "
+            where = "agent node" if spec.resources.agents_only else "node"
+            raise FatalError(f"no {where} of the Ray cluster can hold one trial of {cpus:g} CPUs and {gpus:g} GPUs "
                              f"(cluster: {self.executor.cluster_resources()})")
         if spec.early_terminate is not None:
             self.executor.start_judge(spec.early_terminate, self.stop_metric or self.metric.name, self.stop_goal)
         self.parallel = self.opts.parallel or spec.parallel or capacity
+        self.parallel_auto = not (self.opts.parallel or spec.parallel)
+        self._next_capacity_check = time.monotonic() + 2.0
         if self.parallel > capacity:
             logger.warning("parallel %d is more than the cluster holds (%d); trials will queue", self.parallel, capacity)
         tracking.set_tags(self.uri, self.parent_id, {"sweeps.parallel": self.parallel})
@@ -271,6 +283,12 @@ class Controller:
                 self.stop_reason = "time budget"
                 if self.running:
                     self._cancel_all("time budget reached")
+            if self.parallel_auto and time.monotonic() >= self._next_capacity_check:
+                # agents may have joined or left: use what the cluster holds now
+                self.parallel = max(1, self._capacity())
+                self._next_capacity_check = time.monotonic() + 2.0
+            while self.reruns and len(self.running) < self.parallel and self._interrupts == 0:
+                self._launch_one()
             while self.stop_reason is None and len(self.running) < self.parallel:
                 if self.max_trials is not None and self.started() >= self.max_trials:
                     self.stop_reason = "grid exhausted" if self.points is not None and self.max_trials == len(self.points) else "trial budget"
@@ -284,13 +302,23 @@ class Controller:
             refresh()
 
     def started(self) -> int:
-        return self.finished + len(self.running)
+        """Trials started against the budget (re-runs of lost trials do not count)."""
+        return self.launched
+
+    def _capacity(self) -> int:
+        r = self.spec.resources
+        return self.executor.capacity(r.cpus, r.gpus, r.agents_only)
 
     def _launch_one(self) -> None:
         spec = self.spec
-        if self.points is not None:
-            index = self.started()
-            self.study.enqueue_trial(spec.optuna_params(self.points[index]), user_attrs={"grid_index": index})
+        if self.reruns:
+            params, attrs = self.reruns.pop(0)
+            self.study.enqueue_trial(params, user_attrs=attrs)
+        else:
+            if self.points is not None:
+                index = self.launched
+                self.study.enqueue_trial(spec.optuna_params(self.points[index]), user_attrs={"grid_index": index})
+            self.launched += 1
         trial = self.study.ask()
         flat = spec.suggest(trial)
         number = trial.number
@@ -299,7 +327,9 @@ class Controller:
         run_id = tracking.create_run(
             self.uri, self.exp_id, run_name,
             tags={tracking.PARENT_TAG: self.parent_id, "sweeps.sweep_id": self.sweep_id, "sweeps.trial": str(number),
-                  "sweeps.role": "trial", **self.repro_tags},
+                  "sweeps.role": "trial", **self.repro_tags,
+                  **({"sweeps.retry_of": str(trial.user_attrs["retry_of"]), "sweeps.attempt": str(trial.user_attrs["attempt"])}
+                     if "retry_of" in trial.user_attrs else {})},
             params=flat,
         )
         trial.set_user_attr("config", flat)
@@ -310,7 +340,7 @@ class Controller:
             trainer=spec.trainer or "", metric=self.metric.name, tracking_uri=self.uri, run_id=run_id,
             wandb=self.wandb, repro_tags=self.repro_tags, git_diff=self.git_diff, stop_metric=self.stop_metric,
         )
-        handle = self.executor.submit(request, spec.resources.cpus, spec.resources.gpus)
+        handle = self.executor.submit(request, spec.resources.cpus, spec.resources.gpus, spec.resources.agents_only)
         self.running[handle] = (trial, request, time.monotonic())
 
     def _finish_trial(self, handle: Any, outcome: TrialResult | Lost) -> None:
@@ -350,12 +380,13 @@ class Controller:
             self.executor.judge_end(request.number, "FAIL", None)
             killed = outcome.reason in ("cancelled", "time budget reached", "interrupted twice")
             try:
-                tracking.set_tags(self.uri, request.run_id, {"sweeps.error": outcome.reason})
+                tags = {"sweeps.error": outcome.reason, **({} if killed else {"sweeps.lost": "true"})}
+                tracking.set_tags(self.uri, request.run_id, tags)
                 tracking.end_run(self.uri, request.run_id, "KILLED" if killed else "FAILED")
             except Exception as exc:  # noqa: BLE001 - keep the sweep going
                 logger.warning("could not close run %s: %s", request.run_id, exc)
             if not killed:
-                self.say(f"trial {request.number} lost: {outcome.reason}")
+                self._rerun(trial, request, outcome.reason)
         if self.best is not None:
             tracking.log_metric(self.uri, self.parent_id, f"best_{self.metric.name}", self.best[0], self.finished)
         target = self.spec.budget.target
@@ -364,6 +395,19 @@ class Controller:
             if reached:
                 self.stop_reason = "target reached"
                 self.say(f"target {target:g} reached by trial {self.best[1]}")
+
+    def _rerun(self, trial: optuna.trial.Trial, request: TrialRequest, reason: str) -> None:
+        """A worker or node was lost: run the same params again, elsewhere."""
+        attempt = int(trial.user_attrs.get("attempt", 1))
+        original = int(trial.user_attrs.get("retry_of", request.number))
+        if attempt > MAX_LOST_RERUNS:
+            self.say(f"trial {request.number} lost ({reason}); not run again: {attempt} attempts were lost")
+            return
+        attrs = {"retry_of": original, "attempt": attempt + 1, "rerun_reason": reason}
+        if "grid_index" in trial.user_attrs:
+            attrs["grid_index"] = trial.user_attrs["grid_index"]
+        self.reruns.append((dict(trial.params), attrs))
+        self.say(f"trial {request.number} lost ({reason}); running its params again")
 
     def _maybe_best(self, value: float, request: TrialRequest) -> None:
         better = self.best is None or (value > self.best[0] if self.metric.goal == "maximize" else value < self.best[0])

@@ -16,10 +16,13 @@ from typing import Any, Protocol
 
 from .errors import FatalError
 from .runner import TrialRequest, TrialResult, run_trial
+from .cluster import AGENT_RESOURCE
 from .space import EarlyTerminate
 
 logger = logging.getLogger(__name__)
 
+#: set in every worker: no prompts, no per-run banners from MLflow
+WORKER_ENV = {"WANDB_SILENT": "true", "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
 #: never shipped to a cluster with the working directory
 EXCLUDES = [".venv/", ".git/", "mlflow.db", "mlruns/", "mlartifacts/", "wandb/", ".sweeps/", "__pycache__/", "*.pyc"]
 
@@ -51,13 +54,13 @@ class RayExecutor:
         if ray.is_initialized():
             logger.debug("using the Ray instance already running in this process")
         else:
-            env: dict[str, Any] = {}
+            env: dict[str, Any] = {"env_vars": dict(WORKER_ENV)}
             if address:
-                env = {"working_dir": str(workdir), "excludes": EXCLUDES}
+                env.update(working_dir=str(workdir), excludes=EXCLUDES)
             else:
                 # one machine: workers import the trainer from the launch directory
                 path = os.pathsep.join(p for p in (str(workdir), os.environ.get("PYTHONPATH", "")) if p)
-                env = {"env_vars": {"PYTHONPATH": path}}
+                env["env_vars"]["PYTHONPATH"] = path
             try:
                 ray.init(address=address, runtime_env=env, include_dashboard=False, log_to_driver=True,
                          num_cpus=None if address else num_cpus, num_gpus=None if address else num_gpus,
@@ -78,13 +81,13 @@ class RayExecutor:
         if self.judge is not None:
             self.judge.end.remote(number, state, value)
 
-    def capacity(self, cpus: float, gpus: float) -> int:
+    def capacity(self, cpus: float, gpus: float, agents_only: bool = False) -> int:
         """How many trials of this size the cluster's alive nodes hold at once."""
         total = 0
         for node in self._ray.nodes():
-            if not node.get("Alive"):
-                continue
             res = node.get("Resources", {})
+            if not node.get("Alive") or (agents_only and AGENT_RESOURCE not in res):
+                continue
             fits = int(res.get("CPU", 0) // cpus) if cpus > 0 else 10**6
             if gpus > 0:
                 fits = min(fits, int(res.get("GPU", 0) // gpus))
@@ -94,8 +97,16 @@ class RayExecutor:
     def cluster_resources(self) -> dict[str, float]:
         return dict(self._ray.cluster_resources())
 
-    def submit(self, request: TrialRequest, cpus: float, gpus: float) -> Any:
-        ref = self._remote.options(num_cpus=cpus, num_gpus=gpus, name=f"trial-{request.number}").remote(request, self.judge)
+    def remote_nodes(self) -> list[str]:
+        """Addresses of alive nodes on other machines than this one."""
+        here = {"127.0.0.1", "localhost", self._ray.util.get_node_ip_address()}
+        return sorted({n["NodeManagerAddress"] for n in self._ray.nodes() if n.get("Alive")} - here)
+
+    def submit(self, request: TrialRequest, cpus: float, gpus: float, agents_only: bool = False) -> Any:
+        ref = self._remote.options(
+            num_cpus=cpus, num_gpus=gpus, name=f"trial-{request.number}",
+            resources={AGENT_RESOURCE: 1} if agents_only else None,
+        ).remote(request, self.judge)
         self._numbers[ref] = request.number
         return ref
 
@@ -128,11 +139,13 @@ class RayExecutor:
 
 def _run_on_worker(request: TrialRequest, judge: Any) -> TrialResult:
     """The Ray task: run the trial, asking the judge about each report."""
+    import ray
+
     decide = None
     if judge is not None:
-        import ray
 
         def decide(value: float) -> str | None:
             return ray.get(judge.report.remote(request.number, value))
 
-    return run_trial(request, decide)
+    node = {"sweeps.node.id": ray.get_runtime_context().get_node_id(), "sweeps.node.ip": ray.util.get_node_ip_address()}
+    return run_trial(request, decide, node)

@@ -173,7 +173,8 @@ def environment_tags() -> dict[str, str]:
     }
 
 
-def run_trial(req: TrialRequest, decide: Callable[[float], str | None] | None = None) -> TrialResult:
+def run_trial(req: TrialRequest, decide: Callable[[float], str | None] | None = None,
+              node_tags: dict[str, str] | None = None) -> TrialResult:
     """Run one trial to the end. Never raises for a trainer's failure.
 
     ``decide(value)`` judges each reported value of ``req.stop_metric``: a
@@ -182,7 +183,8 @@ def run_trial(req: TrialRequest, decide: Callable[[float], str | None] | None = 
     start = time.monotonic()
     uri, run_id = req.tracking_uri, req.run_id
     ids = gpu_ids()
-    tags = {**req.repro_tags, **environment_tags(), "sweeps.seed": str(req.seed), "sweeps.gpu.ids": ",".join(ids)}
+    tags = {**req.repro_tags, **environment_tags(), **(node_tags or {}), "sweeps.seed": str(req.seed),
+            "sweeps.gpu.ids": ",".join(ids)}
     name = gpu_name(ids)
     if name:
         tags["sweeps.gpu.name"] = name

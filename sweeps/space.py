@@ -316,6 +316,7 @@ class EarlyTerminate:
 class Resources:
     cpus: float = 1.0
     gpus: float = 0.0
+    agents_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -605,7 +606,8 @@ class _Builder:
             command=tuple(d.get("command") or ()),
             trainer=trainer,
             parallel=d.get("parallel"),
-            resources=Resources(cpus=float(resources.get("cpus", 1)), gpus=float(gpus) if _is_num(gpus) else 0.0),
+            resources=Resources(cpus=float(resources.get("cpus", 1)), gpus=float(gpus) if _is_num(gpus) else 0.0,
+                                agents_only=resources.get("agents_only") is True),
             seed=d.get("seed"),
             budget=budget,
             sampler=self._sampler(method),

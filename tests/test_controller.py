@@ -330,3 +330,14 @@ def test_the_live_view_runs_along(env, capsys) -> None:
     summary = env.launch(quad(), trials=2, parallel=2, progress=True)
     assert summary.counts == {"COMPLETE": 2, "PRUNED": 0, "FAIL": 0}
     assert f"sweep {summary.id}" in capsys.readouterr().err
+
+
+def test_a_local_store_with_nodes_on_other_machines_is_refused(env, monkeypatch) -> None:
+    # other machines cannot be had here: the one faked part is the node list
+    from sweeps import FatalError
+    from sweeps.execution import RayExecutor
+
+    monkeypatch.setattr(RayExecutor, "remote_nodes", lambda self: ["10.0.0.7"])
+    with pytest.raises(FatalError, match=r"nodes on other machines \(10.0.0.7\) that cannot write to sqlite:///.*"
+                                         r"start a tracking server \(`sweeps head` does\)"):
+        env.launch(quad(), trials=1)

@@ -1,0 +1,258 @@
+"""A sweep across machines: the head (Ray head + MLflow tracking server) and
+agents (GPU nodes that join the Ray cluster).
+
+Both wrap Ray's and MLflow's own command lines as child processes
+(``ray start --block``, ``mlflow server``) and stop exactly what they started,
+never other Ray instances on the machine. Ray's token authentication stays on:
+the agent takes the cluster's token from ``--token-file``, ``$RAY_AUTH_TOKEN``,
+``$RAY_AUTH_TOKEN_PATH`` or ``~/.ray/auth_token``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .errors import ConfigError, FatalError
+
+logger = logging.getLogger(__name__)
+
+#: the custom resource every agent node offers; `agents_only` trials ask for one unit
+AGENT_RESOURCE = "sweeps_agent"
+AGENT_UNITS = 10_000
+DEFAULT_TOKEN = Path.home() / ".ray" / "auth_token"
+
+
+def ray_cli() -> str:
+    """The `ray` executable of this environment."""
+    beside = Path(sys.executable).parent / "ray"
+    return str(beside) if beside.exists() else (shutil.which("ray") or "ray")
+
+
+def find_token(token_file: str | None, environ: dict[str, str]) -> tuple[str, str]:
+    """The cluster token and where it came from; ConfigError when there is none."""
+    if token_file:
+        path = Path(token_file).expanduser()
+        if not path.is_file() or not path.read_text().strip():
+            raise ConfigError(f"--token-file {token_file}: no token there (copy the head's ~/.ray/auth_token)")
+        return path.read_text().strip(), str(path)
+    if environ.get("RAY_AUTH_TOKEN", "").strip():
+        return environ["RAY_AUTH_TOKEN"].strip(), "$RAY_AUTH_TOKEN"
+    env_path = environ.get("RAY_AUTH_TOKEN_PATH")
+    for path in [Path(env_path)] if env_path else [DEFAULT_TOKEN]:
+        if path.is_file() and path.read_text().strip():
+            return path.read_text().strip(), str(path)
+    raise ConfigError(
+        "no Ray cluster token: the head prints where its token is (~/.ray/auth_token on the head); "
+        "copy that file to this machine's ~/.ray/auth_token, or pass --token-file FILE, or set RAY_AUTH_TOKEN"
+    )
+
+
+@dataclass
+class Child:
+    """A child process with its output in a file, stopped with its whole group."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def terminate(self) -> None:
+        """Ask the whole process group to stop (Ray drains its node first)."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+    def stop(self, timeout: float = 10) -> None:
+        """Stop the group: SIGTERM, then SIGKILL after ``timeout`` seconds."""
+        if self.proc.poll() is None:
+            self.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        try:  # whatever of the group is left (Ray's gcs and raylet outlive `ray start`)
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        if self.proc.poll() is None:
+            self.proc.wait(10)
+
+
+def start_child(name: str, argv: list[str], env: dict[str, str], logdir: Path) -> Child:
+    log = logdir / f"{name}.log"
+    out = open(log, "wb")  # noqa: SIM115 - closed by the child's exit
+    proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                            start_new_session=True)
+    return Child(name, proc, log)
+
+
+def wait_for(check: Callable[[], bool], child: Child, what: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        if not child.alive():
+            raise FatalError(f"{what} did not start:\n{_tail(child.output())}")
+        time.sleep(0.3)
+    child.stop()
+    raise FatalError(f"{what} did not start within {timeout:.0f} s:\n{_tail(child.output())}")
+
+
+def _tail(text: str, lines: int = 15) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def _ray_env(base: dict[str, str]) -> dict[str, str]:
+    env = dict(base)
+    env.setdefault("RAY_AUTH_MODE", "token")
+    env.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    return env
+
+
+def _ray_started(child: Child) -> bool:
+    return "Ray runtime started" in child.output()
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - the user's own server
+            return resp.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+@dataclass
+class Head:
+    ray: Child
+    mlflow: Child
+    ray_address: str
+    tracking_uri: str
+    token_path: str
+
+    def stop(self) -> None:
+        self.mlflow.terminate()
+        self.ray.terminate()
+        self.mlflow.stop()
+        self.ray.stop()
+
+
+def start_head(host: str, port: int, mlflow_port: int, backend_store_uri: str, artifacts_destination: str,
+               cpus: float | None, gpus: float | None, logdir: Path, environ: dict[str, str]) -> Head:
+    """Start a Ray head and an MLflow tracking server that serves artifacts over HTTP."""
+    env = _ray_env(environ)
+    try:
+        find_token(None, environ)
+    except ConfigError:  # a new cluster: make its token (saved to ~/.ray/auth_token)
+        subprocess.run([ray_cli(), "get-auth-token", "--generate"], env=env, capture_output=True, timeout=60, check=True)
+    argv = [ray_cli(), "start", "--head", "--block", f"--port={port}", "--disable-usage-stats",
+            "--include-dashboard=false"]
+    if host not in ("0.0.0.0", ""):
+        argv.append(f"--node-ip-address={host}")
+    if cpus is not None:
+        argv.append(f"--num-cpus={cpus:g}")
+    if gpus is not None:
+        argv.append(f"--num-gpus={gpus:g}")
+    ray = start_child("ray-head", argv, env, logdir)
+    wait_for(lambda: _ray_started(ray), ray, f"the Ray head on port {port}", 120)
+    mlflow_argv = [sys.executable, "-m", "mlflow", "server", "--host", host, "--port", str(mlflow_port),
+                   "--backend-store-uri", backend_store_uri, "--artifacts-destination", artifacts_destination,
+                   "--serve-artifacts", "--workers", "2"]
+    mlflow = start_child("mlflow-server", mlflow_argv, {**environ, "MLFLOW_LOGGING_LEVEL": "WARNING"}, logdir)
+    shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
+    try:
+        wait_for(lambda: _http_ok(f"http://{shown}:{mlflow_port}/health"), mlflow, f"mlflow server on port {mlflow_port}", 120)
+    except FatalError:
+        ray.stop()
+        raise
+    token = environ.get("RAY_AUTH_TOKEN_PATH") or str(DEFAULT_TOKEN)
+    return Head(ray, mlflow, f"{shown}:{port}", f"http://{shown}:{mlflow_port}", token)
+
+
+@dataclass
+class Agent:
+    ray: Child
+    address: str
+
+
+def start_agent(address: str, cpus: float | None, gpus: float | None, token_file: str | None, logdir: Path,
+                environ: dict[str, str], extra: list[str] | None = None) -> Agent:
+    """Join this machine to the cluster at ``address`` as a worker node for trials."""
+    token, source = find_token(token_file, environ)
+    env = _ray_env(environ)
+    env["RAY_AUTH_TOKEN"] = token
+    argv = [ray_cli(), "start", f"--address={address}", "--block", "--disable-usage-stats",
+            f"--resources={json.dumps({AGENT_RESOURCE: AGENT_UNITS})}"]
+    if cpus is not None:
+        argv.append(f"--num-cpus={cpus:g}")
+    if gpus is not None:
+        argv.append(f"--num-gpus={gpus:g}")
+    argv += extra or []
+    child = start_child("ray-agent", argv, env, logdir)
+    try:
+        wait_for(lambda: _ray_started(child), child, f"the agent joining {address}", 120)
+    except FatalError:
+        text = child.output()
+        if "InvalidAuthToken" in text or "AuthenticationError" in text:
+            raise ConfigError(f"the Ray cluster at {address} refused the token from {source}: it is not the head's "
+                              "token (the head's is ~/.ray/auth_token on the head machine)") from None
+        if "Unable to connect" in text or "Failed to connect" in text or "timed out" in text.lower():
+            raise ConfigError(f"cannot reach the Ray head at {address}: is `sweeps head` running there, and is "
+                              "the port open from this machine?") from None
+        raise
+    return Agent(child, address)
+
+
+def detected_gpus() -> int:
+    """GPUs nvidia-smi lists on this machine (0 without NVIDIA GPUs)."""
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return 0
+    return sum(1 for line in out.stdout.splitlines() if line.startswith("GPU "))
+
+
+def run_until_signal(children: list[Child], on_exit: Callable[[], None]) -> int:
+    """Block until SIGINT/SIGTERM or until a child dies; then stop everything."""
+    stop = {"flag": False}
+
+    def handler(signum: int, frame: object) -> None:
+        stop["flag"] = True
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    code = 0
+    try:
+        while not stop["flag"]:
+            dead = [c for c in children if not c.alive()]
+            if dead:
+                logger.error("%s exited:\n%s", dead[0].name, _tail(dead[0].output()))
+                code = 1
+                break
+            time.sleep(0.5)
+    finally:
+        on_exit()
+        for s, h in old.items():
+            signal.signal(s, h)
+    return code
+
+
+def logdir_for(name: str) -> Path:
+    return Path(tempfile.mkdtemp(prefix=f"sweeps-{name}-"))

@@ -1,0 +1,238 @@
+"""A sweep across a Ray cluster on this machine: `sweeps head`, `sweeps agent`
+processes on loopback with logical GPUs, a real `mlflow server`, and
+`sweeps launch --address` as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import psutil
+import pytest
+
+TRAINER = '''
+import json, os, time
+from pathlib import Path
+
+def train(config, report):
+    start = time.time()
+    time.sleep(float(config.get("sleep", 1.0)))
+    Path(config["out"], f"{config['i']}-{os.getpid()}-{start}.json").write_text(json.dumps(
+        {"i": config["i"], "cuda": os.environ.get("CUDA_VISIBLE_DEVICES"), "start": start, "end": time.time()}))
+    report(step=0, loss=float(config["i"]))
+    return {"loss": float(config["i"])}
+'''
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    # a lost node is noticed in about 2 s instead of Ray's default 15-55 s
+    env.update(RAY_health_check_period_ms="500", RAY_health_check_timeout_ms="1000",
+               RAY_health_check_failure_threshold="3", RAY_USAGE_STATS_ENABLED="0", WANDB_SILENT="true")
+    return env
+
+
+def _start(argv: list[str], cwd: Path, ready: str, timeout: float = 180) -> tuple[subprocess.Popen, list[str]]:
+    proc = subprocess.Popen([sys.executable, "-m", "sweeps.cli", *argv], cwd=cwd, env=_env(), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()  # type: ignore[union-attr]
+        if not line and proc.poll() is not None:
+            break
+        lines.append(line.rstrip())
+        if ready in line:
+            return proc, lines
+    _stop(proc)
+    raise AssertionError(f"{argv[0]} did not get ready:\n" + "\n".join(lines))
+
+
+def _stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, sig)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            _kill_tree(proc.pid)
+
+
+def _kill_tree(pid: int) -> None:
+    """SIGKILL a process and all its descendants: a machine that dies."""
+    try:
+        root = psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return
+    for p in [root, *root.children(recursive=True)]:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+
+
+@dataclass
+class Head:
+    dir: Path
+    address: str
+    uri: str
+
+
+@pytest.fixture(scope="module")
+def head(tmp_path_factory) -> Iterator[Head]:
+    d = tmp_path_factory.mktemp("head")
+    port, mport = _free_port(), _free_port()
+    proc, lines = _start(["head", "--port", str(port), "--mlflow-port", str(mport), "--cpus", "0",
+                          "--backend-store-uri", f"sqlite:///{d}/server.db", "--artifacts-destination", str(d / "artifacts")],
+                         d, "Ctrl-C stops the head")
+    assert f"attach a GPU node:  sweeps agent --address 127.0.0.1:{port}" in lines
+    yield Head(d, f"127.0.0.1:{port}", f"http://127.0.0.1:{mport}")
+    _stop(proc)
+    assert proc.returncode == 0
+
+
+@contextmanager
+def agent(head: Head, gpus: int, cpus: int) -> Iterator[subprocess.Popen]:
+    proc, lines = _start(["agent", "--address", head.address, "--gpus", str(gpus), "--cpus", str(cpus)], head.dir,
+                         "Ctrl-C leaves the cluster")
+    assert lines[0] == f"joined {head.address} as an agent (resource sweeps_agent): GPUs {gpus}, CPUs {cpus}"
+    try:
+        yield proc
+    finally:
+        _stop(proc)
+
+
+def _node_ids(head: Head) -> dict[str, dict]:
+    """Alive nodes of the cluster, asked from a separate driver process."""
+    code = ("import json, ray; ray.init(address=%r, log_to_driver=False); "
+            "print(json.dumps({n['NodeID']: n['Resources'] for n in ray.nodes() if n['Alive']}))") % head.address
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={**_env(), "RAY_AUTH_MODE": "token"}, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _sweep_dir(tmp: Path, name: str, resources: str, n: int, sleep: float) -> Path:
+    work = tmp / name
+    (work / "out").mkdir(parents=True)
+    (work / "cluster_trainer.py").write_text(TRAINER)  # travels to the workers with the working directory
+    (work / "s.yaml").write_text(
+        f"name: {name}\nmethod: grid\nmetric: {{name: loss}}\ntrainer: cluster_trainer:train\nresources: {resources}\n"
+        f"parameters:\n  i: {{values: {list(range(n))}}}\n  sleep: {{value: {sleep}}}\n  out: {{value: '{work / 'out'}'}}\n")
+    return work
+
+
+def _launch(head: Head, work: Path, *extra: str, wait: bool = True) -> subprocess.Popen | subprocess.CompletedProcess:
+    argv = [sys.executable, "-m", "sweeps.cli", "launch", "s.yaml", "--address", head.address,
+            "--tracking-uri", head.uri, "--agents-only", *extra]
+    if wait:
+        return subprocess.run(argv, cwd=work, env=_env(), capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+    return subprocess.Popen(argv, cwd=work, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            stdin=subprocess.DEVNULL)
+
+
+def _children(head: Head, name: str) -> list:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(head.uri)
+    exp = client.get_experiment_by_name(name)
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    return [r for r in runs if r.data.tags.get("sweeps.role") == "trial"]
+
+
+def _probes(work: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in (work / "out").iterdir()]
+
+
+def _overlapping(probes: list[dict]) -> int:
+    """The most trials that ran at the same moment."""
+    return max(sum(1 for q in probes if q["start"] <= p["start"] < q["end"]) for p in probes)
+
+
+def test_trials_run_on_agents_and_log_to_the_tracking_server(head: Head, tmp_path: Path) -> None:
+    work = _sweep_dir(tmp_path, "on-agents", "{cpus: 1}", 3, 0.2)
+    with agent(head, gpus=0, cpus=2):
+        nodes = _node_ids(head)
+        agents = {nid for nid, res in nodes.items() if "sweeps_agent" in res}
+        out = _launch(head, work)
+    assert out.returncode == 0, out.stdout + out.stderr
+    children = _children(head, "on-agents")
+    assert len(children) == 3 and {c.info.status for c in children} == {"FINISHED"}
+    assert {c.data.tags["sweeps.node.id"] for c in children} <= agents
+    from mlflow import MlflowClient
+
+    client = MlflowClient(head.uri)
+    for c in children:  # artifacts went to the server over HTTP
+        assert c.info.artifact_uri.startswith("mlflow-artifacts:")
+        assert [a.path for a in client.list_artifacts(c.info.run_id)] == ["config.json"]
+    assert list((head.dir / "artifacts").rglob("config.json"))
+
+
+def test_quarter_gpus_share_one_gpu_and_a_two_gpu_trial_gets_two_ids(head: Head, tmp_path: Path) -> None:
+    quarter = _sweep_dir(tmp_path, "quarter", "{gpus: 0.25, cpus: 1}", 4, 3.0)
+    double = _sweep_dir(tmp_path, "double", "{gpus: 2, cpus: 1}", 1, 0.1)
+    with agent(head, gpus=1, cpus=4):
+        out = _launch(head, quarter)
+        assert out.returncode == 0, out.stdout + out.stderr
+        with agent(head, gpus=2, cpus=1):
+            out2 = _launch(head, double)
+            assert out2.returncode == 0, out2.stdout + out2.stderr
+    probes = _probes(quarter)
+    assert len(probes) == 4 and {p["cuda"] for p in probes} == {"0"}
+    assert _overlapping(probes) == 4  # all four at once on the one GPU
+    assert [p["cuda"] for p in _probes(double)] == ["0,1"]
+    (run,) = _children(head, "double")
+    assert run.data.tags["sweeps.gpu.ids"] == "0,1" and run.data.tags["sweeps.gpu.name"]
+
+
+def test_an_agent_that_joins_mid_sweep_gets_trials(head: Head, tmp_path: Path) -> None:
+    work = _sweep_dir(tmp_path, "joins", "{cpus: 1}", 8, 2.0)
+    with agent(head, gpus=0, cpus=1):
+        before = set(_node_ids(head))
+        launch = _launch(head, work, wait=False)
+        time.sleep(4)
+        with agent(head, gpus=0, cpus=1):
+            new = set(_node_ids(head)) - before
+            joined_at = time.time()
+            launch.wait(600)
+    assert launch.returncode == 0, launch.stdout.read()  # type: ignore[union-attr]
+    children = _children(head, "joins")
+    assert len(children) == 8
+    on_new = [c for c in children if c.data.tags["sweeps.node.id"] in new]
+    assert on_new, "the new agent got no trial"
+    assert len({c.data.tags["sweeps.node.id"] for c in children}) == 2
+    assert _overlapping(_probes(work)) == 2 and joined_at > 0
+
+
+def test_a_node_that_dies_mid_trial_has_its_trial_run_again_elsewhere(head: Head, tmp_path: Path) -> None:
+    work = _sweep_dir(tmp_path, "dies", "{cpus: 1}", 4, 5.0)
+    with agent(head, gpus=0, cpus=1), agent(head, gpus=0, cpus=1) as doomed:
+        launch = _launch(head, work, "--parallel", "2", wait=False)
+        time.sleep(8)  # both agents are running a trial now
+        _kill_tree(doomed.pid)  # the machine dies: its raylet and workers with it
+        launch.wait(600)
+        output = launch.stdout.read()  # type: ignore[union-attr]
+    assert launch.returncode == 0, output
+    assert "lost" in output and "running its params again" in output
+    children = _children(head, "dies")
+    finished = [c for c in children if c.info.status == "FINISHED"]
+    lost = [c for c in children if c.info.status == "FAILED"]
+    # every grid point finished exactly once; the lost attempt is recorded as such
+    assert sorted(int(c.data.params["i"]) for c in finished) == [0, 1, 2, 3]
+    assert len(lost) >= 1 and all(c.data.tags["sweeps.lost"] == "true" for c in lost)
+    reruns = [c for c in finished if "sweeps.retry_of" in c.data.tags]
+    assert {c.data.params["i"] for c in reruns} == {c.data.params["i"] for c in lost}
+    assert all(c.info.status != "RUNNING" for c in children)
