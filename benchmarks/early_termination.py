@@ -76,7 +76,7 @@ def main() -> None:
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     import ray
 
-    ray.init(include_dashboard=False, configure_logging=False, log_to_driver=False,
+    ray.init(address="local", include_dashboard=False, configure_logging=False, log_to_driver=False,
              runtime_env={"env_vars": {"PYTHONPATH": str(ROOT), "WANDB_SILENT": "true"}})
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

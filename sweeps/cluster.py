@@ -153,6 +153,14 @@ class Head:
         self.ray.terminate()
         self.mlflow.stop()
         self.ray.stop()
+        # Ray's pointer to "the cluster on this machine" would outlive the head and
+        # make a later plain ray.init() try to join a dead cluster
+        pointer = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
+        try:
+            if pointer.read_text().strip().endswith(f":{self.ray_address.rsplit(':', 1)[1]}"):
+                pointer.unlink()
+        except OSError:
+            pass
 
 
 def start_head(host: str, port: int, mlflow_port: int, backend_store_uri: str, artifacts_destination: str,

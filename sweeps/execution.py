@@ -62,7 +62,8 @@ class RayExecutor:
                 path = os.pathsep.join(p for p in (str(workdir), os.environ.get("PYTHONPATH", "")) if p)
                 env["env_vars"]["PYTHONPATH"] = path
             try:
-                ray.init(address=address, runtime_env=env, include_dashboard=False, log_to_driver=True,
+                # "local": a new instance of our own, even when a `ray start` cluster runs here
+                ray.init(address=address or "local", runtime_env=env, include_dashboard=False, log_to_driver=True,
                          num_cpus=None if address else num_cpus, num_gpus=None if address else num_gpus,
                          configure_logging=False)
             except (ConnectionError, RuntimeError, ValueError) as exc:

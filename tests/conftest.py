@@ -26,7 +26,7 @@ def ray_cluster():
     import ray
 
     path = os.pathsep.join([str(TESTS), str(ROOT)])
-    ray.init(num_cpus=4, num_gpus=2, include_dashboard=False, configure_logging=False,
+    ray.init(address="local", num_cpus=4, num_gpus=2, include_dashboard=False, configure_logging=False,
              runtime_env={"env_vars": {"PYTHONPATH": path, "WANDB_SILENT": "true"}})
     yield ray
     ray.shutdown()
