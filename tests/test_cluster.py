@@ -236,3 +236,18 @@ def test_a_node_that_dies_mid_trial_has_its_trial_run_again_elsewhere(head: Head
     reruns = [c for c in finished if "sweeps.retry_of" in c.data.tags]
     assert {c.data.params["i"] for c in reruns} == {c.data.params["i"] for c in lost}
     assert all(c.info.status != "RUNNING" for c in children)
+
+
+def test_an_agent_without_the_right_token_fails_with_a_clear_message(head: Head, tmp_path: Path) -> None:
+    wrong = tmp_path / "token"
+    wrong.write_text("not-the-cluster-token\n")
+    argv = [sys.executable, "-m", "sweeps.cli", "agent", "--address", head.address, "--cpus", "1"]
+    out = subprocess.run([*argv, "--token-file", str(wrong)], capture_output=True, text=True, timeout=300, env=_env())
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.strip() == (f"the Ray cluster at {head.address} refused the token from {wrong}: it is not the "
+                                  "head's token (the head's is ~/.ray/auth_token on the head machine)")
+    env = {k: v for k, v in _env().items() if not k.startswith("RAY_AUTH_TOKEN")}
+    env["HOME"] = str(tmp_path / "empty-home")
+    missing = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=env)
+    assert missing.returncode == 2
+    assert missing.stderr.strip().startswith("no Ray cluster token: the head prints where its token is")
