@@ -79,6 +79,8 @@ def launch(file: str, trials: int | None, parallel: int | None, seed: int | None
 
     from rich.console import Console
 
+    import sys
+
     from .controller import Controller, LaunchOptions
     from .space import load_spec
 
@@ -106,8 +108,64 @@ def launch(file: str, trials: int | None, parallel: int | None, seed: int | None
     )
     controller = Controller(spec, opts, on_event=lambda msg: console.print(msg, markup=False, soft_wrap=True))
     click.echo(f"sweep id: {controller.sweep_id}")
+    sys.stdout.flush()
+    _run_and_report(controller, state_dir)
+
+
+def _run_and_report(controller: Any, state_dir: str) -> None:
+    import sys
+
     summary = controller.run()
     _print_launch_summary(summary)
+    rec = summary.record
+    resume = f"sweeps resume {summary.id}" + (f" --state-dir {state_dir}" if state_dir != ".sweeps" else "")
+    if rec.status == "killed":
+        click.echo(f"stopped before its budget; continue it with: {resume}")
+        sys.exit(130)
+    if rec.status == "failed":
+        click.echo(f"the sweep stopped: {rec.stop_reason}; after fixing the cause, continue it with: {resume}", err=True)
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("sweep")
+@click.option("--state-dir", type=click.Path(file_okay=False), default=".sweeps", show_default=True)
+@click.option("--trials", type=click.IntRange(min=1), help="A new trial budget (counting the trials already done).")
+@click.option("--parallel", type=click.IntRange(min=1), help="Trials at once.")
+@click.option("--address", help="Ray cluster to join, HEAD:PORT (default: start a local Ray).")
+@click.option("--tracking-uri", help="MLflow tracking URI (default: the sweep's).")
+@click.option("--wandb-mode", type=click.Choice(["offline", "online", "disabled"]), help="W&B mirror (default: the sweep's).")
+@click.option("--agents-only", is_flag=True, help="Run trials only on nodes attached with `sweeps agent`.")
+@click.option("--no-progress", is_flag=True, help="No live view (plain lines).")
+def resume(sweep: str, state_dir: str, trials: int | None, parallel: int | None, address: str | None,
+           tracking_uri: str | None, wandb_mode: str | None, agents_only: bool, no_progress: bool) -> None:
+    """Continue SWEEP where it stopped: finished trials are kept, trials that were
+    running run again, the same MLflow parent run goes on, the budget counts what was done."""
+    import dataclasses
+    import os
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from .controller import Controller, LaunchOptions, load_for_resume
+
+    spec, record = load_for_resume(Path(state_dir), sweep)
+    if agents_only:
+        spec = dataclasses.replace(spec, resources=dataclasses.replace(spec.resources, agents_only=True))
+    if address:
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    console = Console(stderr=True, highlight=False)
+    opts = LaunchOptions(trials=trials, parallel=parallel, address=address, tracking_uri=tracking_uri,
+                         wandb_mode=wandb_mode, wandb_dir=os.environ.get("WANDB_DIR"), state_dir=Path(state_dir),
+                         progress=not no_progress and console.is_terminal)
+    controller = Controller(spec, opts, resume=record,
+                            on_event=lambda msg: console.print(msg, markup=False, soft_wrap=True))
+    done = record.trials is not None and not trials and record.status == "finished"
+    if done:
+        raise ConfigError(f"sweep {sweep} finished its budget of {record.trials} trials; pass --trials N to run more")
+    _run_and_report(controller, state_dir)
 
 
 def _print_launch_summary(summary: Any) -> None:

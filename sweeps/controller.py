@@ -4,16 +4,17 @@ keep the best on the MLflow parent run.
 The Optuna study in the sweep's state directory is the one source of truth for
 trial state, and the controller is its only writer. A sweep's directory holds
 ``sweep.json`` (settings, parent run, status), ``sweep.yaml`` (the file as
-launched) and ``study.log`` (Optuna's journal).
+launched), ``study.log`` (Optuna's journal) and ``controller.lock`` (held by
+the one controller running the sweep). Resuming is loading that study.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -28,7 +29,7 @@ from .errors import ConfigError, FatalError
 from .mirror import Mirror, WandbSettings
 from .runner import TrialRequest, TrialResult
 from .samplers import make_sampler, sampler_type
-from .space import SweepSpec
+from .space import SweepSpec, parse_spec
 
 if TYPE_CHECKING:
     import optuna
@@ -40,9 +41,15 @@ logger = logging.getLogger(__name__)
 STUDY_FILE = "study.log"
 SWEEP_FILE = "sweep.json"
 SPEC_FILE = "sweep.yaml"
+LOCK_FILE = "controller.lock"
+HOLDER_FILE = "controller.json"
 _MAX_DIFF = 5_000_000
 #: how many times the params of a trial whose worker or node was lost run again
 MAX_LOST_RERUNS = 3
+#: seconds between looks at the cluster's size and at the trials' heartbeats
+CHECK_EVERY_S = 2.0
+#: finite spaces up to this many points are drawn without repeats
+MAX_FINITE_POINTS = 200_000
 
 
 @dataclass(frozen=True)
@@ -85,9 +92,11 @@ class SweepRecord:
     experiment_id: str
     parent_run_id: str
     wandb_mode: str
+    parallel_set: int | None = None
     status: str = "running"
     stop_reason: str | None = None
     ended: str | None = None
+    resumed: int = 0
 
     def save(self, directory: Path) -> None:
         tmp = directory / (SWEEP_FILE + ".tmp")
@@ -153,10 +162,42 @@ def open_study(state: Path, sweep_id: str, direction: str, sampler: optuna.sampl
     return optuna.load_study(study_name=sweep_id, storage=storage, sampler=sampler)
 
 
-class Controller:
-    """Runs one sweep from its spec to its summary."""
+class SweepLock:
+    """One controller per sweep: an OS file lock (freed when its process dies,
+    even by kill -9) plus who holds it, for the message to a second one."""
 
-    def __init__(self, spec: SweepSpec, opts: LaunchOptions, *, on_event: Callable[[str], None] | None = None) -> None:
+    def __init__(self, state: Path, sweep_id: str) -> None:
+        from filelock import FileLock
+
+        self.state, self.sweep_id = state, sweep_id
+        self.lock = FileLock(str(state / LOCK_FILE))
+
+    def acquire(self) -> None:
+        from filelock import Timeout
+
+        try:
+            self.lock.acquire(timeout=0)
+        except Timeout:
+            try:
+                holder = json.loads((self.state / HOLDER_FILE).read_text())
+                who = f"pid {holder['pid']} on {holder['host']} (since {holder['since']})"
+            except (OSError, ValueError, KeyError):
+                who = "another controller"
+            raise ConfigError(f"sweep {self.sweep_id} is already being run by {who}; "
+                              "stop that one first (Ctrl-C there), or wait for it to end") from None
+        (self.state / HOLDER_FILE).write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": _now()}))
+
+    def release(self) -> None:
+        if self.lock.is_locked:
+            (self.state / HOLDER_FILE).unlink(missing_ok=True)
+            self.lock.release()
+
+
+class Controller:
+    """Runs one sweep from its spec to its summary, or resumes one from its state."""
+
+    def __init__(self, spec: SweepSpec, opts: LaunchOptions, *, on_event: Callable[[str], None] | None = None,
+                 resume: SweepRecord | None = None) -> None:
         if spec.metric is None:
             raise ConfigError(f"{spec.file}: metric: a launch needs a metric to find the best trial; "
                               "add metric: {name: ..., goal: minimize|maximize}")
@@ -166,21 +207,32 @@ class Controller:
                               "a function train(config, report) -> dict of metrics")
         self.spec = spec
         self.opts = opts
+        self.resumed = resume
         self.metric = spec.metric
         self.say = on_event or (lambda msg: None)
         self.workdir = opts.workdir.resolve()
-        self.sweep_id = uuid.uuid4().hex[:8]
-        self.name = opts.name or spec.name or Path(spec.file).stem
-        self.seed = opts.seed if opts.seed is not None else spec.seed if spec.seed is not None else int.from_bytes(os.urandom(3), "big")
-        self.state = (opts.state_dir if opts.state_dir.is_absolute() else self.workdir / opts.state_dir) / self.sweep_id
-        self.uri = tracking.absolute_uri(opts.tracking_uri or spec.tracking.tracking_uri, self.workdir)
-        self.experiment = opts.experiment or spec.tracking.experiment or self.name
-        mode = opts.wandb_mode or spec.tracking.wandb_mode or "offline"
+        root = opts.state_dir if opts.state_dir.is_absolute() else self.workdir / opts.state_dir
+        if resume is None:
+            self.sweep_id = uuid.uuid4().hex[:8]
+            self.name = opts.name or spec.name or Path(spec.file).stem
+            self.seed = opts.seed if opts.seed is not None else spec.seed if spec.seed is not None else int.from_bytes(os.urandom(3), "big")
+            self.uri = tracking.absolute_uri(opts.tracking_uri or spec.tracking.tracking_uri, self.workdir)
+            self.experiment = opts.experiment or spec.tracking.experiment or self.name
+            mode = opts.wandb_mode or spec.tracking.wandb_mode or "offline"
+            self.max_trials = opts.trials or spec.budget.trials
+            self.parallel_set = opts.parallel or spec.parallel
+        else:
+            self.sweep_id, self.name, self.seed = resume.id, resume.name, resume.seed
+            self.uri = tracking.absolute_uri(opts.tracking_uri, self.workdir) if opts.tracking_uri else resume.tracking_uri
+            self.experiment = resume.experiment
+            mode = opts.wandb_mode or resume.wandb_mode
+            self.max_trials = opts.trials or resume.trials
+            self.parallel_set = opts.parallel or resume.parallel_set
+        self.state = root / self.sweep_id
         self.wandb = WandbSettings(mode=mode, project=spec.tracking.wandb_project or self.name,
                                    entity=spec.tracking.wandb_entity,
                                    dir=str(Path(opts.wandb_dir).resolve()) if opts.wandb_dir else str(self.workdir))
-        self.max_trials = opts.trials or spec.budget.trials
-        self.points: list[dict[str, Any]] | None = list(spec.grid()) if spec.method == "grid" else None
+        self.points, self.points_kind = self._points()
         if self.points is not None:
             self.max_trials = min(self.max_trials or len(self.points), len(self.points))
         self._interrupts = 0
@@ -189,12 +241,36 @@ class Controller:
         self.best: tuple[float, int, str, dict[str, Any]] | None = None
         self.counts = {"COMPLETE": 0, "PRUNED": 0, "FAIL": 0}
         self.launched = 0
-        #: lost trials to run again with the same params: (Optuna params, user attrs)
+        self._waiting = 0
+        #: trials to run again with the same params: (Optuna params, user attrs)
         self.reruns: list[tuple[dict[str, Any], dict[str, Any]]] = []
+        #: why a running trial was given up on (no heartbeat), by its handle
+        self._given_up: dict[Any, str] = {}
+        self._nodes_of: dict[int, str] = {}
+        self.node_streak: dict[str, int] = {}
+        self.excluded: set[str] = set()
+        self.failed_out = False
         et = spec.early_terminate
         self.stop_metric = (et.metric or self.metric.name) if et else None
         self.stop_goal = (et.goal or self.metric.goal) if et and et.metric else self.metric.goal
         self.stop_reason: str | None = None
+
+    def _points(self) -> tuple[list[dict[str, Any]] | None, str | None]:
+        """The points a grid runs in order; for random search in a finite space,
+        a seeded draw of every point without repeats (weighted as declared)."""
+        spec = self.spec
+        if spec.method == "grid":
+            return list(spec.grid()), "grid"
+        if spec.method == "random" and not spec.allow_repeats:
+            finite = spec.finite_points(MAX_FINITE_POINTS)
+            if finite is not None:
+                import numpy as np
+
+                points, weights = finite
+                p = np.asarray(weights, dtype=float)
+                order = np.random.default_rng(self.seed).choice(len(points), size=len(points), replace=False, p=p / p.sum())
+                return [points[i] for i in order], "space"
+        return None, None
 
     # -- set-up ------------------------------------------------------------
 
@@ -202,22 +278,30 @@ class Controller:
         from .execution import RayExecutor
 
         spec = self.spec
-        self.state.mkdir(parents=True, exist_ok=False)
-        (self.state / SPEC_FILE).write_text(spec.text)
-        self.say(f"sweep {self.sweep_id} ({self.name}): state in {self.state}")
-        self.exp_id = tracking.experiment_id(self.uri, self.experiment)
         params = {
             "method": spec.method, "sampler": sampler_type(spec), "metric": self.metric.name, "goal": self.metric.goal,
             "budget.trials": self.max_trials, "budget.time_s": spec.budget.time_s, "budget.target": spec.budget.target,
             "seed": self.seed, "file": spec.file,
         }
-        self.parent_id = tracking.create_run(
-            self.uri, self.exp_id, self.name,
-            tags={"sweeps.sweep_id": self.sweep_id, "sweeps.role": "sweep",
-                  **({"mlflow.note.content": spec.description} if spec.description else {})},
-            params={k: v for k, v in params.items() if v is not None},
-        )
-        tracking.log_text(self.uri, self.parent_id, spec.text, Path(spec.file).name)
+        if self.resumed is None:
+            self.state.mkdir(parents=True, exist_ok=False)
+        self.lock = SweepLock(self.state, self.sweep_id)
+        self.lock.acquire()
+        if self.resumed is None:
+            (self.state / SPEC_FILE).write_text(spec.text)
+            self.say(f"sweep {self.sweep_id} ({self.name}): state in {self.state}")
+            self.exp_id = tracking.experiment_id(self.uri, self.experiment)
+            self.parent_id = tracking.create_run(
+                self.uri, self.exp_id, self.name,
+                tags={"sweeps.sweep_id": self.sweep_id, "sweeps.role": "sweep",
+                      **({"mlflow.note.content": spec.description} if spec.description else {})},
+                params={k: v for k, v in params.items() if v is not None},
+            )
+            tracking.log_text(self.uri, self.parent_id, spec.text, Path(spec.file).name)
+        else:
+            self.exp_id, self.parent_id = self.resumed.experiment_id, self.resumed.parent_run_id
+            tracking.reopen_run(self.uri, self.parent_id)
+            self.say(f"resuming sweep {self.sweep_id} ({self.name}) from {self.state}")
         self.executor = RayExecutor(self.opts.address, self.workdir)
         cpus, gpus = spec.resources.cpus, spec.resources.gpus
         remote = self.executor.remote_nodes()
@@ -231,24 +315,88 @@ class Controller:
                              f"(cluster: {self.executor.cluster_resources()})")
         if spec.early_terminate is not None:
             self.executor.start_judge(spec.early_terminate, self.stop_metric or self.metric.name, self.stop_goal)
-        self.parallel = self.opts.parallel or spec.parallel or capacity
-        self.parallel_auto = not (self.opts.parallel or spec.parallel)
-        self._next_capacity_check = time.monotonic() + 2.0
+        self.parallel = self.parallel_set or capacity
+        self._next_check = time.monotonic() + CHECK_EVERY_S
         if self.parallel > capacity:
             logger.warning("parallel %d is more than the cluster holds (%d); trials will queue", self.parallel, capacity)
         tracking.set_tags(self.uri, self.parent_id, {"sweeps.parallel": self.parallel})
-        self.record = SweepRecord(
-            id=self.sweep_id, name=self.name, file=str(Path(spec.file).resolve()), created=_now(), method=spec.method,
-            sampler=sampler_type(spec), metric=self.metric.name, goal=self.metric.goal, seed=self.seed,
-            parallel=self.parallel, trials=self.max_trials, time_s=spec.budget.time_s, target=spec.budget.target,
-            tracking_uri=self.uri, experiment=self.experiment, experiment_id=self.exp_id, parent_run_id=self.parent_id,
-            wandb_mode=self.wandb.mode,
-        )
+        if self.resumed is None:
+            self.record = SweepRecord(
+                id=self.sweep_id, name=self.name, file=str(Path(spec.file).resolve()), created=_now(), method=spec.method,
+                sampler=sampler_type(spec), metric=self.metric.name, goal=self.metric.goal, seed=self.seed,
+                parallel=self.parallel, trials=self.max_trials, time_s=spec.budget.time_s, target=spec.budget.target,
+                tracking_uri=self.uri, experiment=self.experiment, experiment_id=self.exp_id, parent_run_id=self.parent_id,
+                wandb_mode=self.wandb.mode, parallel_set=self.parallel_set,
+            )
+            self.study = open_study(self.state, self.sweep_id, self.metric.goal, make_sampler(spec, self.seed), create=True)
+        else:
+            self.record = self.resumed
+            self.record.status, self.record.stop_reason, self.record.ended = "running", None, None
+            self.record.resumed += 1
+            self.record.trials, self.record.tracking_uri, self.record.wandb_mode = self.max_trials, self.uri, self.wandb.mode
+            # a resumed sampler continues from what the study holds; its seed moves on with it
+            n = len(open_study(self.state, self.sweep_id, self.metric.goal, create=False).get_trials(deepcopy=False))
+            self.study = open_study(self.state, self.sweep_id, self.metric.goal, make_sampler(spec, self.seed + n), create=False)
+            self._reconcile()
         self.record.save(self.state)
-        self.study = open_study(self.state, self.sweep_id, self.metric.goal, make_sampler(spec, self.seed), create=True)
         self.repro_tags, self.git_diff = git_state(self.workdir)
-        self.mirror = Mirror(self.wandb, name=f"{self.name}-sweep", group=self.sweep_id, job_type="sweep",
+        suffix = f" (resumed {self.record.resumed})" if self.record.resumed else ""
+        self.mirror = Mirror(self.wandb, name=f"{self.name}-sweep{suffix}", group=self.sweep_id, job_type="sweep",
                              config={**params, "sweep_id": self.sweep_id, "mlflow_parent_run_id": self.parent_id})
+        if self.best is not None:
+            self._publish_best()
+
+    def _reconcile(self) -> None:
+        """On resume: take stock of the study; trials the dead controller left
+        running are settled from what MLflow recorded, or failed and run again."""
+        import optuna
+
+        TS = optuna.trial.TrialState
+        for frozen in self.study.get_trials(deepcopy=False):
+            if frozen.state == TS.WAITING:  # enqueued, never asked: the next ask takes it
+                self._waiting += 1
+                if "retry_of" not in frozen.user_attrs:
+                    self.launched += 1
+                continue
+            if "retry_of" not in frozen.user_attrs:
+                self.launched += 1
+            if frozen.state == TS.RUNNING:
+                self._settle_orphan(frozen)
+        for frozen in self.study.get_trials(deepcopy=False):
+            if frozen.state.is_finished():
+                self.finished += 1
+                key = {TS.COMPLETE: "COMPLETE", TS.PRUNED: "PRUNED"}.get(frozen.state, "FAIL")
+                self.counts[key] += 1
+                if self.executor.judge is not None:
+                    curve = [v for _, v in sorted(frozen.intermediate_values.items())]
+                    end_value = frozen.value if self.stop_metric == self.metric.name else (curve[-1] if curve else None)
+                    self.executor.judge_replay(frozen.number, curve, key, end_value)
+        try:
+            best = self.study.best_trial
+            self.best = (best.value, best.number, best.user_attrs.get("mlflow_run_id", ""), best.user_attrs.get("config", {}))
+        except ValueError:
+            pass
+        self.say(f"{self.finished} trials done ({self.counts['COMPLETE']} complete, {self.counts['PRUNED']} stopped early, "
+                 f"{self.counts['FAIL']} failed); {len(self.reruns)} to run again")
+
+    def _settle_orphan(self, frozen: optuna.trial.FrozenTrial) -> None:
+        import optuna
+
+        run_id = frozen.user_attrs.get("mlflow_run_id")
+        run = tracking.get_run(self.uri, run_id) if run_id else None
+        if run is not None and run.info.status == "FINISHED" and self.metric.name in run.data.metrics:
+            # the trial ended after the controller died: its result is in MLflow
+            self.study.tell(frozen.number, run.data.metrics[self.metric.name])
+            return
+        if run is not None and run.info.status == "KILLED" and run.data.tags.get("sweeps.pruned") == "true":
+            self.study.tell(frozen.number, state=optuna.trial.TrialState.PRUNED)
+            return
+        reason = "the controller stopped while it ran"
+        self.study.tell(frozen.number, state=optuna.trial.TrialState.FAIL)
+        if run_id and run is not None and run.info.status == "RUNNING":
+            tracking.set_tags(self.uri, run_id, {"sweeps.error": reason, "sweeps.lost": "true"})
+            tracking.end_run(self.uri, run_id, "FAILED")
+        self._queue_again(frozen.params, frozen.user_attrs, frozen.number, reason, lost=True)
 
     # -- the loop ----------------------------------------------------------
 
@@ -260,14 +408,16 @@ class Controller:
             self._start()
             with self._display() as refresh:
                 self._loop(refresh)
-            status = "KILLED" if self._interrupts >= 2 else "FINISHED"
+            status = "FAILED" if self.failed_out else "KILLED" if self._interrupts else "FINISHED"
             return self._finish(status)
         finally:
             restore()
-            if status == "FAILED" and hasattr(self, "parent_id"):
+            if status == "FAILED" and not self.failed_out and hasattr(self, "parent_id"):
                 self._close_after_crash()
             if hasattr(self, "executor"):
                 self.executor.shutdown()
+            if hasattr(self, "lock"):
+                self.lock.release()
 
     def _loop(self, refresh: Callable[[], None]) -> None:
         deadline = self.started_at + self.spec.budget.time_s if self.spec.budget.time_s else None
@@ -283,15 +433,16 @@ class Controller:
                 self.stop_reason = "time budget"
                 if self.running:
                     self._cancel_all("time budget reached")
-            if self.parallel_auto and time.monotonic() >= self._next_capacity_check:
-                # agents may have joined or left: use what the cluster holds now
-                self.parallel = max(1, self._capacity())
-                self._next_capacity_check = time.monotonic() + 2.0
-            while self.reruns and len(self.running) < self.parallel and self._interrupts == 0:
+            if time.monotonic() >= self._next_check:
+                self._check_cluster()
+            while self.stop_reason is None and self.reruns and len(self.running) < self.parallel:
                 self._launch_one()
             while self.stop_reason is None and len(self.running) < self.parallel:
                 if self.max_trials is not None and self.started() >= self.max_trials:
-                    self.stop_reason = "grid exhausted" if self.points is not None and self.max_trials == len(self.points) else "trial budget"
+                    if self.points is not None and self.max_trials == len(self.points):
+                        self.stop_reason = "grid exhausted" if self.points_kind == "grid" else "space exhausted"
+                    else:
+                        self.stop_reason = "trial budget"
                     break
                 self._launch_one()
             if not self.running:
@@ -301,19 +452,37 @@ class Controller:
                 self._finish_trial(handle, outcome)
             refresh()
 
+    def _check_cluster(self) -> None:
+        """Every few seconds: the cluster's size (agents come and go) and the
+        trials' heartbeats (a trial whose worker went silent is given up)."""
+        self._next_check = time.monotonic() + CHECK_EVERY_S
+        if not self.parallel_set:
+            self.parallel = max(1, self._capacity())
+        beats = self.executor.heartbeats()
+        limit = self.spec.faults.heartbeat_timeout_s
+        for handle, (_, request, _) in list(self.running.items()):
+            if request.number in beats:
+                age, node = beats[request.number]
+                self._nodes_of[request.number] = node
+                if age > limit and handle not in self._given_up:
+                    self._given_up[handle] = f"no heartbeat for {age:.0f} s"
+                    self.executor.cancel(handle)
+
     def started(self) -> int:
-        """Trials started against the budget (re-runs of lost trials do not count)."""
+        """Trials started against the budget (runs of the same params again do not count)."""
         return self.launched
 
     def _capacity(self) -> int:
         r = self.spec.resources
-        return self.executor.capacity(r.cpus, r.gpus, r.agents_only)
+        return self.executor.capacity(r.cpus, r.gpus, r.agents_only, self.excluded)
 
     def _launch_one(self) -> None:
         spec = self.spec
         if self.reruns:
             params, attrs = self.reruns.pop(0)
             self.study.enqueue_trial(params, user_attrs=attrs)
+        elif self._waiting:
+            self._waiting -= 1  # left enqueued by a controller that died; counted already
         else:
             if self.points is not None:
                 index = self.launched
@@ -324,12 +493,12 @@ class Controller:
         number = trial.number
         seed = trial_seed(self.seed, number)
         run_name = f"{self.name}-{number}"
+        again = {"sweeps.retry_of": str(trial.user_attrs["retry_of"]), "sweeps.attempt": str(trial.user_attrs["attempt"])} \
+            if "retry_of" in trial.user_attrs else {}
         run_id = tracking.create_run(
             self.uri, self.exp_id, run_name,
             tags={tracking.PARENT_TAG: self.parent_id, "sweeps.sweep_id": self.sweep_id, "sweeps.trial": str(number),
-                  "sweeps.role": "trial", **self.repro_tags,
-                  **({"sweeps.retry_of": str(trial.user_attrs["retry_of"]), "sweeps.attempt": str(trial.user_attrs["attempt"])}
-                     if "retry_of" in trial.user_attrs else {})},
+                  "sweeps.role": "trial", **self.repro_tags, **again},
             params=flat,
         )
         trial.set_user_attr("config", flat)
@@ -340,17 +509,27 @@ class Controller:
             trainer=spec.trainer or "", metric=self.metric.name, tracking_uri=self.uri, run_id=run_id,
             wandb=self.wandb, repro_tags=self.repro_tags, git_diff=self.git_diff, stop_metric=self.stop_metric,
         )
-        handle = self.executor.submit(request, spec.resources.cpus, spec.resources.gpus, spec.resources.agents_only)
+        handle = self.executor.submit(request, spec.resources.cpus, spec.resources.gpus, spec.resources.agents_only,
+                                      self.excluded)
         self.running[handle] = (trial, request, time.monotonic())
 
     def _finish_trial(self, handle: Any, outcome: TrialResult | Lost) -> None:
         import optuna
 
+        from .execution import Lost
+
         trial, request, t0 = self.running.pop(handle)
+        given_up = self._given_up.pop(handle, None)
+        if given_up and isinstance(outcome, Lost):
+            outcome = Lost(outcome.number, given_up)
         self.finished += 1
+        self.executor.forget(request.number)
+        node = self._nodes_of.pop(request.number, "")
         if isinstance(outcome, TrialResult):
+            node = outcome.node or node
             trial.set_user_attr("duration_s", round(outcome.duration_s, 3))
             trial.set_user_attr("host", outcome.host)
+            trial.set_user_attr("node", node)
             trial.set_user_attr("gpu_ids", list(outcome.gpu_ids))
             for i, v in enumerate(outcome.curve):  # the stopping metric's curve, for pruners and dashboards
                 trial.report(v, i)
@@ -361,20 +540,26 @@ class Controller:
                 self.counts["COMPLETE"] += 1
                 self._maybe_best(outcome.value, request)
                 self.executor.judge_end(request.number, "COMPLETE", end_value)
+                self._node_result(node, ok=True)
             elif outcome.state == "PRUNED":
                 trial.set_user_attr("pruned_reason", outcome.pruned_reason)
                 self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
                 self.counts["PRUNED"] += 1
                 self.executor.judge_end(request.number, "PRUNED", None)
+                self._node_result(node, ok=True)
             else:
                 self.executor.judge_end(request.number, "FAIL", None)
                 trial.set_user_attr("error", outcome.error)
                 self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
                 self.counts["FAIL"] += 1
                 self.say(f"trial {request.number} failed: {outcome.error}")
-        else:  # the worker died, or the trial was cancelled
+                self._queue_again(trial.params, trial.user_attrs, request.number, outcome.error or "failed", lost=False)
+                self._node_result(node, ok=False)
+        else:  # the worker died, went silent, or the trial was cancelled
             trial.set_user_attr("duration_s", round(time.monotonic() - t0, 3))
             trial.set_user_attr("error", outcome.reason)
+            if node:
+                trial.set_user_attr("node", node)
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
             self.counts["FAIL"] += 1
             self.executor.judge_end(request.number, "FAIL", None)
@@ -386,9 +571,12 @@ class Controller:
             except Exception as exc:  # noqa: BLE001 - keep the sweep going
                 logger.warning("could not close run %s: %s", request.run_id, exc)
             if not killed:
-                self._rerun(trial, request, outcome.reason)
+                self.say(f"trial {request.number} lost: {outcome.reason}")
+                self._queue_again(trial.params, trial.user_attrs, request.number, outcome.reason, lost=True)
+                self._node_result(node, ok=False)
         if self.best is not None:
             tracking.log_metric(self.uri, self.parent_id, f"best_{self.metric.name}", self.best[0], self.finished)
+        self._check_failures()
         target = self.spec.budget.target
         if target is not None and self.best is not None and self.stop_reason is None:
             reached = self.best[0] >= target if self.metric.goal == "maximize" else self.best[0] <= target
@@ -396,18 +584,45 @@ class Controller:
                 self.stop_reason = "target reached"
                 self.say(f"target {target:g} reached by trial {self.best[1]}")
 
-    def _rerun(self, trial: optuna.trial.Trial, request: TrialRequest, reason: str) -> None:
-        """A worker or node was lost: run the same params again, elsewhere."""
-        attempt = int(trial.user_attrs.get("attempt", 1))
-        original = int(trial.user_attrs.get("retry_of", request.number))
-        if attempt > MAX_LOST_RERUNS:
-            self.say(f"trial {request.number} lost ({reason}); not run again: {attempt} attempts were lost")
+    def _queue_again(self, params: dict[str, Any], attrs: dict[str, Any], number: int, reason: str, *, lost: bool) -> None:
+        """Run the same params again: a lost trial (up to MAX_LOST_RERUNS times),
+        or a failed one when the file allows retries."""
+        kind = "lost" if lost else "failed"
+        done = int(attrs.get(kind, 0)) + 1
+        allowed = MAX_LOST_RERUNS if lost else self.spec.faults.retries
+        if done > allowed:
+            if allowed and lost:
+                self.say(f"trial {number}: its params were lost {done} times; not run again")
             return
-        attrs = {"retry_of": original, "attempt": attempt + 1, "rerun_reason": reason}
-        if "grid_index" in trial.user_attrs:
-            attrs["grid_index"] = trial.user_attrs["grid_index"]
-        self.reruns.append((dict(trial.params), attrs))
-        self.say(f"trial {request.number} lost ({reason}); running its params again")
+        again = {"retry_of": int(attrs.get("retry_of", number)), "attempt": int(attrs.get("attempt", 1)) + 1,
+                 "lost": int(attrs.get("lost", 0)), "failed": int(attrs.get("failed", 0)), kind: done,
+                 "again_because": reason}
+        if "grid_index" in attrs:
+            again["grid_index"] = attrs["grid_index"]
+        self.reruns.append((dict(params), again))
+        self.say(f"trial {number} will run again with the same params (attempt {again['attempt']})")
+
+    def _node_result(self, node: str, *, ok: bool) -> None:
+        limit = self.spec.faults.node_failure_limit
+        if not node or limit is None:
+            return
+        self.node_streak[node] = 0 if ok else self.node_streak.get(node, 0) + 1
+        if self.node_streak[node] >= limit and node not in self.excluded:
+            self.excluded.add(node)
+            self.say(f"node {node[:12]} gets no more trials in this sweep: {limit} failures in a row")
+            tracking.set_tags(self.uri, self.parent_id, {"sweeps.excluded_nodes": ",".join(sorted(self.excluded))})
+            if self._capacity() == 0 and self.stop_reason is None:
+                self.stop_reason = "every node is excluded"
+                self.failed_out = True
+
+    def _check_failures(self) -> None:
+        limit = self.spec.faults.failure_limit(self.finished)
+        failures = self.counts["FAIL"]
+        if limit is not None and failures > limit and not self.failed_out:
+            self.failed_out = True
+            self.reruns.clear()
+            self.stop_reason = f"too many failures: {failures} of {self.finished} trials failed (max_failures allows {limit})"
+            self.say(f"stopping: {self.stop_reason}")
 
     def _maybe_best(self, value: float, request: TrialRequest) -> None:
         better = self.best is None or (value > self.best[0] if self.metric.goal == "maximize" else value < self.best[0])
@@ -415,13 +630,18 @@ class Controller:
             return
         old = self.best[3] if self.best else {}
         self.best = (value, request.number, request.run_id, request.params)
-        tags = {"best_run_id": request.run_id, "best_trial": str(request.number),
-                **{f"best.{k}": v for k, v in tracking.flatten_params(request.params).items()}}
+        self._publish_best(old)
+
+    def _publish_best(self, old: dict[str, Any] | None = None) -> None:
+        assert self.best is not None
+        value, number, run_id, params = self.best
+        tags = {"best_run_id": run_id, "best_trial": str(number),
+                **{f"best.{k}": v for k, v in tracking.flatten_params(params).items()}}
         tracking.set_tags(self.uri, self.parent_id, tags)
-        for stale in set(old) - set(request.params):
+        for stale in set(old or {}) - set(params):
             tracking.client(self.uri).delete_tag(self.parent_id, f"best.{stale}")
-        self.mirror.summary({f"best_{self.metric.name}": value, "best_trial": request.number,
-                             "best_run_id": request.run_id, **{f"best.{k}": v for k, v in request.params.items()}})
+        self.mirror.summary({f"best_{self.metric.name}": value, "best_trial": number,
+                             "best_run_id": run_id, **{f"best.{k}": v for k, v in params.items()}})
 
     def _cancel_all(self, reason: str) -> None:
         from .execution import Lost
@@ -502,6 +722,17 @@ class Controller:
         return LiveView(self, enabled=self.opts.progress)
 
 
+def load_for_resume(root: Path, sweep_id: str) -> tuple[SweepSpec, SweepRecord]:
+    """The spec and record of a sweep in ``root``, to resume it."""
+    directory = root / sweep_id
+    if not (directory / SWEEP_FILE).exists():
+        known = ", ".join(p.parent.name for p in root.glob(f"*/{SWEEP_FILE}")) or "none"
+        raise ConfigError(f"no sweep '{sweep_id}' in {root} (sweeps there: {known})")
+    record = SweepRecord.load(directory)
+    spec = parse_spec((directory / SPEC_FILE).read_text(), record.file)
+    return spec, record
+
+
 def trials_frame(study: optuna.Study) -> Any:
     """One row per trial: number, state, value, params, duration, run id."""
     import pandas as pd
@@ -515,6 +746,8 @@ def trials_frame(study: optuna.Study) -> Any:
             **{f"params.{k}": v for k, v in (t.user_attrs.get("config") or {}).items()},
             "duration_s": t.user_attrs.get("duration_s"),
             "mlflow_run_id": t.user_attrs.get("mlflow_run_id"),
+            "retry_of": t.user_attrs.get("retry_of"),
+            "node": t.user_attrs.get("node"),
             "error": t.user_attrs.get("error"),
             "pruned_reason": t.user_attrs.get("pruned_reason"),
         })
@@ -523,7 +756,3 @@ def trials_frame(study: optuna.Study) -> Any:
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def finite(x: float | None) -> bool:
-    return x is not None and math.isfinite(x)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -21,6 +23,10 @@ from .space import EarlyTerminate
 
 logger = logging.getLogger(__name__)
 
+#: seconds between a running trial's heartbeats
+HEARTBEAT_S = 1.0
+#: Ray's label that every node carries
+NODE_ID_LABEL = "ray.io/node-id"
 #: set in every worker: no prompts, no per-run banners from MLflow
 WORKER_ENV = {"WANDB_SILENT": "true", "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
 #: never shipped to a cluster with the working directory
@@ -71,6 +77,7 @@ class RayExecutor:
             self._owned = True
         self._remote = ray.remote(max_retries=0)(_run_on_worker)
         self.judge: Any = None
+        self.watch = ray.remote(num_cpus=0, max_restarts=0)(Watch).remote()
 
     def start_judge(self, et: EarlyTerminate, metric: str, goal: str) -> None:
         """The early-termination judge: a Ray actor every trial's reports consult."""
@@ -82,12 +89,26 @@ class RayExecutor:
         if self.judge is not None:
             self.judge.end.remote(number, state, value)
 
-    def capacity(self, cpus: float, gpus: float, agents_only: bool = False) -> int:
+    def judge_replay(self, number: int, values: list[float], state: str, value: float | None) -> None:
+        if self.judge is not None:
+            self.judge.replay.remote(number, values, state, value)
+
+    def heartbeats(self) -> dict[int, tuple[float, str]]:
+        """Seconds since each running trial's last heartbeat, and its node."""
+        try:
+            return self._ray.get(self.watch.ages.remote(), timeout=10)
+        except self._ray.exceptions.GetTimeoutError:
+            return {}
+
+    def forget(self, number: int) -> None:
+        self.watch.forget.remote(number)
+
+    def capacity(self, cpus: float, gpus: float, agents_only: bool = False, excluded: set[str] | None = None) -> int:
         """How many trials of this size the cluster's alive nodes hold at once."""
         total = 0
         for node in self._ray.nodes():
             res = node.get("Resources", {})
-            if not node.get("Alive") or (agents_only and AGENT_RESOURCE not in res):
+            if not node.get("Alive") or (agents_only and AGENT_RESOURCE not in res) or node["NodeID"] in (excluded or ()):
                 continue
             fits = int(res.get("CPU", 0) // cpus) if cpus > 0 else 10**6
             if gpus > 0:
@@ -103,11 +124,14 @@ class RayExecutor:
         here = {"127.0.0.1", "localhost", self._ray.util.get_node_ip_address()}
         return sorted({n["NodeManagerAddress"] for n in self._ray.nodes() if n.get("Alive")} - here)
 
-    def submit(self, request: TrialRequest, cpus: float, gpus: float, agents_only: bool = False) -> Any:
+    def submit(self, request: TrialRequest, cpus: float, gpus: float, agents_only: bool = False,
+               excluded: set[str] | None = None) -> Any:
         ref = self._remote.options(
             num_cpus=cpus, num_gpus=gpus, name=f"trial-{request.number}",
             resources={AGENT_RESOURCE: 1} if agents_only else None,
-        ).remote(request, self.judge)
+            # nodes this sweep gave up on (node_failure_limit) get no more trials
+            label_selector={NODE_ID_LABEL: f"!in({','.join(sorted(excluded))})"} if excluded else None,
+        ).remote(request, self.judge, self.watch)
         self._numbers[ref] = request.number
         return ref
 
@@ -138,8 +162,26 @@ class RayExecutor:
             self._ray.shutdown()
 
 
-def _run_on_worker(request: TrialRequest, judge: Any) -> TrialResult:
-    """The Ray task: run the trial, asking the judge about each report."""
+class Watch:
+    """Heartbeats of running trials (a Ray actor): how the controller notices
+    a worker that went silent where Ray itself cannot tell."""
+
+    def __init__(self) -> None:
+        self.beats: dict[int, tuple[float, str]] = {}
+
+    def beat(self, number: int, node: str) -> None:
+        self.beats[number] = (time.monotonic(), node)
+
+    def ages(self) -> dict[int, tuple[float, str]]:
+        now = time.monotonic()
+        return {n: (now - t, node) for n, (t, node) in self.beats.items()}
+
+    def forget(self, number: int) -> None:
+        self.beats.pop(number, None)
+
+
+def _run_on_worker(request: TrialRequest, judge: Any, watch: Any) -> TrialResult:
+    """The Ray task: run the trial with heartbeats, asking the judge about each report."""
     import ray
 
     decide = None
@@ -148,5 +190,16 @@ def _run_on_worker(request: TrialRequest, judge: Any) -> TrialResult:
         def decide(value: float) -> str | None:
             return ray.get(judge.report.remote(request.number, value))
 
-    node = {"sweeps.node.id": ray.get_runtime_context().get_node_id(), "sweeps.node.ip": ray.util.get_node_ip_address()}
-    return run_trial(request, decide, node)
+    node_id = ray.get_runtime_context().get_node_id()
+    done = threading.Event()
+
+    def heartbeat() -> None:
+        while not done.is_set():
+            watch.beat.remote(request.number, node_id)
+            done.wait(HEARTBEAT_S)
+
+    threading.Thread(target=heartbeat, name="sweeps-heartbeat", daemon=True).start()
+    try:
+        return run_trial(request, decide, {"sweeps.node.id": node_id, "sweeps.node.ip": ray.util.get_node_ip_address()})
+    finally:
+        done.set()

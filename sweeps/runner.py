@@ -66,6 +66,7 @@ class TrialResult:
     #: every reported value of the stopping metric, in order
     curve: tuple[float, ...] = ()
     pruned_reason: str | None = None
+    node: str = ""
 
 
 class StopTrial(Exception):
@@ -243,6 +244,7 @@ def run_trial(req: TrialRequest, decide: Callable[[float], str | None] | None = 
         number=req.number, state=state, value=None if error else value, metrics={**report.last, **final},
         run_id=run_id, duration_s=time.monotonic() - start, steps=report.count, error=error,
         host=socket.gethostname(), gpu_ids=ids, curve=tuple(report.curve), pruned_reason=pruned,
+        node=(node_tags or {}).get("sweeps.node.id", ""),
     )
 
 

@@ -200,6 +200,14 @@ class Param:
         d = self.distribution
         if d == "constant":
             return {}
+        if d == "categorical_w_probabilities":
+            # the middle of the value's quantile band
+            acc = 0.0
+            for v, p in zip(self.values, self.probabilities):
+                if _same(v, value):
+                    return {self.optuna_name: acc + p / 2}
+                acc += p
+            raise ValueError(f"{self.name}: {value!r} is not one of its values")
         if d == "categorical":
             idx = next(i for i, v in enumerate(self.values) if _same(v, value))
             return {self.optuna_name: idx if self._by_index() else self.values[idx]}
@@ -248,6 +256,19 @@ class Param:
             lo, hi = round(float(self.min) / q), round(float(self.max) / q)  # type: ignore[arg-type,operator]
             return [qround(k * q, q) for k in range(lo, hi + 1)]  # type: ignore[operator,arg-type]
         raise ValueError(f"{self.name}: {d} cannot be gridded")
+
+    def weighted_values(self) -> list[tuple[Any, float]]:
+        """Each value of a finite parameter with its probability under random search."""
+        d = self.distribution
+        if d == "categorical_w_probabilities":
+            return list(zip(self.values, self.probabilities))
+        values = self.grid_values()
+        if d != "q_uniform":
+            return [(v, 1.0 / len(values)) for v in values]
+        # W&B's q_uniform: x uniform in [min, max], rounded; each value gets its cell's share
+        lo, hi, q = float(self.min), float(self.max), float(self.q)  # type: ignore[arg-type]
+        return [(v, max(0.0, min(hi, (float(v) / q + 0.5) * q) - max(lo, (float(v) / q - 0.5) * q)) / (hi - lo))
+                for v in values]
 
     def describe(self) -> str:
         """A short human reading of the distribution and its range."""
@@ -327,6 +348,25 @@ class Budget:
 
 
 @dataclass(frozen=True)
+class FaultPolicy:
+    """What a sweep does when trials fail or nodes misbehave."""
+
+    retries: int = 0
+    max_failures: int | None = None
+    max_failure_fraction: float | None = None
+    node_failure_limit: int | None = None
+    heartbeat_timeout_s: float = 60.0
+
+    def failure_limit(self, finished: int) -> int | None:
+        """Failures allowed with ``finished`` trials done (a fraction counts at least 10)."""
+        if self.max_failures is not None:
+            return self.max_failures
+        if self.max_failure_fraction is not None:
+            return int(self.max_failure_fraction * max(finished, 10))
+        return None
+
+
+@dataclass(frozen=True)
 class SamplerSpec:
     type: str
     options: tuple[tuple[str, Any], ...] = ()
@@ -362,6 +402,8 @@ class SweepSpec:
     budget: Budget = field(default_factory=Budget)
     sampler: SamplerSpec | None = None
     tracking: TrackingSpec = field(default_factory=TrackingSpec)
+    faults: FaultPolicy = field(default_factory=FaultPolicy)
+    allow_repeats: bool = False
     warnings: tuple[Problem, ...] = ()
 
     @property
@@ -420,6 +462,34 @@ class SweepSpec:
         if not self.has_conditions:
             return math.prod(len(p.grid_values()) for p in self.params)
         return sum(1 for _ in self.grid())
+
+    def finite_points(self, limit: int) -> tuple[list[dict[str, Any]], list[float]] | None:
+        """Every point of a finite space with its probability under random
+        search, or None when the space is continuous or has over ``limit`` points."""
+        if not all(p.distribution in GRIDABLE or p.distribution == "categorical_w_probabilities" for p in self.params):
+            return None
+        points: list[dict[str, Any]] = []
+        weights: list[float] = []
+
+        def walk(i: int, chosen: dict[str, Any], weight: float) -> None:
+            if len(points) > limit:
+                return
+            if i == len(self.params):
+                points.append(dict(chosen))
+                weights.append(weight)
+                return
+            p = self.params[i]
+            if not p.active(chosen):
+                walk(i + 1, chosen, weight)
+                return
+            for v, w in p.weighted_values():
+                if w > 0:
+                    chosen[p.name] = v
+                    walk(i + 1, chosen, weight * w)
+            chosen.pop(p.name, None)
+
+        walk(0, {}, 1.0)
+        return None if len(points) > limit else (points, weights)
 
     def optuna_params(self, flat: dict[str, Any]) -> dict[str, Any]:
         """A grid point -> the Optuna params to enqueue for it."""
@@ -612,6 +682,8 @@ class _Builder:
             budget=budget,
             sampler=self._sampler(method),
             tracking=tracking,
+            faults=self._faults(),
+            allow_repeats=d.get("allow_repeats") is True,
         )
 
     # -- top-level sections ---------------------------------------------
@@ -752,6 +824,34 @@ class _Builder:
                 self.err(("sampler", key), "set the sweep's `seed` at the top level; each sampler is seeded from it")
             elif key not in valid:
                 self.err(("sampler", key), f"{SAMPLER_TYPES[kind]} has no option '{key}'; {_did_you_mean(key, valid)}")
+
+    def _faults(self) -> FaultPolicy:
+        d = self.data
+        retries = d.get("retries") if isinstance(d.get("retries"), dict) else {}
+        count, fraction = None, None
+        mf = d.get("max_failures")
+        path = ("max_failures",)
+        if _is_int(mf):
+            if mf < 0:
+                self.err(path, f"must be >= 0, not {mf}")
+            count = mf
+        elif isinstance(mf, float):
+            if not 0 < mf < 1:
+                self.err(path, f"a fraction is between 0 and 1, not {mf!r}; for a count write an integer")
+            fraction = mf
+        elif isinstance(mf, str):
+            m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*%\s*", mf)
+            if m and 0 < float(m.group(1)) < 100:
+                fraction = float(m.group(1)) / 100
+            else:
+                self.err(path, f"'{mf}' is not a count, a fraction or a percentage; write e.g. 5, 0.25 or '25%'")
+        timeout = d.get("heartbeat_timeout")
+        return FaultPolicy(
+            retries=retries.get("max", 0) if _is_int(retries.get("max")) else 0,
+            max_failures=count, max_failure_fraction=fraction,
+            node_failure_limit=d.get("node_failure_limit") if _is_int(d.get("node_failure_limit")) else None,
+            heartbeat_timeout_s=float(timeout) if _is_num(timeout) else 60.0,
+        )
 
     def _tracking(self) -> TrackingSpec:
         d = self.data

@@ -139,5 +139,18 @@ class MetricBuffer:
             client(self.uri).log_batch(self.run_id, metrics=chunk, synchronous=True)
 
 
-def run_status(uri: str, run_id: str) -> str:
-    return client(uri).get_run(run_id).info.status
+
+
+def get_run(uri: str, run_id: str) -> Any:
+    """The run, or None when the store does not have it."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client(uri).get_run(run_id)
+    except MlflowException:
+        return None
+
+
+def reopen_run(uri: str, run_id: str) -> None:
+    """Mark a run RUNNING again (a resumed sweep's parent)."""
+    client(uri).update_run(run_id, status="RUNNING")
