@@ -48,6 +48,8 @@ _MAX_DIFF = 5_000_000
 MAX_LOST_RERUNS = 3
 #: seconds between looks at the cluster's size and at the trials' heartbeats
 CHECK_EVERY_S = 2.0
+#: stop reasons that still let lost or failed trials run again
+BUDGET_REASONS = ("trial budget", "grid exhausted", "space exhausted")
 #: finite spaces up to this many points are drawn without repeats
 MAX_FINITE_POINTS = 200_000
 
@@ -362,6 +364,13 @@ class Controller:
                 self.launched += 1
             if frozen.state == TS.RUNNING:
                 self._settle_orphan(frozen)
+        trials = self.study.get_trials(deepcopy=False)
+        rerun_of = {(t.user_attrs["retry_of"], t.user_attrs.get("attempt")) for t in trials if "retry_of" in t.user_attrs}
+        for frozen in trials:
+            if frozen.user_attrs.get("interrupted"):
+                original = frozen.user_attrs.get("retry_of", frozen.number)
+                if (original, int(frozen.user_attrs.get("attempt", 1)) + 1) not in rerun_of:
+                    self._queue_again(frozen.params, frozen.user_attrs, frozen.number, "interrupted", lost=True)
         for frozen in self.study.get_trials(deepcopy=False):
             if frozen.state.is_finished():
                 self.finished += 1
@@ -435,7 +444,10 @@ class Controller:
                     self._cancel_all("time budget reached")
             if time.monotonic() >= self._next_check:
                 self._check_cluster()
-            while self.stop_reason is None and self.reruns and len(self.running) < self.parallel:
+            # runs of the same params again do not count against the budget: they
+            # go on after it is spent, not after a user, a deadline or a target stopped the sweep
+            again = self.stop_reason in (None, *BUDGET_REASONS)
+            while again and self.reruns and len(self.running) < self.parallel:
                 self._launch_one()
             while self.stop_reason is None and len(self.running) < self.parallel:
                 if self.max_trials is not None and self.started() >= self.max_trials:
@@ -445,7 +457,7 @@ class Controller:
                         self.stop_reason = "trial budget"
                     break
                 self._launch_one()
-            if not self.running:
+            if not self.running and not (again and self.reruns):
                 return
             timeout = 0.2 if deadline is None else max(0.0, min(0.2, deadline - time.monotonic()))
             for handle, outcome in self.executor.wait(list(self.running), timeout=timeout):
@@ -560,6 +572,8 @@ class Controller:
             trial.set_user_attr("error", outcome.reason)
             if node:
                 trial.set_user_attr("node", node)
+            if outcome.reason == "interrupted twice":
+                trial.set_user_attr("interrupted", True)  # a resume runs its params again
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
             self.counts["FAIL"] += 1
             self.executor.judge_end(request.number, "FAIL", None)

@@ -198,6 +198,7 @@ def _run_on_worker(request: TrialRequest, judge: Any, watch: Any) -> TrialResult
             watch.beat.remote(request.number, node_id)
             done.wait(HEARTBEAT_S)
 
+    ray.get(watch.beat.remote(request.number, node_id))  # the first one surely arrives before the trainer runs
     threading.Thread(target=heartbeat, name="sweeps-heartbeat", daemon=True).start()
     try:
         return run_trial(request, decide, {"sweeps.node.id": node_id, "sweeps.node.ip": ray.util.get_node_ip_address()})

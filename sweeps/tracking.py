@@ -118,22 +118,26 @@ class MetricBuffer:
     """Collects a trial's metrics and writes them with log_batch.
 
     One call per metric value is what makes MLflow slow on sqlite; here values
-    are sent in batches of up to ``size``, and ``flush`` sends the rest.
+    are sent in batches (every ``size`` values or ``interval_s`` seconds), and
+    ``flush`` sends the rest.
     """
 
-    def __init__(self, uri: str, run_id: str, size: int = 200) -> None:
-        self.uri, self.run_id, self.size = uri, run_id, size
+    def __init__(self, uri: str, run_id: str, size: int = 200, interval_s: float = 1.0) -> None:
+        self.uri, self.run_id, self.size, self.interval_s = uri, run_id, size, interval_s
         self._pending: list[Any] = []
+        self._flushed = 0.0
 
     def add(self, step: int, metrics: dict[str, float]) -> None:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
         self._pending.extend(Metric(k, v, now, step) for k, v in metrics.items())
-        if len(self._pending) >= self.size:
+        # by size, and at least once a second: a worker killed mid-trial loses at most a second of metrics
+        if len(self._pending) >= self.size or time.monotonic() - self._flushed >= self.interval_s:
             self.flush()
 
     def flush(self) -> None:
+        self._flushed = time.monotonic()
         while self._pending:
             chunk, self._pending = self._pending[:1000], self._pending[1000:]
             client(self.uri).log_batch(self.run_id, metrics=chunk, synchronous=True)

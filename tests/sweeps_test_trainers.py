@@ -69,3 +69,65 @@ def swallows_stop(config, report):
         except Exception:  # noqa: BLE001 - the point of this trainer
             pass
     return {"loss": config["curve"][-1]}
+
+
+def _first_time(config, what: str) -> bool:
+    """True the first time this config gets here (a marker file per config)."""
+    marker = Path(config["out"]) / f"{what}-{config['x']}"
+    if marker.exists():
+        return False
+    marker.write_text(str(os.getpid()))
+    return True
+
+
+def flaky(config, report):
+    """Raises on the first attempt of each config, succeeds after."""
+    report(step=0, loss=float(config["x"]))
+    if _first_time(config, "flaky"):
+        raise RuntimeError(f"flaky failure for x={config['x']}")
+    return {"loss": float(config["x"])}
+
+
+def always_fails(config, report):
+    raise ValueError("this trainer always fails")
+
+
+def dies_once(config, report):
+    """Kills its own worker process (kill -9) on the first attempt of each config."""
+    import signal
+
+    report(step=0, loss=float(config["x"]))
+    if _first_time(config, "dies"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return {"loss": float(config["x"])}
+
+
+def freezes_once(config, report):
+    """Stops its own process (SIGSTOP: alive to Ray, silent) on the first attempt."""
+    import signal
+
+    if _first_time(config, "freezes"):
+        os.kill(os.getpid(), signal.SIGSTOP)
+    return {"loss": float(config["x"])}
+
+
+def waits_to_be_killed(config, report):
+    """Writes its pid, then works slowly; the test kills the worker from outside."""
+    Path(config["out"], f"pid-{config['x']}").write_text(str(os.getpid()))
+    for step in range(int(config.get("steps", 20))):
+        time.sleep(0.25)
+        report(step=step, loss=float(config["x"]))
+    return {"loss": float(config["x"])}
+
+
+def chatty(config, report):
+    """Many steps of three metrics: a load on the MLflow store."""
+    for step in range(int(config["steps"])):
+        report(step=step, a=step * 1.0, b=-step * 1.0, c=float(config["x"]))
+    return {"c": float(config["x"])}
+
+
+def slow(config, report):
+    time.sleep(float(config.get("sleep", 1.0)))
+    report(step=0, loss=float(config["x"]))
+    return {"loss": float(config["x"])}
