@@ -63,7 +63,12 @@ class LiveView:
             best = f"best {metric}: none yet"
         counts = (f"{c.counts['COMPLETE']} complete, {c.counts['PRUNED']} stopped early, {c.counts['FAIL']} failed, "
                   f"{len(c.running)} running")
-        return self._group(self.progress, table, counts, best)
+        lines = [self.progress, table, counts, best]
+        if c.reruns:
+            lines.append(f"{len(c.reruns)} trials waiting to run again (same params)")
+        if c.excluded:
+            lines.append(f"nodes given up on (node_failure_limit): {', '.join(n[:12] for n in sorted(c.excluded))}")
+        return self._group(*lines)
 
     def refresh(self) -> None:
         now = time.monotonic()

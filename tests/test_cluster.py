@@ -24,6 +24,8 @@ import json, os, time
 from pathlib import Path
 
 def train(config, report):
+    if os.environ.get("SWEEPS_TEST_BAD_NODE"):
+        raise RuntimeError("this node is broken")
     start = time.time()
     time.sleep(float(config.get("sleep", 1.0)))
     Path(config["out"], f"{config['i']}-{os.getpid()}-{start}.json").write_text(json.dumps(
@@ -47,8 +49,10 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _start(argv: list[str], cwd: Path, ready: str, timeout: float = 180) -> tuple[subprocess.Popen, list[str]]:
-    proc = subprocess.Popen([sys.executable, "-m", "sweeps.cli", *argv], cwd=cwd, env=_env(), stdin=subprocess.DEVNULL,
+def _start(argv: list[str], cwd: Path, ready: str, timeout: float = 180,
+           env: dict[str, str] | None = None) -> tuple[subprocess.Popen, list[str]]:
+    proc = subprocess.Popen([sys.executable, "-m", "sweeps.cli", *argv], cwd=cwd, env={**_env(), **(env or {})},
+                            stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     lines: list[str] = []
     deadline = time.monotonic() + timeout
@@ -106,9 +110,9 @@ def head(tmp_path_factory) -> Iterator[Head]:
 
 
 @contextmanager
-def agent(head: Head, gpus: int, cpus: int) -> Iterator[subprocess.Popen]:
+def agent(head: Head, gpus: int, cpus: int, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen]:
     proc, lines = _start(["agent", "--address", head.address, "--gpus", str(gpus), "--cpus", str(cpus)], head.dir,
-                         "Ctrl-C leaves the cluster")
+                         "Ctrl-C leaves the cluster", env=env)
     assert lines[0] == f"joined {head.address} as an agent (resource sweeps_agent): GPUs {gpus}, CPUs {cpus}"
     try:
         yield proc
@@ -251,3 +255,19 @@ def test_an_agent_without_the_right_token_fails_with_a_clear_message(head: Head,
     missing = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=env)
     assert missing.returncode == 2
     assert missing.stderr.strip().startswith("no Ray cluster token: the head prints where its token is")
+
+
+def test_a_node_that_keeps_failing_trials_gets_no_more(head: Head, tmp_path: Path) -> None:
+    work = _sweep_dir(tmp_path, "bad-node", "{cpus: 1}", 6, 0.5)
+    (work / "s.yaml").write_text((work / "s.yaml").read_text() + "node_failure_limit: 2\nretries: {max: 2}\n")
+    with agent(head, gpus=0, cpus=1), agent(head, gpus=0, cpus=1, env={"SWEEPS_TEST_BAD_NODE": "1"}):
+        out = _launch(head, work, "--parallel", "2")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "gets no more trials in this sweep: 2 failures in a row" in out.stderr
+    children = _children(head, "bad-node")
+    failed = [c for c in children if c.info.status == "FAILED"]
+    assert len(failed) == 2 and len({c.data.tags["sweeps.node.id"] for c in failed}) == 1
+    bad = failed[0].data.tags["sweeps.node.id"]
+    finished = [c for c in children if c.info.status == "FINISHED"]
+    assert sorted(int(c.data.params["i"]) for c in finished) == list(range(6))  # failed points ran again elsewhere
+    assert all(c.data.tags["sweeps.node.id"] != bad for c in finished)

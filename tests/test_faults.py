@@ -236,18 +236,6 @@ def _mlflow_children(tmp: Path, sweep_id: str) -> list:
         client
 
 
-def _kill_leftovers(pid: int) -> None:
-    import psutil
-
-    for p in psutil.process_iter(["pid", "cmdline"]):
-        try:
-            if p.ppid() == 1 and any("ray" in part for part in (p.info["cmdline"] or [])) and p.pid != os.getpid():
-                if any(str(pid) in part for part in (p.info["cmdline"] or [])):
-                    p.kill()
-        except psutil.Error:
-            pass
-
-
 def test_a_killed_controller_is_resumed_and_a_second_one_is_refused(tmp_path: Path) -> None:
     work = _workdir(tmp_path, 6, 2.0)
     launch = _sweeps("launch", "s.yaml", "--parallel", "2", cwd=work, wait=False)
