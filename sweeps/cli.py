@@ -75,27 +75,13 @@ def launch(file: str, trials: int | None, parallel: int | None, seed: int | None
            state_dir: str, strict: bool, no_progress: bool, agents_only: bool) -> None:
     """Run a sweep of FILE: trials on Ray, each an MLflow child run, mirrored to W&B."""
     import os
-    from pathlib import Path
-
-    from rich.console import Console
-
     import sys
+    from pathlib import Path
 
     from .controller import Controller, LaunchOptions
     from .space import load_spec
 
-    spec = load_spec(file, strict=strict)
-    if agents_only:
-        import dataclasses
-
-        spec = dataclasses.replace(spec, resources=dataclasses.replace(spec.resources, agents_only=True))
-    if address:
-        # clusters started with `ray start` (and `sweeps head`) use token authentication
-        os.environ.setdefault("RAY_AUTH_MODE", "token")
-    # MLflow's INFO lines (creating tables...) would break up the live view
-    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
-    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
-    console = Console(stderr=True, highlight=False)
+    spec, console = _prepare(load_spec(file, strict=strict), agents_only, address)
     for w in spec.warnings:
         console.print(str(w), markup=False, style="yellow", soft_wrap=True)
     opts = LaunchOptions(
@@ -110,6 +96,25 @@ def launch(file: str, trials: int | None, parallel: int | None, seed: int | None
     click.echo(f"sweep id: {controller.sweep_id}")
     sys.stdout.flush()
     _run_and_report(controller, state_dir)
+
+
+def _prepare(spec: Any, agents_only: bool, address: str | None) -> tuple[Any, Any]:
+    """What launch and resume set up alike: the spec's overrides, the environment
+    Ray and MLflow read, and the console for progress."""
+    import dataclasses
+    import os
+
+    from rich.console import Console
+
+    if agents_only:
+        spec = dataclasses.replace(spec, resources=dataclasses.replace(spec.resources, agents_only=True))
+    if address:
+        # clusters started with `ray start` (and `sweeps head`) use token authentication
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
+    # MLflow's INFO lines (creating tables...) and run banners would break up the live view
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    return spec, Console(stderr=True, highlight=False)
 
 
 def _run_and_report(controller: Any, state_dir: str) -> None:
@@ -141,22 +146,13 @@ def resume(sweep: str, state_dir: str, trials: int | None, parallel: int | None,
            tracking_uri: str | None, wandb_mode: str | None, agents_only: bool, no_progress: bool) -> None:
     """Continue SWEEP where it stopped: finished trials are kept, trials that were
     running run again, the same MLflow parent run goes on, the budget counts what was done."""
-    import dataclasses
     import os
     from pathlib import Path
-
-    from rich.console import Console
 
     from .controller import Controller, LaunchOptions, load_for_resume
 
     spec, record = load_for_resume(Path(state_dir), sweep)
-    if agents_only:
-        spec = dataclasses.replace(spec, resources=dataclasses.replace(spec.resources, agents_only=True))
-    if address:
-        os.environ.setdefault("RAY_AUTH_MODE", "token")
-    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
-    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
-    console = Console(stderr=True, highlight=False)
+    spec, console = _prepare(spec, agents_only, address)
     opts = LaunchOptions(trials=trials, parallel=parallel, address=address, tracking_uri=tracking_uri,
                          wandb_mode=wandb_mode, wandb_dir=os.environ.get("WANDB_DIR"), state_dir=Path(state_dir),
                          progress=not no_progress and console.is_terminal)

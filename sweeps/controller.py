@@ -736,12 +736,18 @@ class Controller:
         return LiveView(self, enabled=self.opts.progress)
 
 
-def load_for_resume(root: Path, sweep_id: str) -> tuple[SweepSpec, SweepRecord]:
-    """The spec and record of a sweep in ``root``, to resume it."""
+def sweep_dir(root: Path, sweep_id: str) -> Path:
+    """The state directory of sweep ``sweep_id``; ConfigError naming the known ones when missing."""
     directory = root / sweep_id
     if not (directory / SWEEP_FILE).exists():
         known = ", ".join(p.parent.name for p in root.glob(f"*/{SWEEP_FILE}")) or "none"
         raise ConfigError(f"no sweep '{sweep_id}' in {root} (sweeps there: {known})")
+    return directory
+
+
+def load_for_resume(root: Path, sweep_id: str) -> tuple[SweepSpec, SweepRecord]:
+    """The spec and record of a sweep in ``root``, to resume it."""
+    directory = sweep_dir(root, sweep_id)
     record = SweepRecord.load(directory)
     spec = parse_spec((directory / SPEC_FILE).read_text(), record.file)
     return spec, record

@@ -184,11 +184,8 @@ def _run_on_worker(request: TrialRequest, judge: Any, watch: Any) -> TrialResult
     """The Ray task: run the trial with heartbeats, asking the judge about each report."""
     import ray
 
-    decide = None
-    if judge is not None:
-
-        def decide(value: float) -> str | None:
-            return ray.get(judge.report.remote(request.number, value))
+    def decide(value: float) -> str | None:
+        return ray.get(judge.report.remote(request.number, value))
 
     node_id = ray.get_runtime_context().get_node_id()
     done = threading.Event()
@@ -201,6 +198,6 @@ def _run_on_worker(request: TrialRequest, judge: Any, watch: Any) -> TrialResult
     ray.get(watch.beat.remote(request.number, node_id))  # the first one surely arrives before the trainer runs
     threading.Thread(target=heartbeat, name="sweeps-heartbeat", daemon=True).start()
     try:
-        return run_trial(request, decide, {"sweeps.node.id": node_id, "sweeps.node.ip": ray.util.get_node_ip_address()})
+        return run_trial(request, decide if judge is not None else None, {"sweeps.node.id": node_id, "sweeps.node.ip": ray.util.get_node_ip_address()})
     finally:
         done.set()

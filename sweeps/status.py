@@ -8,8 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .controller import SWEEP_FILE, SweepRecord, open_study
-from .errors import ConfigError
+from .controller import SWEEP_FILE, SweepRecord, open_study, sweep_dir
 
 
 def _best(study: Any) -> tuple[int | None, float | None]:
@@ -38,10 +37,7 @@ def list_sweeps(root: Path) -> list[dict[str, Any]]:
 
 def sweep_trials(root: Path, sweep_id: str) -> dict[str, Any]:
     """The sweep's record and a row per trial, with the best marked."""
-    directory = root / sweep_id
-    if not (directory / SWEEP_FILE).exists():
-        known = ", ".join(p.parent.name for p in root.glob(f"*/{SWEEP_FILE}")) or "none"
-        raise ConfigError(f"no sweep '{sweep_id}' in {root} (sweeps there: {known})")
+    directory = sweep_dir(root, sweep_id)
     rec = SweepRecord.load(directory)
     study = open_study(directory, rec.id, rec.goal, create=False)
     number, value = _best(study)

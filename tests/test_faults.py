@@ -12,8 +12,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import pytest
-
 from sweeps.controller import open_study
 from wandb_offline import offline_runs
 
