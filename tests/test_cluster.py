@@ -230,7 +230,7 @@ def test_a_node_that_dies_mid_trial_has_its_trial_run_again_elsewhere(head: Head
         launch.wait(600)
         output = launch.stdout.read()  # type: ignore[union-attr]
     assert launch.returncode == 0, output
-    assert "lost" in output and "running its params again" in output
+    assert "lost" in output and "will run again with the same params" in output
     children = _children(head, "dies")
     finished = [c for c in children if c.info.status == "FINISHED"]
     lost = [c for c in children if c.info.status == "FAILED"]
