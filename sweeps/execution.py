@@ -77,13 +77,20 @@ class RayExecutor:
             self._owned = True
         self._remote = ray.remote(max_retries=0)(_run_on_worker)
         self.judge: Any = None
-        self.watch = ray.remote(num_cpus=0, max_restarts=0)(Watch).remote()
+        self.watch = self._beside_me(Watch).remote()
+
+    def _beside_me(self, cls: type) -> Any:
+        """An actor on the controller's own node: it must not die with an agent."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        here = NodeAffinitySchedulingStrategy(self._ray.get_runtime_context().get_node_id(), soft=False)
+        return self._ray.remote(num_cpus=0, max_restarts=0, scheduling_strategy=here)(cls)
 
     def start_judge(self, et: EarlyTerminate, metric: str, goal: str) -> None:
         """The early-termination judge: a Ray actor every trial's reports consult."""
         from .pruning import Judge
 
-        self.judge = self._ray.remote(num_cpus=0, max_restarts=0)(Judge).remote(et, metric, goal)
+        self.judge = self._beside_me(Judge).remote(et, metric, goal)
 
     def judge_end(self, number: int, state: str, value: float | None) -> None:
         if self.judge is not None:
@@ -97,7 +104,8 @@ class RayExecutor:
         """Seconds since each running trial's last heartbeat, and its node."""
         try:
             return self._ray.get(self.watch.ages.remote(), timeout=10)
-        except self._ray.exceptions.GetTimeoutError:
+        except self._ray.exceptions.RayError as exc:  # a slow or lost watch must not stop the sweep
+            logger.warning("no heartbeats this time: %s", str(exc).splitlines()[0])
             return {}
 
     def forget(self, number: int) -> None:
