@@ -319,6 +319,8 @@ class Controller:
             self.executor.start_judge(spec.early_terminate, self.stop_metric or self.metric.name, self.stop_goal)
         self.parallel = self.parallel_set or capacity
         self._next_check = time.monotonic() + CHECK_EVERY_S
+        if not spec.resources.agents_only and not self.opts.address:
+            self.executor.warm(min(self.parallel, capacity), cpus, gpus, self.uri, self.wandb)
         if self.parallel > capacity:
             logger.warning("parallel %d is more than the cluster holds (%d); trials will queue", self.parallel, capacity)
         tracking.set_tags(self.uri, self.parent_id, {"sweeps.parallel": self.parallel})

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .errors import FatalError
+from .mirror import WandbSettings, warm
 from .runner import TrialRequest, TrialResult, run_trial
 from .cluster import AGENT_RESOURCE
 from .space import EarlyTerminate
@@ -110,6 +111,12 @@ class RayExecutor:
 
     def forget(self, number: int) -> None:
         self.watch.forget.remote(number)
+
+    def warm(self, slots: int, cpus: float, gpus: float, uri: str, wandb: WandbSettings | None) -> None:
+        """Start the workers the first trials will use, while the controller sets up:
+        imports, the MLflow store and the W&B service, off the first trial's path."""
+        for _ in range(slots):
+            self._ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=0)(_warm_worker).remote(uri, wandb)
 
     def capacity(self, cpus: float, gpus: float, agents_only: bool = False, excluded: set[str] | None = None) -> int:
         """How many trials of this size the cluster's alive nodes hold at once."""
@@ -209,3 +216,10 @@ def _run_on_worker(request: TrialRequest, judge: Any, watch: Any) -> TrialResult
         return run_trial(request, decide if judge is not None else None, {"sweeps.node.id": node_id, "sweeps.node.ip": ray.util.get_node_ip_address()})
     finally:
         done.set()
+
+
+def _warm_worker(uri: str, wandb: WandbSettings | None) -> None:
+    from . import tracking
+
+    tracking.client(uri).search_experiments(max_results=1)
+    warm(wandb)

@@ -86,3 +86,15 @@ class Mirror:
         except Exception as exc:  # noqa: BLE001
             self._off("finish", exc)
         self._run = None
+
+
+def warm(settings: WandbSettings | None) -> None:
+    """Start this process's W&B service ahead of its first run (over a second, once)."""
+    if settings is None or settings.mode == "disabled":
+        return
+    try:
+        import wandb
+
+        wandb.setup()
+    except Exception as exc:  # noqa: BLE001 - W&B must never fail a trial
+        logger.warning("W&B mirror: could not start the W&B service (%s)", exc)

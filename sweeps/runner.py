@@ -124,7 +124,12 @@ def load_trainer(spec: str) -> Callable[..., Any]:
 
 
 def seed_everything(seed: int) -> None:
-    """Seed random, numpy and torch (when installed) for this trial."""
+    """Seed random, numpy and torch for this trial.
+
+    torch is seeded when it is imported (by the trainer's module, which is
+    loaded first): importing it here for trainers that never use it would cost
+    seconds in every new worker.
+    """
     random.seed(seed)
     try:
         import numpy as np
@@ -132,8 +137,8 @@ def seed_everything(seed: int) -> None:
         np.random.seed(seed % 2**32)
     except ImportError:  # pragma: no cover
         pass
-    if importlib.util.find_spec("torch") is not None:
-        torch = importlib.import_module("torch")
+    torch = sys.modules.get("torch")
+    if torch is not None:
         torch.manual_seed(seed)
 
 
@@ -198,12 +203,12 @@ def run_trial(req: TrialRequest, decide: Callable[[float], str | None] | None = 
     mirror.summary({"sweeps/mlflow_run_id": run_id, "sweeps/trial": req.number, "sweeps/seed": req.seed})
     buffer = tracking.MetricBuffer(uri, run_id)
     report = _Reporter(buffer, mirror, req.stop_metric, decide)
-    seed_everything(req.seed)
     error = None
     value = None
     final: dict[str, float] = {}
     try:
         trainer = load_trainer(req.trainer)
+        seed_everything(req.seed)
         returned = trainer(req.config, report)
         if returned is not None and not isinstance(returned, dict):
             raise TypeError(f"the trainer returned {type(returned).__name__}; return a dict of metrics (or None)")

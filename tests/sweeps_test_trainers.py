@@ -43,16 +43,6 @@ def probe_gpus(config, report):
     return {"loss": 0.0}
 
 
-def seeded(config, report):
-    """Returns draws of random, numpy and torch after the runner seeded them."""
-    import random
-
-    import numpy as np
-    import torch
-
-    return {"loss": 0.0, "r": random.random(), "n": float(np.random.rand()), "t": float(torch.rand(1))}
-
-
 def curve(config, report):
     """Reports a curve known in advance, one value per step, `pause` seconds apart."""
     for value in config["curve"]:

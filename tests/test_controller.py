@@ -248,7 +248,7 @@ def test_every_trial_records_what_it_takes_to_reproduce_it(env) -> None:
         name: repro
         method: random
         metric: {name: loss}
-        trainer: sweeps_test_trainers:seeded
+        trainer: seeded_trainer:train
         seed: 5
         parameters:
           x: {min: 0.0, max: 1.0}

@@ -1,0 +1,352 @@
+"""Orchestration overhead, side by side: sweeps against the peers on the same work.
+
+    .venv/bin/python benchmarks/overhead.py [--workloads W1 W2] [--systems ...] [--repeats 3]
+
+Workloads (2 trials at a time, TPE over the same space where the system samples):
+  W1  40 trials of an instant objective reported over 10 steps;
+      space {x: uniform -10..10, y: log_uniform_values 1e-4..1, c: categorical a/b/c}
+  W2  16 trials of the digits MLP (trainers/digits_mlp.py), 5 epochs
+
+Systems, each run in a fresh process (its own Ray where it uses Ray), interleaved
+(A B C ... A B C ...):
+  sweeps        `Controller` as `sweeps launch` runs it: Ray tasks, MLflow nested runs
+                in sqlite, W&B offline runs
+  hand          a loop written by hand: Optuna ask/tell, Ray tasks, an MLflow nested
+                run and a W&B offline run per trial, one MLflow call per value
+  tune          Ray Tune + OptunaSearch + MLflowLoggerCallback + WandbLoggerCallback
+  optuna        Optuna alone, in memory, no tracking (the floor)
+  optuna-mlflow Optuna + an MLflow nested run per trial in sqlite (no W&B)
+
+Prints per system the median total wall (process start to last result), the time
+to the first trial result, the per-trial overhead (wall minus the trials' own
+compute over the parallelism, divided by trials), the peak memory of the process
+tree, and the ratio of each peer's wall to sweeps'. Every trial must be recorded
+(MLflow children, W&B runs) or the run fails loudly. Needs the `bench` extra
+(ray[tune], psutil).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PARALLEL = 2
+WORKLOADS = {"W1": {"trials": 40, "steps": 10}, "W2": {"trials": 16, "epochs": 5}}
+SYSTEMS = ["sweeps", "hand", "tune", "optuna", "optuna-mlflow"]
+
+TRAINERS = '''
+import json, os, time
+
+def _log(start):
+    with open(os.environ["BENCH_TIMES"], "a") as f:
+        f.write(json.dumps({"start": start, "end": time.time()}) + "\\n")
+
+def w1(config, report):
+    start = time.time()
+    value = (config["x"] - 1.0) ** 2 + config["y"] + {"a": 0.0, "b": 0.5, "c": 1.0}[config["c"]]
+    for step in range(10):
+        report(step=step, loss=value + 1.0 / (step + 1))
+    _log(start)
+    return {"loss": value}
+
+def w2(config, report):
+    from trainers.digits_mlp import train
+    start = time.time()
+    out = train({**config, "epochs": 5}, report)
+    _log(start)
+    return out
+'''
+
+
+# -- the systems, each run in a child process ---------------------------------------
+
+
+def child(system: str, workload: str, work: Path) -> dict:
+    os.chdir(work)
+    sys.path[:0] = [str(work), str(ROOT)]
+    os.environ.update(BENCH_TIMES=str(work / "times.jsonl"), WANDB_SILENT="true", WANDB_MODE="offline",
+                      MLFLOW_LOGGING_LEVEL="WARNING", MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT="true",
+                      RAY_USAGE_STATS_ENABLED="0", WANDB_DIR=str(work),
+                      PYTHONPATH=os.pathsep.join([str(work), str(ROOT)]))
+    trials = WORKLOADS[workload]["trials"]
+    uri = f"sqlite:///{work}/mlflow.db"
+    {"sweeps": run_sweeps, "hand": run_hand, "tune": run_tune, "optuna": run_optuna,
+     "optuna-mlflow": run_optuna_mlflow}[system](workload, trials, uri, work)
+    import psutil
+
+    wall = time.time() - psutil.Process().create_time()
+    times = [json.loads(line) for line in (work / "times.jsonl").read_text().splitlines()]
+    return {"wall": wall, "first": min(t["end"] for t in times) - psutil.Process().create_time(),
+            "compute": sum(t["end"] - t["start"] for t in times), "trials_run": len(times),
+            **recorded(system, uri, work, trials)}
+
+
+def recorded(system: str, uri: str, work: Path, trials: int) -> dict:
+    """Count what each system really recorded; fail loudly when trials are missing."""
+    out: dict = {}
+    if system in ("sweeps", "hand", "tune", "optuna-mlflow"):
+        from mlflow import MlflowClient
+
+        client = MlflowClient(uri)
+        runs = client.search_runs([e.experiment_id for e in client.search_experiments()], max_results=10000)
+        children = [r for r in runs if "mlflow.parentRunId" in r.data.tags] if system != "tune" else runs
+        out["mlflow_runs"] = len(children)
+        if len(children) != trials:
+            raise SystemExit(f"{system}: {len(children)} MLflow trial runs recorded, expected {trials}")
+    if system in ("sweeps", "hand", "tune"):
+        wandb_runs = list((work / "wandb").glob("offline-run-*"))
+        n = len(wandb_runs) - (1 if system == "sweeps" else 0)  # sweeps adds the sweep's own run
+        out["wandb_runs"] = n
+        if n != trials:
+            raise SystemExit(f"{system}: {n} W&B trial runs recorded, expected {trials}")
+    return out
+
+
+def space_yaml(workload: str) -> str:
+    if workload == "W1":
+        return """
+            x: {min: -10.0, max: 10.0}
+            y: {distribution: log_uniform_values, min: 0.0001, max: 1.0}
+            c: {values: [a, b, c]}"""
+    return """
+            lr: {distribution: log_uniform_values, min: 0.001, max: 0.03}
+            hidden: {values: [32, 64, 128]}"""
+
+
+def suggest(trial, workload: str) -> dict:
+    if workload == "W1":
+        return {"x": trial.suggest_float("x", -10, 10), "y": trial.suggest_float("y", 1e-4, 1, log=True),
+                "c": trial.suggest_categorical("c", ["a", "b", "c"])}
+    return {"lr": trial.suggest_float("lr", 1e-3, 0.03, log=True), "hidden": trial.suggest_categorical("hidden", [32, 64, 128])}
+
+
+def metric(workload: str) -> tuple[str, str]:
+    return ("loss", "minimize") if workload == "W1" else ("val_acc", "maximize")
+
+
+def run_sweeps(workload: str, trials: int, uri: str, work: Path) -> None:
+    from sweeps.controller import Controller, LaunchOptions
+    from sweeps.space import parse_spec
+
+    name, goal = metric(workload)
+    text = textwrap.dedent(f"""
+        name: bench
+        method: bayes
+        metric: {{name: {name}, goal: {goal}}}
+        trainer: bench_trainers:{workload.lower()}
+        seed: 0
+        parameters:""") + textwrap.indent(textwrap.dedent(space_yaml(workload)), "  ") + "\n"
+    spec = parse_spec(text, str(work / "bench.yaml"))
+    Controller(spec, LaunchOptions(trials=trials, parallel=PARALLEL, tracking_uri=uri, wandb_dir=str(work),
+                                   state_dir=work / ".sweeps", workdir=work, progress=False)).run()
+
+
+def run_hand(workload: str, trials: int, uri: str, work: Path) -> None:
+    import mlflow
+    import optuna
+    import ray
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    ray.init(address="local", include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {k: os.environ[k] for k in ("PYTHONPATH", "BENCH_TIMES", "WANDB_SILENT", "WANDB_DIR",
+                                                                   "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT")}})
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment("bench")
+    name, goal = metric(workload)
+    with mlflow.start_run(run_name="parent") as parent:
+        parent_id = parent.info.run_id
+
+    @ray.remote(num_cpus=1)
+    def one(config: dict, number: int) -> float:
+        import bench_trainers
+        import mlflow
+        import wandb
+
+        mlflow.set_tracking_uri(uri)
+        with mlflow.start_run(parent_run_id=parent_id, run_name=f"trial-{number}", experiment_id=mlflow.get_experiment_by_name("bench").experiment_id):
+            mlflow.log_params(config)
+            run = wandb.init(project="bench", group="hand", config=config, mode="offline", dir=str(work), reinit="create_new")
+
+            def report(step: int, **metrics: float) -> None:
+                for k, v in metrics.items():
+                    mlflow.log_metric(k, v, step=step)
+                run.log(metrics, step=step)
+
+            out = getattr(bench_trainers, workload.lower())(config, report)
+            run.finish()
+        return out[name]
+
+    study = optuna.create_study(direction=goal, sampler=optuna.samplers.TPESampler(seed=0))
+    running: dict = {}
+    started = 0
+    while started < trials or running:
+        while started < trials and len(running) < PARALLEL:
+            t = study.ask()
+            running[one.remote(suggest(t, workload), t.number)] = t
+            started += 1
+        done, _ = ray.wait(list(running), num_returns=1)
+        for ref in done:
+            study.tell(running.pop(ref), ray.get(ref))
+    ray.shutdown()
+
+
+def run_tune(workload: str, trials: int, uri: str, work: Path) -> None:
+    import optuna
+    import ray
+    from ray import tune
+    from ray.air.integrations.mlflow import MLflowLoggerCallback
+    from ray.air.integrations.wandb import WandbLoggerCallback
+    from ray.tune.search.optuna import OptunaSearch
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    ray.init(address="local", include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {k: os.environ[k] for k in ("PYTHONPATH", "BENCH_TIMES", "WANDB_SILENT", "WANDB_DIR")}})
+    name, goal = metric(workload)
+
+    def trainable(config: dict) -> None:
+        import bench_trainers
+
+        def report(step: int, **metrics: float) -> None:
+            tune.report(metrics)
+
+        getattr(bench_trainers, workload.lower())(config, report)
+
+    if workload == "W1":
+        space = {"x": tune.uniform(-10, 10), "y": tune.loguniform(1e-4, 1), "c": tune.choice(["a", "b", "c"])}
+    else:
+        space = {"lr": tune.loguniform(1e-3, 0.03), "hidden": tune.choice([32, 64, 128])}
+    mode = "min" if goal == "minimize" else "max"
+    tuner = tune.Tuner(
+        tune.with_resources(trainable, {"cpu": 1}),
+        param_space=space,
+        tune_config=tune.TuneConfig(search_alg=OptunaSearch(metric=name, mode=mode, seed=0), num_samples=trials,
+                                    max_concurrent_trials=PARALLEL, metric=name, mode=mode),
+        run_config=tune.RunConfig(storage_path=str(work / "tune"), verbose=0, callbacks=[
+            MLflowLoggerCallback(tracking_uri=uri, experiment_name="bench"),
+            WandbLoggerCallback(project="bench", mode="offline", dir=str(work)),
+        ]),
+    )
+    tuner.fit()
+    ray.shutdown()
+
+
+def run_optuna(workload: str, trials: int, uri: str, work: Path) -> None:
+    import optuna
+
+    import bench_trainers
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    name, goal = metric(workload)
+
+    def objective(trial: optuna.Trial) -> float:
+        def report(step: int, **metrics: float) -> None:
+            trial.report(metrics[name], step)
+
+        return getattr(bench_trainers, workload.lower())(suggest(trial, workload), report)[name]
+
+    optuna.create_study(direction=goal, sampler=optuna.samplers.TPESampler(seed=0)).optimize(objective, n_trials=trials, n_jobs=PARALLEL)
+
+
+def run_optuna_mlflow(workload: str, trials: int, uri: str, work: Path) -> None:
+    import mlflow
+    import optuna
+
+    import bench_trainers
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    client = mlflow.MlflowClient(uri)
+    exp = client.create_experiment("bench")
+    parent = client.create_run(exp).info.run_id
+    name, goal = metric(workload)
+
+    def objective(trial: optuna.Trial) -> float:
+        config = suggest(trial, workload)
+        run = client.create_run(exp, tags={"mlflow.parentRunId": parent}).info.run_id
+        for k, v in config.items():
+            client.log_param(run, k, v)
+
+        def report(step: int, **metrics: float) -> None:
+            for k, v in metrics.items():
+                client.log_metric(run, k, v, step=step)
+
+        out = getattr(bench_trainers, workload.lower())(config, report)
+        client.set_terminated(run)
+        return out[name]
+
+    optuna.create_study(direction=goal, sampler=optuna.samplers.TPESampler(seed=0)).optimize(objective, n_trials=trials, n_jobs=PARALLEL)
+
+
+# -- the parent: run each system in a fresh process, measure, compare ----------------------
+
+
+def measure(system: str, workload: str, base: Path) -> dict:
+    import psutil
+
+    work = Path(tempfile.mkdtemp(prefix=f"{system}-{workload}-", dir=base))
+    (work / "bench_trainers.py").write_text(TRAINERS)
+    result = work / "result.json"
+    proc = subprocess.Popen([sys.executable, __file__, "--child", system, workload, str(work), str(result)],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    peak = 0
+    root = psutil.Process(proc.pid)
+    while proc.poll() is None:
+        try:
+            rss = sum(p.memory_info().rss for p in [root, *root.children(recursive=True)] if p.is_running())
+            peak = max(peak, rss)
+        except psutil.Error:
+            pass
+        time.sleep(0.2)
+    output = proc.stdout.read()  # type: ignore[union-attr]
+    if proc.returncode != 0 or not result.exists():
+        raise SystemExit(f"{system} on {workload} failed:\n{output[-3000:]}")
+    return {**json.loads(result.read_text()), "peak_mb": peak / 2**20}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
+    ap.add_argument("--systems", nargs="+", default=SYSTEMS, choices=SYSTEMS)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        system, workload, work, out = args.child
+        Path(out).write_text(json.dumps(child(system, workload, Path(work))))
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        for workload in args.workloads:
+            trials = WORKLOADS[workload]["trials"]
+            runs: dict[str, list[dict]] = {s: [] for s in args.systems}
+            for rep in range(args.repeats):
+                for system in args.systems:
+                    r = measure(system, workload, Path(tmp))
+                    runs[system].append(r)
+                    print(f"{workload} #{rep + 1} {system:>13}: wall {r['wall']:7.1f} s, first result {r['first']:5.1f} s, "
+                          f"peak {r['peak_mb']:6.0f} MB, recorded {({k: v for k, v in r.items() if k in ('mlflow_runs', 'wandb_runs')})}",
+                          flush=True)
+            print(f"\n{workload}: {trials} trials, {PARALLEL} at a time; medians of {args.repeats}")
+            print(f"{'system':>13} {'wall s':>8} {'first s':>8} {'overhead/trial s':>17} {'after start-up':>15} {'peak MB':>8} {'wall / sweeps':>14}")
+            base = statistics.median(r["wall"] for r in runs["sweeps"]) if "sweeps" in runs else None
+            for system, rs in runs.items():
+                wall = statistics.median(r["wall"] for r in rs)
+                first = statistics.median(r["first"] for r in rs)
+                compute = statistics.median(r["compute"] for r in rs)
+                per = (wall - compute / PARALLEL) / trials
+                after = (wall - first - compute / PARALLEL * (trials - 1) / trials) / max(trials - 1, 1)
+                ratio = f"x{wall / base:.2f}" if base else "-"
+                print(f"{system:>13} {wall:8.1f} {first:8.1f} {per:17.3f} {after:15.3f} "
+                      f"{statistics.median(r['peak_mb'] for r in rs):8.0f} {ratio:>14}")
+            print()
+
+
+if __name__ == "__main__":
+    main()
