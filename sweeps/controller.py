@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from . import tracking
 from .errors import ConfigError, FatalError
-from .mirror import Mirror, WandbSettings
+from .mirror import Mirror, WandbSettings, close_lost, new_run_id
 from .runner import TrialRequest, TrialResult
 from .samplers import make_sampler, sampler_type
 from .space import SweepSpec, parse_spec
@@ -407,6 +407,9 @@ class Controller:
         if run_id and run is not None and run.info.status == "RUNNING":
             tracking.set_tags(self.uri, run_id, {"sweeps.error": reason, "sweeps.lost": "true"})
             tracking.end_run(self.uri, run_id, "FAILED")
+            if frozen.user_attrs.get("wandb_id"):
+                close_lost(self.wandb, frozen.user_attrs["wandb_id"], name=run.info.run_name, group=self.sweep_id,
+                           state="FAIL", reason=reason)
         self._queue_again(frozen.params, frozen.user_attrs, frozen.number, reason, lost=True)
 
     # -- the loop ----------------------------------------------------------
@@ -518,10 +521,12 @@ class Controller:
         trial.set_user_attr("config", flat)
         trial.set_user_attr("mlflow_run_id", run_id)
         trial.set_user_attr("seed", seed)
+        trial.set_user_attr("wandb_id", new_run_id())
         request = TrialRequest(
             sweep_id=self.sweep_id, run_name=run_name, number=number, config=spec.nest(flat), params=flat, seed=seed,
             trainer=spec.trainer or "", metric=self.metric.name, tracking_uri=self.uri, run_id=run_id,
             wandb=self.wandb, repro_tags=self.repro_tags, git_diff=self.git_diff, stop_metric=self.stop_metric,
+            wandb_id=trial.user_attrs["wandb_id"],
         )
         handle = self.executor.submit(request, spec.resources.cpus, spec.resources.gpus, spec.resources.agents_only,
                                       self.excluded)
@@ -586,6 +591,9 @@ class Controller:
                 tracking.end_run(self.uri, request.run_id, "KILLED" if killed else "FAILED")
             except Exception as exc:  # noqa: BLE001 - keep the sweep going
                 logger.warning("could not close run %s: %s", request.run_id, exc)
+            # the worker died before it could end its W&B run: end it here, with the same id
+            close_lost(self.wandb, request.wandb_id or "", name=request.run_name, group=self.sweep_id,
+                       state="KILLED" if killed else "FAIL", reason=outcome.reason)
             if not killed:
                 self.say(f"trial {request.number} lost: {outcome.reason}")
                 self._queue_again(trial.params, trial.user_attrs, request.number, outcome.reason, lost=True)

@@ -27,7 +27,7 @@ class Mirror:
     """A W&B run that swallows its own errors."""
 
     def __init__(self, settings: WandbSettings | None, *, name: str, group: str, job_type: str,
-                 config: dict[str, Any] | None = None) -> None:
+                 config: dict[str, Any] | None = None, run_id: str | None = None, resume: bool = False) -> None:
         self._run: Any = None
         if settings is None or settings.mode == "disabled":
             return
@@ -35,6 +35,8 @@ class Mirror:
             import wandb
 
             self._run = wandb.init(
+                id=run_id,
+                resume="allow" if resume else None,
                 project=settings.project or "sweeps",
                 entity=settings.entity,
                 dir=settings.dir,
@@ -98,3 +100,17 @@ def warm(settings: WandbSettings | None) -> None:
         wandb.setup()
     except Exception as exc:  # noqa: BLE001 - W&B must never fail a trial
         logger.warning("W&B mirror: could not start the W&B service (%s)", exc)
+
+
+def new_run_id() -> str:
+    """A W&B run id chosen ahead, so that a run whose process died can still be closed."""
+    import secrets
+
+    return secrets.token_hex(4)
+
+
+def close_lost(settings: WandbSettings | None, run_id: str, *, name: str, group: str, state: str, reason: str) -> None:
+    """Mark a trial's W&B run whose process died: same run id, its end state in the summary."""
+    mirror = Mirror(settings, name=name, group=group, job_type="trial", run_id=run_id, resume=True)
+    mirror.summary({"sweeps/state": state, "sweeps/error": reason, "sweeps/lost": state == "FAIL"})
+    mirror.finish(failed=state == "FAIL")

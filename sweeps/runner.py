@@ -49,6 +49,8 @@ class TrialRequest:
     git_diff: str | None = None
     #: the metric early termination judges by (None: no early termination)
     stop_metric: str | None = None
+    #: the trial's W&B run id, chosen by the controller
+    wandb_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -199,7 +201,8 @@ def run_trial(req: TrialRequest, decide: Callable[[float], str | None] | None = 
                                               indent=2, default=str), "config.json")
     if req.git_diff:
         tracking.log_text(uri, run_id, req.git_diff, "git.diff")
-    mirror = Mirror(req.wandb, name=req.run_name, group=req.sweep_id, job_type="trial", config=req.params)
+    mirror = Mirror(req.wandb, name=req.run_name, group=req.sweep_id, job_type="trial", config=req.params,
+                    run_id=req.wandb_id)
     mirror.summary({"sweeps/mlflow_run_id": run_id, "sweeps/trial": req.number, "sweeps/seed": req.seed})
     buffer = tracking.MetricBuffer(uri, run_id)
     report = _Reporter(buffer, mirror, req.stop_metric, decide)

@@ -15,7 +15,7 @@ from pathlib import Path
 from sweeps.controller import open_study
 from wandb_offline import offline_runs
 
-STATE = {"COMPLETE": "FINISHED", "FAIL": "FAILED", "PRUNED": "KILLED"}
+STATE = {"COMPLETE": "FINISHED", "FAIL": "FAILED", "PRUNED": "KILLED", "KILLED": "KILLED"}
 
 
 def grid(trainer: str, out: Path, xs: list[int], extra: str = "") -> str:
@@ -44,11 +44,12 @@ def agree(env, summary) -> tuple[list, list]:
         if t.state.name == "FAIL" and run.info.status == "KILLED":
             continue  # stopped by the user or a time budget: KILLED in MLflow, FAIL in Optuna
         assert run.info.status == STATE[t.state.name], (t.number, t.state, run.info.status)
-    wb = {r.name: r for r in offline_runs(env.tmp) if r.job_type == "trial"}
+    wb: dict[str, dict] = {}
+    for r in offline_runs(env.tmp):  # a run closed by the controller is a second offline file of the same run
+        if r.job_type == "trial":
+            wb.setdefault(r.name, {}).update(r.summary)
     for c in children:
-        r = wb.get(c.info.run_name)
-        if r is not None and "sweeps/state" in r.summary:  # a killed process never wrote its end
-            assert STATE[r.summary["sweeps/state"]] == c.info.status
+        assert STATE[wb[c.info.run_name]["sweeps/state"]] == c.info.status, c.info.run_name
     return trials, children
 
 
