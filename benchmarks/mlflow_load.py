@@ -74,6 +74,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=250)
     ap.add_argument("--repeats", type=int, default=2)
     args = ap.parse_args()
+    import os
+
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     expected = args.trials * args.steps * 3
     results: dict[str, list[tuple[float, int, int]]] = {"batched": [], "per-value": []}
     with tempfile.TemporaryDirectory() as tmp:
