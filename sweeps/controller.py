@@ -292,19 +292,15 @@ class Controller:
         if self.resumed is None:
             (self.state / SPEC_FILE).write_text(spec.text)
             self.say(f"sweep {self.sweep_id} ({self.name}): state in {self.state}")
-            self.exp_id = tracking.experiment_id(self.uri, self.experiment)
-            self.parent_id = tracking.create_run(
-                self.uri, self.exp_id, self.name,
-                tags={"sweeps.sweep_id": self.sweep_id, "sweeps.role": "sweep",
-                      **({"mlflow.note.content": spec.description} if spec.description else {})},
-                params={k: v for k, v in params.items() if v is not None},
-            )
-            tracking.log_text(self.uri, self.parent_id, spec.text, Path(spec.file).name)
         else:
-            self.exp_id, self.parent_id = self.resumed.experiment_id, self.resumed.parent_run_id
-            tracking.reopen_run(self.uri, self.parent_id)
             self.say(f"resuming sweep {self.sweep_id} ({self.name}) from {self.state}")
-        self.executor = RayExecutor(self.opts.address, self.workdir)
+        # the MLflow set-up (import, database, parent run) runs while Ray starts
+        parent = _Background(lambda: self._open_parent(params))
+        try:
+            self.executor = RayExecutor(self.opts.address, self.workdir)
+        finally:
+            parent.wait()
+        parent.result()
         cpus, gpus = spec.resources.cpus, spec.resources.gpus
         remote = self.executor.remote_nodes()
         if remote and tracking.is_local(self.uri):
@@ -345,10 +341,31 @@ class Controller:
         self.record.save(self.state)
         self.repro_tags, self.git_diff = git_state(self.workdir)
         suffix = f" (resumed {self.record.resumed})" if self.record.resumed else ""
-        self.mirror = Mirror(self.wandb, name=f"{self.name}-sweep{suffix}", group=self.sweep_id, job_type="sweep",
-                             config={**params, "sweep_id": self.sweep_id, "mlflow_parent_run_id": self.parent_id})
+        # the sweep's W&B run starts (a second or two) while the first trials do
+        self._mirror = _Background(lambda: Mirror(
+            self.wandb, name=f"{self.name}-sweep{suffix}", group=self.sweep_id, job_type="sweep",
+            config={**params, "sweep_id": self.sweep_id, "mlflow_parent_run_id": self.parent_id}))
         if self.best is not None:
             self._publish_best()
+
+    def _open_parent(self, params: dict[str, Any]) -> None:
+        spec = self.spec
+        if self.resumed is None:
+            self.exp_id = tracking.experiment_id(self.uri, self.experiment)
+            self.parent_id = tracking.create_run(
+                self.uri, self.exp_id, self.name,
+                tags={"sweeps.sweep_id": self.sweep_id, "sweeps.role": "sweep",
+                      **({"mlflow.note.content": spec.description} if spec.description else {})},
+                params={k: v for k, v in params.items() if v is not None},
+            )
+            tracking.log_text(self.uri, self.parent_id, spec.text, Path(spec.file).name)
+        else:
+            self.exp_id, self.parent_id = self.resumed.experiment_id, self.resumed.parent_run_id
+            tracking.reopen_run(self.uri, self.parent_id)
+
+    @property
+    def mirror(self) -> Mirror:
+        return self._mirror.result()
 
     def _reconcile(self) -> None:
         """On resume: take stock of the study; trials the dead controller left
@@ -718,7 +735,7 @@ class Controller:
                 self.record.status = "failed"
                 self.record.ended = _now()
                 self.record.save(self.state)
-            if hasattr(self, "mirror"):
+            if hasattr(self, "_mirror"):
                 self.mirror.finish(failed=True)
         except Exception as exc:  # noqa: BLE001
             logger.warning("could not close the parent run: %s", exc)
@@ -744,6 +761,32 @@ class Controller:
         from .live import LiveView
 
         return LiveView(self, enabled=self.opts.progress)
+
+
+class _Background:
+    """Runs ``fn`` in a thread; ``result()`` waits for it and raises what it raised."""
+
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        self._value: Any = None
+        self._error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                self._value = fn()
+            except BaseException as exc:  # noqa: BLE001 - handed to result()
+                self._error = exc
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+
+    def wait(self) -> None:
+        self._thread.join()
+
+    def result(self) -> Any:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
 
 
 def sweep_dir(root: Path, sweep_id: str) -> Path:
