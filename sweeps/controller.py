@@ -707,6 +707,7 @@ class Controller:
     def _finish(self, status: str) -> SweepSummary:
         frame = self.trials_frame()
         tracking.log_text(self.uri, self.parent_id, frame.to_csv(index=False), "trials.csv")
+        self._log_plots()
         tracking.set_tags(self.uri, self.parent_id, {"sweeps.stop_reason": self.stop_reason or "done"})
         tracking.end_run(self.uri, self.parent_id, status)
         self.mirror.summary({"trials_finished": self.finished, **{f"trials_{k.lower()}": v for k, v in self.counts.items()}})
@@ -721,6 +722,33 @@ class Controller:
             best_value=best[0] if best else None, best_params=best[3] if best else None,
             best_run_id=best[2] if best else None, best_trial=best[1] if best else None, counts=dict(self.counts),
         )
+
+    def _log_plots(self) -> None:
+        """Optimization history and parallel coordinates as images on the parent run."""
+        if self.counts["COMPLETE"] == 0:
+            return
+        try:
+            import warnings
+
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+            import optuna
+            from optuna.visualization import matplotlib as plots
+
+            with warnings.catch_warnings():  # Optuna marks its matplotlib plots experimental
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                for path, plot in (("optimization_history.png", plots.plot_optimization_history),
+                                   ("parallel_coordinates.png", plots.plot_parallel_coordinate)):
+                    ax = plot(self.study)
+                    figure = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
+                    figure.set_size_inches(10, 6)
+                    figure.tight_layout()
+                    tracking.log_figure(self.uri, self.parent_id, figure, path)
+                    plt.close(figure)
+        except Exception as exc:  # noqa: BLE001 - a plot never fails a sweep
+            logger.warning("could not draw the sweep's plots: %s", exc)
 
     def _close_after_crash(self) -> None:
         """The controller itself failed: close what it opened, keep what was recorded."""

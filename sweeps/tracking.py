@@ -158,3 +158,7 @@ def get_run(uri: str, run_id: str) -> Any:
 def reopen_run(uri: str, run_id: str) -> None:
     """Mark a run RUNNING again (a resumed sweep's parent)."""
     client(uri).update_run(run_id, status="RUNNING")
+
+
+def log_figure(uri: str, run_id: str, figure: Any, path: str) -> None:
+    client(uri).log_figure(run_id, figure, path)

@@ -67,7 +67,9 @@ def test_parent_holds_the_best_so_far_equal_to_the_best_child(env) -> None:
     assert {"method", "metric", "goal", "seed", "budget.trials"} <= set(parent.data.params)
     assert parent.data.params["seed"] == "3"
     artifacts = {a.path for a in env.client().list_artifacts(parent.info.run_id)}
-    assert artifacts == {"sweep.yaml", "trials.csv"}
+    assert artifacts == {"sweep.yaml", "trials.csv", "optimization_history.png", "parallel_coordinates.png"}
+    png = Path(env.client().download_artifacts(parent.info.run_id, "optimization_history.png", str(env.tmp)))
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = pd.read_csv(io.StringIO(Path(env.client().download_artifacts(parent.info.run_id, "trials.csv", str(env.tmp))).read_text()))
     assert len(table) == 6 and set(table["mlflow_run_id"]) == {c.info.run_id for c in children}
     assert set(table["state"]) == {"COMPLETE"}
