@@ -101,7 +101,7 @@ class _Reporter:
         step = self.step + 1 if step is None else int(step)
         numeric = {}
         for k, v in metrics.items():
-            if isinstance(v, bool) or not isinstance(v, (int, float)) and not hasattr(v, "__float__"):
+            if not _is_number(v):
                 logger.warning("report(): %s=%r is not a number; not recorded", k, v)
                 continue
             numeric[k] = float(v)
@@ -257,7 +257,8 @@ def run_trial(req: TrialRequest, decide: Callable[[float], str | None] | None = 
 
 
 def _is_number(v: Any) -> bool:
-    return not isinstance(v, bool) and isinstance(v, (int, float)) or hasattr(v, "__float__") and not isinstance(v, str)
+    """A metric value: ints, floats, numpy scalars, 0-d tensors; not bools or strings."""
+    return not isinstance(v, (bool, str)) and (isinstance(v, (int, float)) or hasattr(v, "__float__"))
 
 
 def _quietly(fn: Callable[[], Any]) -> None:
