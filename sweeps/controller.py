@@ -315,8 +315,8 @@ class Controller:
             self.executor.start_judge(spec.early_terminate, self.stop_metric or self.metric.name, self.stop_goal)
         self.parallel = self.parallel_set or capacity
         self._next_check = time.monotonic() + CHECK_EVERY_S
-        if not spec.resources.agents_only and not self.opts.address:
-            self.executor.warm(min(self.parallel, capacity), cpus, gpus, self.uri, self.wandb)
+        self.executor.reuse_workers = spec.resources.reuse_workers
+        self.executor.warm(min(self.parallel, capacity), cpus, gpus, self.uri, self.wandb, spec.resources.agents_only)
         if self.parallel > capacity:
             logger.warning("parallel %d is more than the cluster holds (%d); trials will queue", self.parallel, capacity)
         tracking.set_tags(self.uri, self.parent_id, {"sweeps.parallel": self.parallel})
@@ -532,7 +532,7 @@ class Controller:
         run_id = tracking.create_run(
             self.uri, self.exp_id, run_name,
             tags={tracking.PARENT_TAG: self.parent_id, "sweeps.sweep_id": self.sweep_id, "sweeps.trial": str(number),
-                  "sweeps.role": "trial", **self.repro_tags, **again},
+                  "sweeps.role": "trial", "sweeps.seed": str(seed), **self.repro_tags, **again},
             params=flat,
         )
         trial.set_user_attr("config", flat)
@@ -542,7 +542,7 @@ class Controller:
         request = TrialRequest(
             sweep_id=self.sweep_id, run_name=run_name, number=number, config=spec.nest(flat), params=flat, seed=seed,
             trainer=spec.trainer or "", metric=self.metric.name, tracking_uri=self.uri, run_id=run_id,
-            wandb=self.wandb, repro_tags=self.repro_tags, git_diff=self.git_diff, stop_metric=self.stop_metric,
+            wandb=self.wandb, parent_run_id=self.parent_id, git_diff=self.git_diff, stop_metric=self.stop_metric,
             wandb_id=trial.user_attrs["wandb_id"],
         )
         handle = self.executor.submit(request, spec.resources.cpus, spec.resources.gpus, spec.resources.agents_only,

@@ -4,6 +4,15 @@ An executor has three verbs: ``submit`` a trial with its resources, ``wait``
 for whichever trials finish first, ``cancel`` one. Without an address a local
 Ray instance is started (and stopped with the sweep); with one, the cluster is
 joined and the launch directory travels to the workers as Ray's working_dir.
+
+Trials run in long-lived worker actors, one per slot (a slot is one trial's
+CPUs and GPUs). A worker imports MLflow and W&B, opens the store and starts
+its W&B service once, then runs its slot's trials one after another; it
+keeps the GPUs Ray gave it for its whole life, so ``CUDA_VISIBLE_DEVICES``
+never changes under a process that already initialised CUDA (a reused Ray
+*task* process can be handed other GPUs than the ones it started on). A
+worker whose GPU trial failed is replaced, as is every worker when
+``resources.reuse_workers`` is false.
 """
 
 from __future__ import annotations
@@ -34,6 +43,15 @@ WORKER_ENV = {"WANDB_SILENT": "true", "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": 
 EXCLUDES = [".venv/", ".git/", "mlflow.db", "mlruns/", "mlartifacts/", "wandb/", ".sweeps/", "__pycache__/", "*.pyc"]
 
 
+@dataclass
+class _Slot:
+    """A worker actor and, once it has answered, the node it lives on."""
+
+    actor: Any
+    gpus: float
+    node: str | None = None
+
+
 @dataclass(frozen=True)
 class Lost:
     """A trial whose worker or node died, or that was cancelled."""
@@ -49,7 +67,7 @@ class Executor(Protocol):
 
 
 class RayExecutor:
-    """Runs each trial as a Ray task with its CPUs and GPUs."""
+    """Runs trials in a pool of worker actors, each holding one trial's CPUs and GPUs."""
 
     def __init__(self, address: str | None, workdir: Path, *, num_cpus: float | None = None,
                  num_gpus: float | None = None) -> None:
@@ -76,7 +94,12 @@ class RayExecutor:
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 raise FatalError(f"cannot reach the Ray cluster at {address}: {exc}") from None
             self._owned = True
-        self._remote = ray.remote(max_retries=0)(_run_on_worker)
+        self._worker = ray.remote(max_restarts=0, max_task_retries=0)(TrialWorker)
+        self._idle: list[_Slot] = []
+        self._busy: dict[Any, _Slot] = {}
+        self._cancelled: set[Any] = set()
+        #: False: a fresh worker process for every trial
+        self.reuse_workers = True
         self.judge: Any = None
         self.watch = self._beside_me(Watch).remote()
 
@@ -112,16 +135,48 @@ class RayExecutor:
     def forget(self, number: int) -> None:
         self.watch.forget.remote(number)
 
-    def warm(self, slots: int, cpus: float, gpus: float, uri: str, wandb: WandbSettings | None) -> None:
+    def warm(self, slots: int, cpus: float, gpus: float, uri: str, wandb: WandbSettings | None,
+             agents_only: bool = False) -> None:
         """Start the workers the first trials will use, while the controller sets up:
         imports, the MLflow store and the W&B service, off the first trial's path."""
         for _ in range(slots):
-            self._ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=0)(_warm_worker).remote(uri, wandb)
+            self._idle.append(self._new_slot(cpus, gpus, agents_only, None, uri, wandb))
+
+    def _new_slot(self, cpus: float, gpus: float, agents_only: bool, excluded: set[str] | None, uri: str,
+                  wandb: WandbSettings | None) -> _Slot:
+        actor = self._worker.options(
+            num_cpus=cpus, num_gpus=gpus,
+            resources={AGENT_RESOURCE: 1} if agents_only else None,
+            # nodes this sweep gave up on (node_failure_limit) get no more trials
+            label_selector={NODE_ID_LABEL: f"!in({','.join(sorted(excluded))})"} if excluded else None,
+        ).remote(uri, wandb)
+        return _Slot(actor, gpus)
+
+    def _take_idle(self, excluded: set[str] | None) -> _Slot | None:
+        while self._idle:
+            slot = self._idle.pop(0)
+            if slot.node is None or slot.node not in (excluded or ()):
+                return slot
+            self._drop(slot)
+        return None
+
+    def _drop(self, slot: _Slot) -> None:
+        try:
+            self._ray.kill(slot.actor, no_restart=True)
+        except Exception as exc:  # noqa: BLE001 - already gone
+            logger.debug("worker already gone: %s", exc)
 
     def capacity(self, cpus: float, gpus: float, agents_only: bool = False, excluded: set[str] | None = None) -> int:
-        """How many trials of this size the cluster's alive nodes hold at once."""
+        """How many trials of this size the cluster's alive nodes hold at once.
+
+        Idle workers on nodes that died are let go here, before a trial is sent to one."""
         total = 0
-        for node in self._ray.nodes():
+        nodes = self._ray.nodes()
+        alive = {n["NodeID"] for n in nodes if n.get("Alive")}
+        for slot in [s for s in self._idle if s.node is not None and s.node not in alive]:
+            self._idle.remove(slot)
+            self._drop(slot)
+        for node in nodes:
             res = node.get("Resources", {})
             if not node.get("Alive") or (agents_only and AGENT_RESOURCE not in res) or node["NodeID"] in (excluded or ()):
                 continue
@@ -141,13 +196,11 @@ class RayExecutor:
 
     def submit(self, request: TrialRequest, cpus: float, gpus: float, agents_only: bool = False,
                excluded: set[str] | None = None) -> Any:
-        ref = self._remote.options(
-            num_cpus=cpus, num_gpus=gpus, name=f"trial-{request.number}",
-            resources={AGENT_RESOURCE: 1} if agents_only else None,
-            # nodes this sweep gave up on (node_failure_limit) get no more trials
-            label_selector={NODE_ID_LABEL: f"!in({','.join(sorted(excluded))})"} if excluded else None,
-        ).remote(request, self.judge, self.watch)
+        slot = self._take_idle(excluded) or self._new_slot(cpus, gpus, agents_only, excluded, request.tracking_uri,
+                                                          request.wandb)
+        ref = slot.actor.run.options(name=f"trial-{request.number}").remote(request, self.judge, self.watch)
         self._numbers[ref] = request.number
+        self._busy[ref] = slot
         return ref
 
     def wait(self, handles: list[Any], timeout: float) -> list[tuple[Any, TrialResult | Lost]]:
@@ -157,22 +210,38 @@ class RayExecutor:
         # return as soon as one trial ends, with every other one already ended
         first, rest = ray.wait(handles, num_returns=1, timeout=timeout, fetch_local=True)
         more, _ = ray.wait(rest, num_returns=len(rest), timeout=0, fetch_local=True) if first and rest else ([], [])
-        done = first + more
         out: list[tuple[Any, TrialResult | Lost]] = []
-        for ref in done:
+        for ref in first + more:
             number = self._numbers.pop(ref)
+            slot = self._busy.pop(ref)
             try:
-                out.append((ref, ray.get(ref)))
-            except ray.exceptions.TaskCancelledError:
-                out.append((ref, Lost(number, "cancelled")))
+                result: TrialResult = ray.get(ref)
             except ray.exceptions.RayError as exc:
-                out.append((ref, Lost(number, f"{type(exc).__name__}: {str(exc).splitlines()[0]}")))
+                self._drop(slot)
+                reason = "cancelled" if ref in self._cancelled else f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+                out.append((ref, Lost(number, reason)))
+            else:
+                slot.node = result.node or slot.node
+                # a failed GPU trial may leave CUDA broken in its process: that worker is replaced
+                if self.reuse_workers and not (result.state == "FAIL" and slot.gpus > 0) and ref not in self._cancelled:
+                    self._idle.append(slot)
+                else:
+                    self._drop(slot)
+                out.append((ref, result))
+            self._cancelled.discard(ref)
         return out
 
     def cancel(self, handle: Any) -> None:
-        self._ray.cancel(handle, force=True)
+        """Stop a trial now: its worker process is killed (a new one takes the slot)."""
+        slot = self._busy.get(handle)
+        if slot is not None:
+            self._cancelled.add(handle)
+            self._drop(slot)
 
     def shutdown(self) -> None:
+        for slot in [*self._idle, *self._busy.values()]:
+            self._drop(slot)
+        self._idle, self._busy = [], {}
         if self._owned:
             self._ray.shutdown()
 
@@ -195,31 +264,54 @@ class Watch:
         self.beats.pop(number, None)
 
 
-def _run_on_worker(request: TrialRequest, judge: Any, watch: Any) -> TrialResult:
-    """The Ray task: run the trial with heartbeats, asking the judge about each report."""
-    import ray
+class TrialWorker:
+    """One slot's worker (a Ray actor): runs trials one at a time, with
+    heartbeats, asking the judge about each report."""
 
-    def decide(value: float) -> str | None:
-        return ray.get(judge.report.remote(request.number, value))
+    def __init__(self, uri: str, wandb: WandbSettings | None) -> None:
+        import ray
 
-    node_id = ray.get_runtime_context().get_node_id()
-    done = threading.Event()
+        self.node_id = ray.get_runtime_context().get_node_id()
+        self.node_ip = ray.util.get_node_ip_address()
+        try:  # imports, the store, the W&B service: once per worker, before its first trial
+            from . import tracking
 
-    def heartbeat() -> None:
-        while not done.is_set():
-            watch.beat.remote(request.number, node_id)
-            done.wait(HEARTBEAT_S)
+            tracking.client(uri).search_experiments(max_results=1)
+        except Exception as exc:  # noqa: BLE001 - the trial itself reports what is wrong
+            logger.warning("could not open the MLflow store %s ahead: %s", uri, exc)
+        warm(wandb)
 
-    ray.get(watch.beat.remote(request.number, node_id))  # the first one surely arrives before the trainer runs
-    threading.Thread(target=heartbeat, name="sweeps-heartbeat", daemon=True).start()
-    try:
-        return run_trial(request, decide if judge is not None else None, {"sweeps.node.id": node_id, "sweeps.node.ip": ray.util.get_node_ip_address()})
-    finally:
-        done.set()
+    def run(self, request: TrialRequest, judge: Any, watch: Any) -> TrialResult:
+        import ray
+
+        def decide(value: float) -> str | None:
+            return ray.get(judge.report.remote(request.number, value))
+
+        done = threading.Event()
+
+        def heartbeat() -> None:
+            while not done.is_set():
+                watch.beat.remote(request.number, self.node_id)
+                done.wait(HEARTBEAT_S)
+
+        ray.get(watch.beat.remote(request.number, self.node_id))  # the first one surely arrives before the trainer runs
+        threading.Thread(target=heartbeat, name="sweeps-heartbeat", daemon=True).start()
+        try:
+            return run_trial(request, decide if judge is not None else None,
+                             {"sweeps.node.id": self.node_id, "sweeps.node.ip": self.node_ip})
+        finally:
+            done.set()
+            _release_memory()
 
 
-def _warm_worker(uri: str, wandb: WandbSettings | None) -> None:
-    from . import tracking
+def _release_memory() -> None:
+    """Between two GPU trials in one process: free the last trial's tensors and
+    hand cached GPU memory back, so the next trial starts with the whole GPU
+    (a full collection costs tens of milliseconds: only where CUDA is in use)."""
+    import gc
+    import sys
 
-    tracking.client(uri).search_experiments(max_results=1)
-    warm(wandb)
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        gc.collect()
+        torch.cuda.empty_cache()

@@ -7,6 +7,8 @@ mirrors to W&B and returns a :class:`TrialResult`. It knows nothing of Ray.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import importlib
 import json
 import logging
@@ -19,7 +21,7 @@ import subprocess
 import sys
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from . import tracking
@@ -45,7 +47,8 @@ class TrialRequest:
     tracking_uri: str
     run_id: str
     wandb: WandbSettings | None = None
-    repro_tags: dict[str, str] = field(default_factory=dict)
+    #: the sweep's parent run: each worker environment's full package list is kept there once
+    parent_run_id: str | None = None
     git_diff: str | None = None
     #: the metric early termination judges by (None: no early termination)
     stop_metric: str | None = None
@@ -149,6 +152,7 @@ def gpu_ids() -> tuple[str, ...]:
     return tuple(i for i in ids.split(",") if i.strip())
 
 
+@functools.cache
 def gpu_name(ids: tuple[str, ...]) -> str | None:
     """The name of the first assigned GPU; 'logical' when Ray gave ids of GPUs that do not exist."""
     if not ids:
@@ -163,8 +167,14 @@ def gpu_name(ids: tuple[str, ...]) -> str | None:
     return "logical (no physical GPU)"
 
 
+@functools.cache
 def environment_tags() -> dict[str, str]:
-    """Python, package versions and host: what it takes to rebuild the environment."""
+    """Python, package versions and host: what it takes to rebuild the environment.
+
+    Read once per worker process (a process's packages do not change under it).
+    ``sweeps.requirements`` names the full package list, kept on the parent run
+    as ``environments/requirements-<digest>.txt``.
+    """
     from importlib import metadata
 
     versions = {}
@@ -178,7 +188,31 @@ def environment_tags() -> dict[str, str]:
         "sweeps.platform": platform.platform(),
         "sweeps.packages": json.dumps(versions, sort_keys=True),
         "sweeps.host": socket.gethostname(),
+        "sweeps.requirements": requirements()[0],
     }
+
+
+@functools.cache
+def requirements() -> tuple[str, str]:
+    """This process's installed packages as ``name==version`` lines, and a digest of them."""
+    from importlib import metadata
+
+    lines = sorted({f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions() if d.metadata["Name"]},
+                   key=str.lower)
+    text = f"# python {platform.python_version()} on {platform.platform()}\n" + "\n".join(lines) + "\n"
+    return hashlib.sha256(text.encode()).hexdigest()[:12], text
+
+
+_KEPT: set[tuple[str, str, str]] = set()
+
+
+def keep_requirements(uri: str, parent_run_id: str | None) -> None:
+    """Write this environment's package list to the parent run, once per process and sweep."""
+    digest, text = requirements()
+    key = (uri, parent_run_id or "", digest)
+    if parent_run_id and key not in _KEPT:
+        tracking.log_text(uri, parent_run_id, text, f"environments/requirements-{digest}.txt")
+        _KEPT.add(key)
 
 
 def run_trial(req: TrialRequest, decide: Callable[[float], str | None] | None = None,
@@ -191,18 +225,18 @@ def run_trial(req: TrialRequest, decide: Callable[[float], str | None] | None = 
     start = time.monotonic()
     uri, run_id = req.tracking_uri, req.run_id
     ids = gpu_ids()
-    tags = {**req.repro_tags, **environment_tags(), **(node_tags or {}), "sweeps.seed": str(req.seed),
-            "sweeps.gpu.ids": ",".join(ids)}
+    tags = {**environment_tags(), **(node_tags or {}), "sweeps.gpu.ids": ",".join(ids)}
     name = gpu_name(ids)
     if name:
         tags["sweeps.gpu.name"] = name
     tracking.set_tags(uri, run_id, tags)
+    _quietly(lambda: keep_requirements(uri, req.parent_run_id))
     tracking.log_text(uri, run_id, json.dumps({"config": req.config, "seed": req.seed, "trainer": req.trainer},
                                               indent=2, default=str), "config.json")
     if req.git_diff:
         tracking.log_text(uri, run_id, req.git_diff, "git.diff")
     mirror = Mirror(req.wandb, name=req.run_name, group=req.sweep_id, job_type="trial", config=req.params,
-                    run_id=req.wandb_id)
+                    run_id=req.wandb_id, requirements=False)
     mirror.summary({"sweeps/mlflow_run_id": run_id, "sweeps/trial": req.number, "sweeps/seed": req.seed})
     buffer = tracking.MetricBuffer(uri, run_id)
     report = _Reporter(buffer, mirror, req.stop_metric, decide)

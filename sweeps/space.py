@@ -338,6 +338,8 @@ class Resources:
     cpus: float = 1.0
     gpus: float = 0.0
     agents_only: bool = False
+    #: one long-lived worker process per slot (False: a fresh process per trial)
+    reuse_workers: bool = True
 
 
 @dataclass(frozen=True)
@@ -677,7 +679,8 @@ class _Builder:
             trainer=trainer,
             parallel=d.get("parallel"),
             resources=Resources(cpus=float(resources.get("cpus", 1)), gpus=float(gpus) if _is_num(gpus) else 0.0,
-                                agents_only=resources.get("agents_only") is True),
+                                agents_only=resources.get("agents_only") is True,
+                                reuse_workers=resources.get("reuse_workers") is not False),
             seed=d.get("seed"),
             budget=budget,
             sampler=self._sampler(method),

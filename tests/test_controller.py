@@ -67,7 +67,7 @@ def test_parent_holds_the_best_so_far_equal_to_the_best_child(env) -> None:
     assert {"method", "metric", "goal", "seed", "budget.trials"} <= set(parent.data.params)
     assert parent.data.params["seed"] == "3"
     artifacts = {a.path for a in env.client().list_artifacts(parent.info.run_id)}
-    assert artifacts == {"sweep.yaml", "trials.csv", "optimization_history.png", "parallel_coordinates.png"}
+    assert artifacts == {"sweep.yaml", "trials.csv", "optimization_history.png", "parallel_coordinates.png", "environments"}
     png = Path(env.client().download_artifacts(parent.info.run_id, "optimization_history.png", str(env.tmp)))
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = pd.read_csv(io.StringIO(Path(env.client().download_artifacts(parent.info.run_id, "trials.csv", str(env.tmp))).read_text()))
@@ -256,7 +256,12 @@ def test_every_trial_records_what_it_takes_to_reproduce_it(env) -> None:
           x: {min: 0.0, max: 1.0}
     """
     summary = env.launch(text, trials=2, parallel=1, workdir=work)
-    _, children = env.runs(summary)
+    parent, children = env.runs(summary)
+    # every worker environment's full package list, once, on the parent run
+    kept = {a.path for a in env.client().list_artifacts(parent.info.run_id, "environments")}
+    assert kept == {f"environments/requirements-{c.data.tags['sweeps.requirements']}.txt" for c in children}
+    packages = Path(env.client().download_artifacts(parent.info.run_id, kept.pop(), str(env.tmp / "env"))).read_text()
+    assert "optuna==" in packages and "mlflow==" in packages
     for child in children:
         tags = child.data.tags
         assert tags["sweeps.git.commit"] == commit and tags["sweeps.git.dirty"] == "true"
