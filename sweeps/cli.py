@@ -70,9 +70,11 @@ def validate(file: str, strict: bool) -> None:
 @click.option("--strict", is_flag=True, help="Treat warnings in FILE as errors.")
 @click.option("--no-progress", is_flag=True, help="No live view (plain lines).")
 @click.option("--agents-only", is_flag=True, help="Run trials only on nodes attached with `sweeps agent`.")
+@click.option("--no-tracking", is_flag=True,
+              help="Neither MLflow nor W&B: results only in the state directory (same as --tracking-uri none --wandb-mode disabled).")
 def launch(file: str, trials: int | None, parallel: int | None, seed: int | None, name: str | None,
            address: str | None, tracking_uri: str | None, experiment: str | None, wandb_mode: str | None,
-           state_dir: str, strict: bool, no_progress: bool, agents_only: bool) -> None:
+           state_dir: str, strict: bool, no_progress: bool, agents_only: bool, no_tracking: bool) -> None:
     """Run a sweep of FILE: trials on Ray, each an MLflow child run, mirrored to W&B."""
     import os
     import sys
@@ -81,6 +83,10 @@ def launch(file: str, trials: int | None, parallel: int | None, seed: int | None
     from .controller import Controller, LaunchOptions
     from .space import load_spec
 
+    if no_tracking and (tracking_uri or wandb_mode not in (None, "disabled")):
+        raise click.UsageError("--no-tracking turns MLflow and W&B off; drop --tracking-uri / --wandb-mode, or --no-tracking")
+    if no_tracking:
+        tracking_uri, wandb_mode = "none", "disabled"
     spec, console = _prepare(load_spec(file, strict=strict), agents_only, address)
     for w in spec.warnings:
         console.print(str(w), markup=False, style="yellow", soft_wrap=True)
@@ -172,9 +178,13 @@ def _print_launch_summary(summary: Any) -> None:
         click.echo(f"best {rec.metric} ({rec.goal}): {summary.best_value:.6g} in trial {summary.best_trial}")
         for k, v in (summary.best_params or {}).items():
             click.echo(f"  {k} = {v!r}")
-        click.echo(f"best MLflow run: {summary.best_run_id} (parent run {rec.parent_run_id}, experiment '{rec.experiment}')")
-    click.echo(f"look at it: mlflow ui --backend-store-uri {rec.tracking_uri}" if rec.tracking_uri.startswith("sqlite")
-               else f"look at it: {rec.tracking_uri}")
+        if summary.best_run_id:
+            click.echo(f"best MLflow run: {summary.best_run_id} (parent run {rec.parent_run_id}, experiment '{rec.experiment}')")
+    if rec.tracking_uri == "none":
+        click.echo(f"MLflow off: trials.csv and the plots are in {summary.state_dir}")
+    else:
+        click.echo(f"look at it: mlflow ui --backend-store-uri {rec.tracking_uri}" if rec.tracking_uri.startswith("sqlite")
+                   else f"look at it: {rec.tracking_uri}")
     if rec.wandb_mode == "offline":
         click.echo("W&B offline runs: ./wandb (upload with: wandb sync --sync-all)")
     click.echo(f"trials: sweeps status {summary.id}")

@@ -440,7 +440,10 @@ class Controller:
             with self._display() as refresh:
                 self._loop(refresh)
             status = "FAILED" if self.failed_out else "KILLED" if self._interrupts else "FINISHED"
-            return self._finish(status)
+            # the plots are drawn while Ray shuts down
+            plots = _Background(self._draw_plots)
+            self.executor.shutdown()
+            return self._finish(status, plots.result())
         finally:
             restore()
             if status == "FAILED" and not self.failed_out and hasattr(self, "parent_id"):
@@ -490,8 +493,9 @@ class Controller:
         """Every few seconds: the cluster's size (agents come and go) and the
         trials' heartbeats (a trial whose worker went silent is given up)."""
         self._next_check = time.monotonic() + CHECK_EVERY_S
+        capacity = self._capacity()  # also tells the executor how many workers the cluster now holds
         if not self.parallel_set:
-            self.parallel = max(1, self._capacity())
+            self.parallel = max(1, capacity)
         beats = self.executor.heartbeats()
         limit = self.spec.faults.heartbeat_timeout_s
         for handle, (_, request, _) in list(self.running.items()):
@@ -680,7 +684,7 @@ class Controller:
                 **{f"best.{k}": v for k, v in tracking.flatten_params(params).items()}}
         tracking.set_tags(self.uri, self.parent_id, tags)
         for stale in set(old or {}) - set(params):
-            tracking.client(self.uri).delete_tag(self.parent_id, f"best.{stale}")
+            tracking.delete_tag(self.uri, self.parent_id, f"best.{stale}")
         self.mirror.summary({f"best_{self.metric.name}": value, "best_trial": number,
                              "best_run_id": run_id, **{f"best.{k}": v for k, v in params.items()}})
 
@@ -704,10 +708,11 @@ class Controller:
     def trials_frame(self) -> Any:
         return trials_frame(self.study)
 
-    def _finish(self, status: str) -> SweepSummary:
-        frame = self.trials_frame()
-        tracking.log_text(self.uri, self.parent_id, frame.to_csv(index=False), "trials.csv")
-        self._log_plots()
+    def _finish(self, status: str, plots: list[Path]) -> SweepSummary:
+        table = self.state / "trials.csv"
+        self.trials_frame().to_csv(table, index=False)
+        for path in (table, *plots):
+            tracking.log_artifact(self.uri, self.parent_id, str(path))
         tracking.set_tags(self.uri, self.parent_id, {"sweeps.stop_reason": self.stop_reason or "done"})
         tracking.end_run(self.uri, self.parent_id, status)
         self.mirror.summary({"trials_finished": self.finished, **{f"trials_{k.lower()}": v for k, v in self.counts.items()}})
@@ -723,10 +728,12 @@ class Controller:
             best_run_id=best[2] if best else None, best_trial=best[1] if best else None, counts=dict(self.counts),
         )
 
-    def _log_plots(self) -> None:
-        """Optimization history and parallel coordinates as images on the parent run."""
+    def _draw_plots(self) -> list[Path]:
+        """Optimization history and parallel coordinates as images in the sweep's
+        state directory (and on the parent run): the files written."""
+        written: list[Path] = []
         if self.counts["COMPLETE"] == 0:
-            return
+            return written
         try:
             import warnings
 
@@ -739,16 +746,18 @@ class Controller:
 
             with warnings.catch_warnings():  # Optuna marks its matplotlib plots experimental
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                for path, plot in (("optimization_history.png", plots.plot_optimization_history),
+                for name, plot in (("optimization_history.png", plots.plot_optimization_history),
                                    ("parallel_coordinates.png", plots.plot_parallel_coordinate)):
                     ax = plot(self.study)
                     figure = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
                     figure.set_size_inches(10, 6)
                     figure.tight_layout()
-                    tracking.log_figure(self.uri, self.parent_id, figure, path)
+                    figure.savefig(self.state / name)
                     plt.close(figure)
+                    written.append(self.state / name)
         except Exception as exc:  # noqa: BLE001 - a plot never fails a sweep
             logger.warning("could not draw the sweep's plots: %s", exc)
+        return written
 
     def _close_after_crash(self) -> None:
         """The controller itself failed: close what it opened, keep what was recorded."""

@@ -52,6 +52,20 @@ class _Slot:
     node: str | None = None
 
 
+@dataclass(eq=False)
+class _Job:
+    """A submitted trial: queued until a worker is free, then running on one."""
+
+    request: TrialRequest
+    cpus: float
+    gpus: float
+    agents_only: bool
+    excluded: frozenset[str]
+    slot: _Slot | None = None
+    ref: Any = None
+    cancelled: bool = False
+
+
 @dataclass(frozen=True)
 class Lost:
     """A trial whose worker or node died, or that was cancelled."""
@@ -96,8 +110,11 @@ class RayExecutor:
             self._owned = True
         self._worker = ray.remote(max_restarts=0, max_task_retries=0)(TrialWorker)
         self._idle: list[_Slot] = []
-        self._busy: dict[Any, _Slot] = {}
-        self._cancelled: set[Any] = set()
+        self._running: dict[Any, _Job] = {}  # by Ray object ref
+        self._queue: list[_Job] = []
+        self._dropped: list[_Job] = []  # cancelled before they started
+        #: how many workers of the sweep's size the cluster holds (see ``capacity``)
+        self._limit = 10**9
         #: False: a fresh worker process for every trial
         self.reuse_workers = True
         self.judge: Any = None
@@ -152,13 +169,33 @@ class RayExecutor:
         ).remote(uri, wandb)
         return _Slot(actor, gpus)
 
-    def _take_idle(self, excluded: set[str] | None) -> _Slot | None:
-        while self._idle:
-            slot = self._idle.pop(0)
-            if slot.node is None or slot.node not in (excluded or ()):
+    def _take_idle(self, excluded: frozenset[str]) -> _Slot | None:
+        for slot in self._idle:
+            if slot.node is None or slot.node not in excluded:
+                self._idle.remove(slot)
                 return slot
-            self._drop(slot)
         return None
+
+    def _dispatch(self) -> None:
+        """Start queued trials on idle workers, or on new ones while the cluster
+        has room. A worker never waits for resources an idle one holds: idle
+        workers on excluded nodes are let go when a queued trial needs room."""
+        while self._queue:
+            job = self._queue[0]
+            slot = self._take_idle(job.excluded)
+            if slot is None:
+                if len(self._idle) + len(self._running) >= self._limit:
+                    unusable = [s for s in self._idle if s.node in job.excluded]
+                    if not unusable:
+                        return  # the next free worker takes it
+                    self._idle.remove(unusable[0])
+                    self._drop(unusable[0])
+                slot = self._new_slot(job.cpus, job.gpus, job.agents_only, set(job.excluded), job.request.tracking_uri,
+                                      job.request.wandb)
+            self._queue.pop(0)
+            job.slot = slot
+            job.ref = slot.actor.run.options(name=f"trial-{job.request.number}").remote(job.request, self.judge, self.watch)
+            self._running[job.ref] = job
 
     def _drop(self, slot: _Slot) -> None:
         try:
@@ -169,7 +206,8 @@ class RayExecutor:
     def capacity(self, cpus: float, gpus: float, agents_only: bool = False, excluded: set[str] | None = None) -> int:
         """How many trials of this size the cluster's alive nodes hold at once.
 
-        Idle workers on nodes that died are let go here, before a trial is sent to one."""
+        Idle workers on nodes that died are let go here, before a trial is sent
+        to one, and so are idle workers beyond what the cluster now holds."""
         total = 0
         nodes = self._ray.nodes()
         alive = {n["NodeID"] for n in nodes if n.get("Alive")}
@@ -184,6 +222,10 @@ class RayExecutor:
             if gpus > 0:
                 fits = min(fits, int(res.get("GPU", 0) // gpus))
             total += fits
+        self._limit = total
+        while self._idle and len(self._idle) + len(self._running) > total:
+            self._drop(self._idle.pop())
+        self._dispatch()
         return total
 
     def cluster_resources(self) -> dict[str, float]:
@@ -196,54 +238,63 @@ class RayExecutor:
 
     def submit(self, request: TrialRequest, cpus: float, gpus: float, agents_only: bool = False,
                excluded: set[str] | None = None) -> Any:
-        slot = self._take_idle(excluded) or self._new_slot(cpus, gpus, agents_only, excluded, request.tracking_uri,
-                                                          request.wandb)
-        ref = slot.actor.run.options(name=f"trial-{request.number}").remote(request, self.judge, self.watch)
-        self._numbers[ref] = request.number
-        self._busy[ref] = slot
-        return ref
+        job = _Job(request, cpus, gpus, agents_only, frozenset(excluded or ()))
+        self._queue.append(job)
+        self._dispatch()
+        return job
 
     def wait(self, handles: list[Any], timeout: float) -> list[tuple[Any, TrialResult | Lost]]:
-        if not handles:
-            return []
+        """Whichever of these trials ended (at once when one has), within ``timeout``."""
+        out: list[tuple[Any, TrialResult | Lost]] = [(j, Lost(j.request.number, "cancelled")) for j in self._dropped]
+        self._dropped = []
+        refs = [j.ref for j in handles if j.ref is not None and j.ref in self._running]
+        if out or not refs:
+            if not out:
+                time.sleep(timeout)
+            return out
         ray = self._ray
         # return as soon as one trial ends, with every other one already ended
-        first, rest = ray.wait(handles, num_returns=1, timeout=timeout, fetch_local=True)
+        first, rest = ray.wait(refs, num_returns=1, timeout=timeout, fetch_local=True)
         more, _ = ray.wait(rest, num_returns=len(rest), timeout=0, fetch_local=True) if first and rest else ([], [])
-        out: list[tuple[Any, TrialResult | Lost]] = []
         for ref in first + more:
-            number = self._numbers.pop(ref)
-            slot = self._busy.pop(ref)
+            job = self._running.pop(ref)
+            slot = job.slot
+            assert slot is not None
             try:
                 result: TrialResult = ray.get(ref)
             except ray.exceptions.RayError as exc:
                 self._drop(slot)
-                reason = "cancelled" if ref in self._cancelled else f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
-                out.append((ref, Lost(number, reason)))
+                reason = "cancelled" if job.cancelled else f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+                out.append((job, Lost(job.request.number, reason)))
+                continue
+            slot.node = result.node or slot.node
+            # a failed GPU trial may leave CUDA broken in its process: that worker is replaced
+            fresh = not self.reuse_workers or (result.state == "FAIL" and slot.gpus > 0) or job.cancelled
+            if fresh or len(self._idle) + len(self._running) >= self._limit:
+                self._drop(slot)
             else:
-                slot.node = result.node or slot.node
-                # a failed GPU trial may leave CUDA broken in its process: that worker is replaced
-                if self.reuse_workers and not (result.state == "FAIL" and slot.gpus > 0) and ref not in self._cancelled:
-                    self._idle.append(slot)
-                else:
-                    self._drop(slot)
-                out.append((ref, result))
-            self._cancelled.discard(ref)
+                self._idle.append(slot)
+            out.append((job, result))
+        self._dispatch()
         return out
 
     def cancel(self, handle: Any) -> None:
         """Stop a trial now: its worker process is killed (a new one takes the slot)."""
-        slot = self._busy.get(handle)
-        if slot is not None:
-            self._cancelled.add(handle)
-            self._drop(slot)
+        job: _Job = handle
+        job.cancelled = True
+        if job in self._queue:
+            self._queue.remove(job)
+            self._dropped.append(job)
+        elif job.slot is not None:
+            self._drop(job.slot)
 
     def shutdown(self) -> None:
-        for slot in [*self._idle, *self._busy.values()]:
+        for slot in [*self._idle, *(j.slot for j in self._running.values())]:
             self._drop(slot)
-        self._idle, self._busy = [], {}
+        self._idle, self._running, self._queue = [], {}, []
         if self._owned:
             self._ray.shutdown()
+            self._owned = False
 
 
 class Watch:
@@ -276,7 +327,8 @@ class TrialWorker:
         try:  # imports, the store, the W&B service: once per worker, before its first trial
             from . import tracking
 
-            tracking.client(uri).search_experiments(max_results=1)
+            if tracking.enabled(uri):
+                tracking.client(uri).search_experiments(max_results=1)
         except Exception as exc:  # noqa: BLE001 - the trial itself reports what is wrong
             logger.warning("could not open the MLflow store %s ahead: %s", uri, exc)
         warm(wandb)

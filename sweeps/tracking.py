@@ -2,6 +2,10 @@
 
 The one module that imports mlflow. Clients are cached per process so that a
 Ray worker that runs many trials opens its store once.
+
+The tracking URI ``none`` turns MLflow off: every function here then does
+nothing (and never imports mlflow), run ids are empty, and the sweep's record
+is its state directory alone.
 """
 
 from __future__ import annotations
@@ -21,12 +25,20 @@ _CLIENTS: dict[str, MlflowClient] = {}
 #: MLflow's own default: a sqlite file in the working directory
 DEFAULT_URI = "sqlite:///mlflow.db"
 PARENT_TAG = "mlflow.parentRunId"
+#: the tracking URI that turns MLflow off
+DISABLED = "none"
+
+
+def enabled(uri: str) -> bool:
+    return uri != DISABLED
 
 
 def absolute_uri(uri: str | None, cwd: Path) -> str:
     """Make a local store's path absolute, so that Ray workers in other
     directories write to the same place; a bare path becomes a sqlite file."""
     uri = uri or DEFAULT_URI
+    if uri.lower() == DISABLED:
+        return DISABLED
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
         return "sqlite:///" + str((cwd / uri[len("sqlite:///"):]).resolve())
     if "://" not in uri and ":" not in uri.split("/")[0]:
@@ -35,7 +47,8 @@ def absolute_uri(uri: str | None, cwd: Path) -> str:
 
 
 def is_local(uri: str) -> bool:
-    return uri.startswith(("sqlite:", "file:")) or "://" not in uri
+    """A store only this machine can write to (sqlite, files)."""
+    return enabled(uri) and (uri.startswith(("sqlite:", "file:")) or "://" not in uri)
 
 
 def client(uri: str) -> MlflowClient:
@@ -53,6 +66,8 @@ def experiment_id(uri: str, name: str) -> str:
     For a local sqlite store, artifacts go to ``mlartifacts`` beside the
     database (absolute), where ``mlflow ui`` run in that directory finds them.
     """
+    if not enabled(uri):
+        return ""
     c = client(uri)
     exp = c.get_experiment_by_name(name)
     if exp is not None:
@@ -79,6 +94,8 @@ def flatten_params(flat: dict[str, Any]) -> dict[str, str]:
 
 def create_run(uri: str, exp_id: str, name: str, tags: dict[str, str], params: dict[str, Any] | None = None) -> str:
     """Create a run (RUNNING) and log its params; returns the run id."""
+    if not enabled(uri):
+        return ""
     from mlflow.entities import Param
 
     c = client(uri)
@@ -92,26 +109,37 @@ def create_run(uri: str, exp_id: str, name: str, tags: dict[str, str], params: d
 
 def end_run(uri: str, run_id: str, status: str) -> None:
     """Close a run: FINISHED, FAILED or KILLED."""
-    client(uri).set_terminated(run_id, status=status)
+    if enabled(uri):
+        client(uri).set_terminated(run_id, status=status)
 
 
 def set_tags(uri: str, run_id: str, tags: dict[str, Any]) -> None:
+    if not enabled(uri):
+        return
     from mlflow.entities import RunTag
 
     items = [RunTag(k, str(v)[:8000]) for k, v in tags.items()]
     client(uri).log_batch(run_id, tags=items, synchronous=True)
 
 
+def delete_tag(uri: str, run_id: str, key: str) -> None:
+    if enabled(uri):
+        client(uri).delete_tag(run_id, key)
+
+
 def log_text(uri: str, run_id: str, text: str, path: str) -> None:
-    client(uri).log_text(run_id, text, path)
+    if enabled(uri):
+        client(uri).log_text(run_id, text, path)
 
 
 def log_artifact(uri: str, run_id: str, local_path: str) -> None:
-    client(uri).log_artifact(run_id, local_path)
+    if enabled(uri):
+        client(uri).log_artifact(run_id, local_path)
 
 
 def log_metric(uri: str, run_id: str, key: str, value: float, step: int) -> None:
-    client(uri).log_metric(run_id, key, value, timestamp=int(time.time() * 1000), step=step)
+    if enabled(uri):
+        client(uri).log_metric(run_id, key, value, timestamp=int(time.time() * 1000), step=step)
 
 
 class MetricBuffer:
@@ -128,6 +156,8 @@ class MetricBuffer:
         self._flushed = 0.0
 
     def add(self, step: int, metrics: dict[str, float]) -> None:
+        if not enabled(self.uri):
+            return
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
@@ -147,6 +177,8 @@ class MetricBuffer:
 
 def get_run(uri: str, run_id: str) -> Any:
     """The run, or None when the store does not have it."""
+    if not enabled(uri):
+        return None
     from mlflow.exceptions import MlflowException
 
     try:
@@ -157,8 +189,6 @@ def get_run(uri: str, run_id: str) -> Any:
 
 def reopen_run(uri: str, run_id: str) -> None:
     """Mark a run RUNNING again (a resumed sweep's parent)."""
-    client(uri).update_run(run_id, status="RUNNING")
+    if enabled(uri):
+        client(uri).update_run(run_id, status="RUNNING")
 
-
-def log_figure(uri: str, run_id: str, figure: Any, path: str) -> None:
-    client(uri).log_figure(run_id, figure, path)

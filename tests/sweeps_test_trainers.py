@@ -121,3 +121,11 @@ def slow(config, report):
     time.sleep(float(config.get("sleep", 1.0)))
     report(step=0, loss=float(config["x"]))
     return {"loss": float(config["x"])}
+
+
+def where_am_i(config, report):
+    """Reports its process id and the GPU it sees; fails when x is negative."""
+    report(step=0, pid=os.getpid(), gpu=float(os.environ.get("CUDA_VISIBLE_DEVICES") or -1))
+    if config["x"] < 0:
+        raise RuntimeError("x < 0")
+    return {"loss": float(config["x"])}

@@ -125,3 +125,24 @@ def test_launch_of_a_wandb_program_file_says_to_name_a_trainer(tmp_path: Path) -
 def test_status_of_an_unknown_sweep_names_the_known_ones(tmp_path: Path) -> None:
     out = _sweeps("status", "nope", cwd=tmp_path)
     assert out.returncode == 2 and out.stderr.strip() == "no sweep 'nope' in .sweeps (sweeps there: none)"
+
+
+def test_no_tracking_keeps_results_in_the_state_directory_only(tmp_path: Path) -> None:
+    (tmp_path / "my_trainer.py").write_text(TRAINER)
+    (tmp_path / "s.yaml").write_text(
+        "name: quiet\nmethod: grid\nmetric: {name: acc, goal: maximize}\ntrainer: my_trainer:train\n"
+        "parameters:\n  a: {values: [1, 2, 3]}\n"
+    )
+    both = _sweeps("launch", "s.yaml", "--no-tracking", "--tracking-uri", "sqlite:///x.db", cwd=tmp_path)
+    assert both.returncode == 2 and "--no-tracking turns MLflow and W&B off" in both.stderr
+    out = _sweeps("launch", "s.yaml", "--no-tracking", "--parallel", "2", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    sweep_id = out.stdout.splitlines()[0].split(": ")[1]
+    assert "best acc (maximize): 6 in trial 2" in out.stdout and "MLflow off" in out.stdout
+    assert not any((tmp_path / p).exists() for p in ("mlflow.db", "mlartifacts", "wandb"))
+    state = tmp_path / ".sweeps" / sweep_id
+    rows = (state / "trials.csv").read_text().splitlines()
+    assert len(rows) == 4 and rows[0].startswith("number,")
+    assert (state / "optimization_history.png").read_bytes()[:4] == b"\x89PNG"
+    detail = json.loads(_sweeps("status", sweep_id, "--json", cwd=tmp_path).stdout)
+    assert [t["value"] for t in detail["trials"]] == [2.0, 4.0, 6.0]

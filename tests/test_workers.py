@@ -1,0 +1,52 @@
+"""Worker processes: one per slot for the sweep, holding its GPUs; fresh ones where asked."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+
+def _sweep(values: list[int], resources: str) -> str:
+    return f"""
+        name: workers
+        method: grid
+        metric: {{name: loss}}
+        trainer: sweeps_test_trainers:where_am_i
+        resources: {resources}
+        parameters:
+          x: {{values: {values}}}
+    """
+
+
+def _seen(env, summary) -> dict[int, tuple[int, float, str]]:
+    """x -> (pid, GPU id seen, status) of each trial."""
+    _, children = env.runs(summary)
+    return {int(c.data.params["x"]): (int(c.data.metrics["pid"]), c.data.metrics["gpu"], c.info.status) for c in children}
+
+
+def test_each_slot_runs_its_trials_in_one_process_that_keeps_its_gpu(env) -> None:
+    summary = env.launch(_sweep(list(range(8)), "{gpus: 1, cpus: 1}"), parallel=2)
+    seen = _seen(env, summary)
+    assert len(seen) == 8 and all(status == "FINISHED" for _, _, status in seen.values())
+    gpus_of = defaultdict(set)
+    for pid, gpu, _ in seen.values():
+        gpus_of[pid].add(gpu)
+    # two slots, two processes; a process never sees its GPU change under it
+    assert len(gpus_of) == 2
+    assert all(len(g) == 1 for g in gpus_of.values())
+    assert set().union(*gpus_of.values()) == {0.0, 1.0}
+
+
+def test_a_failed_gpu_trial_gets_a_fresh_worker(env) -> None:
+    summary = env.launch(_sweep([-1, 1, 2], "{gpus: 1, cpus: 1}"), parallel=1)
+    seen = _seen(env, summary)
+    assert seen[-1][2] == "FAILED" and seen[1][2] == seen[2][2] == "FINISHED"
+    # the failed trial's process is replaced; the next ones share the new one
+    assert seen[-1][0] not in (seen[1][0], seen[2][0])
+    assert seen[1][0] == seen[2][0]
+
+
+def test_reuse_workers_false_gives_every_trial_a_fresh_process(env) -> None:
+    summary = env.launch(_sweep([1, 2, 3], "{cpus: 1, reuse_workers: false}"), parallel=1)
+    seen = _seen(env, summary)
+    assert len({pid for pid, _, _ in seen.values()}) == 3
+    assert {gpu for _, gpu, _ in seen.values()} == {-1.0}
