@@ -9,16 +9,19 @@ Workloads (2 trials at a time, TPE over the same space where the system samples)
 
 Systems, each run in a fresh process (its own Ray where it uses Ray), interleaved
 (A B C ... A B C ...):
-  sweeps        `Controller` as `sweeps launch` runs it: Ray tasks, MLflow nested runs
-                in sqlite, W&B offline runs
+  sweeps        `Controller` as `sweeps launch` runs it: Ray worker actors, MLflow nested
+                runs in sqlite, W&B offline runs
+  sweeps-untracked  the same with tracking disabled (`sweeps launch --no-tracking`)
   hand          a loop written by hand: Optuna ask/tell, Ray tasks, an MLflow nested
                 run and a W&B offline run per trial, one MLflow call per value
   tune          Ray Tune + OptunaSearch + MLflowLoggerCallback + WandbLoggerCallback
   optuna        Optuna alone, in memory, no tracking (the floor)
   optuna-mlflow Optuna + an MLflow nested run per trial in sqlite (no W&B)
+  ray           the baseline for start-up: a local `ray.init` and one empty task
+                (its "first running" is when that task starts; no trials)
 
 Prints per system the median total wall (process start to last result), the time
-to the first trial result, the per-trial overhead (wall minus the trials' own
+to the first trial running and to the first trial result, the per-trial overhead (wall minus the trials' own
 compute over the parallelism, divided by trials), the peak memory of the process
 tree, and the ratio of each peer's wall to sweeps'. Every trial must be recorded
 (MLflow children, W&B runs) or the run fails loudly. Needs the `bench` extra
@@ -41,7 +44,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PARALLEL = 2
 WORKLOADS = {"W1": {"trials": 40, "steps": 10}, "W2": {"trials": 16, "epochs": 5}}
-SYSTEMS = ["sweeps", "hand", "tune", "optuna", "optuna-mlflow"]
+SYSTEMS = ["sweeps", "sweeps-untracked", "hand", "tune", "optuna", "optuna-mlflow", "ray"]
 
 TRAINERS = '''
 import json, os, time
@@ -79,20 +82,23 @@ def child(system: str, workload: str, work: Path) -> dict:
                       PYTHONPATH=os.pathsep.join([str(work), str(ROOT)]))
     trials = WORKLOADS[workload]["trials"]
     uri = f"sqlite:///{work}/mlflow.db"
-    {"sweeps": run_sweeps, "hand": run_hand, "tune": run_tune, "optuna": run_optuna,
-     "optuna-mlflow": run_optuna_mlflow}[system](workload, trials, uri, work)
+    {"sweeps": run_sweeps, "sweeps-untracked": run_sweeps_untracked, "hand": run_hand, "tune": run_tune,
+     "optuna": run_optuna, "optuna-mlflow": run_optuna_mlflow, "ray": run_ray}[system](workload, trials, uri, work)
     import psutil
 
-    wall = time.time() - psutil.Process().create_time()
+    born = psutil.Process().create_time()
+    wall = time.time() - born
     times = [json.loads(line) for line in (work / "times.jsonl").read_text().splitlines()]
-    return {"wall": wall, "first": min(t["end"] for t in times) - psutil.Process().create_time(),
+    return {"wall": wall, "running": min(t["start"] for t in times) - born, "first": min(t["end"] for t in times) - born,
             "compute": sum(t["end"] - t["start"] for t in times), "trials_run": len(times),
-            **recorded(system, uri, work, trials)}
+            **recorded(system, uri, work, 0 if system == "ray" else trials)}
 
 
 def recorded(system: str, uri: str, work: Path, trials: int) -> dict:
     """Count what each system really recorded; fail loudly when trials are missing."""
     out: dict = {}
+    if system == "sweeps-untracked" and any((work / p).exists() for p in ("mlflow.db", "wandb")):
+        raise SystemExit("sweeps-untracked: tracking was not disabled")
     if system in ("sweeps", "hand", "tune", "optuna-mlflow"):
         from mlflow import MlflowClient
 
@@ -133,6 +139,26 @@ def metric(workload: str) -> tuple[str, str]:
     return ("loss", "minimize") if workload == "W1" else ("val_acc", "maximize")
 
 
+def run_ray(workload: str, trials: int, uri: str, work: Path) -> None:
+    import ray
+
+    ray.init(address="local", include_dashboard=False, log_to_driver=False, configure_logging=False,
+             runtime_env={"env_vars": {"PYTHONPATH": os.environ["PYTHONPATH"], "BENCH_TIMES": os.environ["BENCH_TIMES"]}})
+
+    @ray.remote(num_cpus=1)
+    def empty() -> None:
+        import bench_trainers
+
+        bench_trainers._log(time.time())
+
+    ray.get(empty.remote())
+    ray.shutdown()
+
+
+def run_sweeps_untracked(workload: str, trials: int, uri: str, work: Path) -> None:
+    run_sweeps(workload, trials, "none", work)
+
+
 def run_sweeps(workload: str, trials: int, uri: str, work: Path) -> None:
     from sweeps.controller import Controller, LaunchOptions
     from sweeps.space import parse_spec
@@ -147,6 +173,7 @@ def run_sweeps(workload: str, trials: int, uri: str, work: Path) -> None:
         parameters:""") + textwrap.indent(textwrap.dedent(space_yaml(workload)), "  ") + "\n"
     spec = parse_spec(text, str(work / "bench.yaml"))
     Controller(spec, LaunchOptions(trials=trials, parallel=PARALLEL, tracking_uri=uri, wandb_dir=str(work),
+                                   wandb_mode="disabled" if uri == "none" else "offline",
                                    state_dir=work / ".sweeps", workdir=work, progress=False)).run()
 
 
@@ -330,20 +357,26 @@ def main() -> None:
                 for system in args.systems:
                     r = measure(system, workload, Path(tmp))
                     runs[system].append(r)
-                    print(f"{workload} #{rep + 1} {system:>13}: wall {r['wall']:7.1f} s, first result {r['first']:5.1f} s, "
+                    print(f"{workload} #{rep + 1} {system:>16}: wall {r['wall']:7.1f} s, first running {r['running']:5.1f} s, "
+                          f"first result {r['first']:5.1f} s, "
                           f"peak {r['peak_mb']:6.0f} MB, recorded {({k: v for k, v in r.items() if k in ('mlflow_runs', 'wandb_runs')})}",
                           flush=True)
             print(f"\n{workload}: {trials} trials, {PARALLEL} at a time; medians of {args.repeats}")
-            print(f"{'system':>13} {'wall s':>8} {'first s':>8} {'overhead/trial s':>17} {'after start-up':>15} {'peak MB':>8} {'wall / sweeps':>14}")
+            print(f"{'system':>16} {'wall s':>8} {'running s':>9} {'first s':>8} {'overhead/trial s':>17} {'after start-up':>15} "
+                  f"{'peak MB':>8} {'wall / sweeps':>14}")
             base = statistics.median(r["wall"] for r in runs["sweeps"]) if "sweeps" in runs else None
             for system, rs in runs.items():
+                running = statistics.median(r["running"] for r in rs)
+                if system == "ray":
+                    print(f"{system:>16} {'-':>8} {running:9.2f}   (local Ray start-up: ray.init and one task running)")
+                    continue
                 wall = statistics.median(r["wall"] for r in rs)
                 first = statistics.median(r["first"] for r in rs)
                 compute = statistics.median(r["compute"] for r in rs)
                 per = (wall - compute / PARALLEL) / trials
                 after = (wall - first - compute / PARALLEL * (trials - 1) / trials) / max(trials - 1, 1)
                 ratio = f"x{wall / base:.2f}" if base else "-"
-                print(f"{system:>13} {wall:8.1f} {first:8.1f} {per:17.3f} {after:15.3f} "
+                print(f"{system:>16} {wall:8.1f} {running:9.2f} {first:8.1f} {per:17.3f} {after:15.3f} "
                       f"{statistics.median(r['peak_mb'] for r in rs):8.0f} {ratio:>14}")
             print()
 

@@ -324,14 +324,8 @@ class TrialWorker:
 
         self.node_id = ray.get_runtime_context().get_node_id()
         self.node_ip = ray.util.get_node_ip_address()
-        try:  # imports, the store, the W&B service: once per worker, before its first trial
-            from . import tracking
-
-            if tracking.enabled(uri):
-                tracking.client(uri).search_experiments(max_results=1)
-        except Exception as exc:  # noqa: BLE001 - the trial itself reports what is wrong
-            logger.warning("could not open the MLflow store %s ahead: %s", uri, exc)
-        warm(wandb)
+        # imports, the store, the W&B service: once per worker, beside its first trial
+        threading.Thread(target=_warm_worker, args=(uri, wandb), name="sweeps-warm", daemon=True).start()
 
     def run(self, request: TrialRequest, judge: Any, watch: Any) -> TrialResult:
         import ray
@@ -354,6 +348,17 @@ class TrialWorker:
         finally:
             done.set()
             _release_memory()
+
+
+def _warm_worker(uri: str, wandb: WandbSettings | None) -> None:
+    try:
+        from . import tracking
+
+        if tracking.enabled(uri):
+            tracking.client(uri).search_experiments(max_results=1)
+    except Exception as exc:  # noqa: BLE001 - the trial itself reports what is wrong
+        logger.warning("could not open the MLflow store %s ahead: %s", uri, exc)
+    warm(wandb)
 
 
 def _release_memory() -> None:

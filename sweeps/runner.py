@@ -3,6 +3,11 @@
 The controller creates the trial's MLflow child run before submitting it (so a
 lost worker never leaves a run nobody can close); this module logs into it,
 mirrors to W&B and returns a :class:`TrialResult`. It knows nothing of Ray.
+
+The trainer never waits for tracking: everything written to MLflow and W&B
+goes through a :class:`Recorder` thread, in order, and the trial's result is
+returned only once all of it is written. A worker's first trial thus starts
+while the worker is still importing MLflow and opening the store.
 """
 
 from __future__ import annotations
@@ -15,10 +20,12 @@ import logging
 import math
 import os
 import platform
+import queue
 import random
 import socket
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from dataclasses import dataclass
@@ -81,6 +88,67 @@ class StopTrial(Exception):
     """
 
 
+class Recorder:
+    """Runs a trial's tracking calls in a thread of its own, one after another.
+
+    ``do(fn)`` queues a call; ``close()`` waits for every queued call and
+    raises the first error of one queued with ``quiet=False`` (the trial's
+    record could not be written: the trial is lost and runs again).
+    """
+
+    def __init__(self, name: str) -> None:
+        self._calls: queue.SimpleQueue[tuple[Callable[[], Any], bool] | None] = queue.SimpleQueue()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._work, name=f"sweeps-recorder-{name}", daemon=True)
+        self._thread.start()
+
+    def do(self, fn: Callable[[], Any], quiet: bool = False) -> None:
+        self._calls.put((fn, quiet))
+
+    def _work(self) -> None:
+        while (call := self._calls.get()) is not None:
+            fn, quiet = call
+            try:
+                fn()
+            except Exception as exc:  # noqa: BLE001 - kept for close(), or printed
+                if quiet:
+                    print(f"sweeps: could not record: {exc}", file=sys.stderr)
+                elif self._error is None:
+                    self._error = exc
+
+    def close(self) -> None:
+        self._calls.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+
+class _Record:
+    """A trial's MLflow run and W&B run (each method runs on the recorder thread)."""
+
+    def __init__(self, req: TrialRequest) -> None:
+        self.req = req
+        self.buffer = tracking.MetricBuffer(req.tracking_uri, req.run_id)
+        self.mirror: Mirror | None = None
+
+    def open(self, tags: dict[str, str]) -> None:
+        req, uri, run_id = self.req, self.req.tracking_uri, self.req.run_id
+        tracking.set_tags(uri, run_id, tags)
+        _quietly(lambda: keep_requirements(uri, req.parent_run_id))
+        tracking.log_text(uri, run_id, json.dumps({"config": req.config, "seed": req.seed, "trainer": req.trainer},
+                                                  indent=2, default=str), "config.json")
+        if req.git_diff:
+            tracking.log_text(uri, run_id, req.git_diff, "git.diff")
+        self.mirror = Mirror(req.wandb, name=req.run_name, group=req.sweep_id, job_type="trial", config=req.params,
+                             run_id=req.wandb_id, requirements=False)
+        self.mirror.summary({"sweeps/mlflow_run_id": run_id, "sweeps/trial": req.number, "sweeps/seed": req.seed})
+
+    def metrics(self, step: int, values: dict[str, float]) -> None:
+        self.buffer.add(step, values)
+        if self.mirror is not None:
+            self.mirror.log(values, step)
+
+
 class _Reporter:
     """The ``report`` a trainer calls: ``report(step=..., **metrics)``.
 
@@ -88,9 +156,9 @@ class _Reporter:
     once; a decision to stop raises :class:`StopTrial` out of ``report``.
     """
 
-    def __init__(self, buffer: tracking.MetricBuffer, mirror: Mirror, stop_metric: str | None = None,
+    def __init__(self, recorder: Recorder, record: _Record, stop_metric: str | None = None,
                  decide: Callable[[float], str | None] | None = None) -> None:
-        self.buffer, self.mirror = buffer, mirror
+        self.recorder, self.record = recorder, record
         self.stop_metric, self.decide = stop_metric, decide
         self.step = -1
         self.count = 0
@@ -111,8 +179,7 @@ class _Reporter:
         self.step = max(self.step, step)
         self.count += 1
         self.last.update(numeric)
-        self.buffer.add(step, numeric)
-        self.mirror.log(numeric, step)
+        self.recorder.do(lambda: self.record.metrics(step, numeric))
         if self.stop_metric in numeric:
             value = numeric[self.stop_metric]  # type: ignore[index]
             self.curve.append(value)
@@ -229,17 +296,10 @@ def run_trial(req: TrialRequest, decide: Callable[[float], str | None] | None = 
     name = gpu_name(ids)
     if name:
         tags["sweeps.gpu.name"] = name
-    tracking.set_tags(uri, run_id, tags)
-    _quietly(lambda: keep_requirements(uri, req.parent_run_id))
-    tracking.log_text(uri, run_id, json.dumps({"config": req.config, "seed": req.seed, "trainer": req.trainer},
-                                              indent=2, default=str), "config.json")
-    if req.git_diff:
-        tracking.log_text(uri, run_id, req.git_diff, "git.diff")
-    mirror = Mirror(req.wandb, name=req.run_name, group=req.sweep_id, job_type="trial", config=req.params,
-                    run_id=req.wandb_id, requirements=False)
-    mirror.summary({"sweeps/mlflow_run_id": run_id, "sweeps/trial": req.number, "sweeps/seed": req.seed})
-    buffer = tracking.MetricBuffer(uri, run_id)
-    report = _Reporter(buffer, mirror, req.stop_metric, decide)
+    recorder = Recorder(str(req.number))
+    record = _Record(req)
+    recorder.do(lambda: record.open(tags))
+    report = _Reporter(recorder, record, req.stop_metric, decide)
     error = None
     value = None
     final: dict[str, float] = {}
@@ -255,8 +315,7 @@ def run_trial(req: TrialRequest, decide: Callable[[float], str | None] | None = 
             # a returned value that differs from the last report is one more point
             # on that curve; new keys sit at the last step
             step = report.step + 1 if any(k in report.last for k in changed) else max(report.step, 0)
-            buffer.add(step, changed)
-            mirror.log(changed, step)
+            recorder.do(lambda: record.metrics(step, changed))
         value = final.get(req.metric, report.last.get(req.metric))
         if report.stopped:  # the trainer swallowed StopTrial and returned
             raise StopTrial(report.stopped)
@@ -270,18 +329,24 @@ def run_trial(req: TrialRequest, decide: Callable[[float], str | None] | None = 
         error = f"{type(exc).__name__}: {exc}"
         tb = traceback.format_exc()
         logger.warning("trial %s failed: %s", req.number, error)
-        _quietly(lambda: tracking.log_text(uri, run_id, tb, "traceback.txt"))
-        _quietly(lambda: tracking.set_tags(uri, run_id, {"sweeps.error": error}))
-    finally:
-        _quietly(buffer.flush)
+        recorder.do(lambda: tracking.log_text(uri, run_id, tb, "traceback.txt"), quiet=True)
+        recorder.do(lambda: tracking.set_tags(uri, run_id, {"sweeps.error": error}), quiet=True)
+    recorder.do(record.buffer.flush, quiet=True)
     pruned = report.stopped if error is None else None
     state = "FAIL" if error else "PRUNED" if pruned else "COMPLETE"
     if pruned:
-        _quietly(lambda: tracking.set_tags(uri, run_id, {"sweeps.pruned": "true", "sweeps.pruned_reason": pruned}))
-    mirror.summary({**final, "sweeps/state": state, **({"sweeps/error": error} if error else {}),
-                    **({"sweeps/pruned": True, "sweeps/pruned_reason": pruned} if pruned else {})})
-    mirror.finish(failed=error is not None)
-    tracking.end_run(uri, run_id, "FAILED" if error else "KILLED" if pruned else "FINISHED")
+        recorder.do(lambda: tracking.set_tags(uri, run_id, {"sweeps.pruned": "true", "sweeps.pruned_reason": pruned}),
+                    quiet=True)
+
+    def close_mirror() -> None:
+        if record.mirror is not None:
+            record.mirror.summary({**final, "sweeps/state": state, **({"sweeps/error": error} if error else {}),
+                                   **({"sweeps/pruned": True, "sweeps/pruned_reason": pruned} if pruned else {})})
+            record.mirror.finish(failed=error is not None)
+
+    recorder.do(close_mirror)
+    recorder.do(lambda: tracking.end_run(uri, run_id, "FAILED" if error else "KILLED" if pruned else "FINISHED"))
+    recorder.close()
     return TrialResult(
         number=req.number, state=state, value=None if error else value, metrics={**report.last, **final},
         run_id=run_id, duration_s=time.monotonic() - start, steps=report.count, error=error,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _CLIENTS: dict[str, MlflowClient] = {}
+_CLIENTS_LOCK = threading.Lock()
 #: MLflow's own default: a sqlite file in the working directory
 DEFAULT_URI = "sqlite:///mlflow.db"
 PARENT_TAG = "mlflow.parentRunId"
@@ -53,11 +55,12 @@ def is_local(uri: str) -> bool:
 
 def client(uri: str) -> MlflowClient:
     """A cached client for ``uri`` (opening a sqlite store costs about a second)."""
-    if uri not in _CLIENTS:
-        from mlflow import MlflowClient
+    with _CLIENTS_LOCK:  # a worker's warm-up and its first trial's recorder may ask at once
+        if uri not in _CLIENTS:
+            from mlflow import MlflowClient
 
-        _CLIENTS[uri] = MlflowClient(tracking_uri=uri)
-    return _CLIENTS[uri]
+            _CLIENTS[uri] = MlflowClient(tracking_uri=uri)
+        return _CLIENTS[uri]
 
 
 def experiment_id(uri: str, name: str) -> str:
