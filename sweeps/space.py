@@ -823,7 +823,10 @@ class _Builder:
         valid = [n for n, p in sig.parameters.items() if n not in ("self", "seed") and p.kind is p.KEYWORD_ONLY or (
             n not in ("self", "seed") and p.kind is p.POSITIONAL_OR_KEYWORD)]
         for key in options:
-            if key == "seed":
+            if key == "gp_trials" and kind == "gp":
+                if not _is_int(options[key]) or options[key] < 1:
+                    self.err(("sampler", key), f"a number of trials (an integer >= 1), not {options[key]!r}")
+            elif key == "seed":
                 self.err(("sampler", key), "set the sweep's `seed` at the top level; each sampler is seeded from it")
             elif key not in valid:
                 self.err(("sampler", key), f"{SAMPLER_TYPES[kind]} has no option '{key}'; {_did_you_mean(key, valid)}")

@@ -553,3 +553,34 @@ def test_every_problem_is_reported_in_one_go() -> None:
 def test_unreadable_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read the file"):
         load_spec(tmp_path / "missing.yaml")
+
+
+def test_gp_suggests_the_first_gp_trials_then_tpe_takes_over(monkeypatch) -> None:
+    from sweeps.samplers import make_sampler
+
+    spec = _parse("""
+        method: bayes
+        metric: {name: loss}
+        sampler: {type: gp, gp_trials: 4, n_startup_trials: 2}
+        parameters:
+          x: {min: 0.0, max: 1.0}
+    """)
+    sampler = make_sampler(spec, seed=0)
+    used = []
+    for name, inner in (("gp", sampler.first), ("tpe", sampler.then)):
+        real = inner.sample_relative
+        monkeypatch.setattr(inner, "sample_relative",
+                            lambda study, trial, space, real=real, name=name: used.append((trial.number, name)) or real(study, trial, space))
+    assert isinstance(sampler.first, optuna.samplers.GPSampler) and isinstance(sampler.then, optuna.samplers.TPESampler)
+    study = optuna.create_study(sampler=sampler)
+    for _ in range(7):
+        trial = study.ask()
+        study.tell(trial, (spec.suggest(trial)["x"] - 0.3) ** 2)
+    assert used == [(0, "gp"), (1, "gp"), (2, "gp"), (3, "gp"), (4, "tpe"), (5, "tpe"), (6, "tpe")]
+
+
+def test_gp_trials_must_be_a_positive_integer_and_only_for_gp() -> None:
+    assert _errors("method: bayes\nmetric: {name: l}\nsampler: {type: gp, gp_trials: 0}\nparameters: {x: {min: 0.0, max: 1.0}}\n") == [
+        "f.yaml:3: sampler.gp_trials: a number of trials (an integer >= 1), not 0"]
+    assert "TPESampler has no option 'gp_trials'" in _errors(
+        "method: bayes\nmetric: {name: l}\nsampler: {type: tpe, gp_trials: 5}\nparameters: {x: {min: 0.0, max: 1.0}}\n")[0]
