@@ -20,9 +20,11 @@ Systems, each run in a fresh process (its own Ray where it uses Ray), interleave
   ray           the baseline for start-up: a local `ray.init` and one empty task
                 (its "first running" is when that task starts; no trials)
 
-Prints per system the median total wall (process start to last result), the time
+Prints per system the median total wall (process start to process end), the time
 to the first trial running and to the first trial result, the per-trial overhead (wall minus the trials' own
-compute over the parallelism, divided by trials), the peak memory of the process
+compute over the parallelism, divided by trials; "after start-up": from the
+first result to the end; "steady": from the first result to the last, which
+leaves out the fixed cost at the end, shown as "end s"), the peak memory of the process
 tree, and the ratio of each peer's wall to sweeps'. Every trial must be recorded
 (MLflow children, W&B runs) or the run fails loudly. Needs the `bench` extra
 (ray[tune], psutil).
@@ -90,6 +92,7 @@ def child(system: str, workload: str, work: Path) -> dict:
     wall = time.time() - born
     times = [json.loads(line) for line in (work / "times.jsonl").read_text().splitlines()]
     return {"wall": wall, "running": min(t["start"] for t in times) - born, "first": min(t["end"] for t in times) - born,
+            "last": max(t["end"] for t in times) - born,
             "compute": sum(t["end"] - t["start"] for t in times), "trials_run": len(times),
             **recorded(system, uri, work, 0 if system == "ray" else trials)}
 
@@ -363,7 +366,7 @@ def main() -> None:
                           flush=True)
             print(f"\n{workload}: {trials} trials, {PARALLEL} at a time; medians of {args.repeats}")
             print(f"{'system':>16} {'wall s':>8} {'running s':>9} {'first s':>8} {'overhead/trial s':>17} {'after start-up':>15} "
-                  f"{'peak MB':>8} {'wall / sweeps':>14}")
+                  f"{'steady':>7} {'end s':>6} {'peak MB':>8} {'wall / sweeps':>14}")
             base = statistics.median(r["wall"] for r in runs["sweeps"]) if "sweeps" in runs else None
             for system, rs in runs.items():
                 running = statistics.median(r["running"] for r in rs)
@@ -375,8 +378,10 @@ def main() -> None:
                 compute = statistics.median(r["compute"] for r in rs)
                 per = (wall - compute / PARALLEL) / trials
                 after = (wall - first - compute / PARALLEL * (trials - 1) / trials) / max(trials - 1, 1)
+                last = statistics.median(r["last"] for r in rs)
+                steady = (last - first - compute / PARALLEL * (trials - 1) / trials) / max(trials - 1, 1)
                 ratio = f"x{wall / base:.2f}" if base else "-"
-                print(f"{system:>16} {wall:8.1f} {running:9.2f} {first:8.1f} {per:17.3f} {after:15.3f} "
+                print(f"{system:>16} {wall:8.1f} {running:9.2f} {first:8.1f} {per:17.3f} {after:15.3f} {steady:7.3f} {wall - last:6.1f} "
                       f"{statistics.median(r['peak_mb'] for r in rs):8.0f} {ratio:>14}")
             print()
 
