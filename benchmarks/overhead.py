@@ -23,8 +23,9 @@ Systems, each run in a fresh process (its own Ray where it uses Ray), interleave
 Prints per system the median total wall (process start to process end), the time
 to the first trial running and to the first trial result, the per-trial overhead (wall minus the trials' own
 compute over the parallelism, divided by trials; "after start-up": from the
-first result to the end; "steady": from the first result to the last, which
-leaves out the fixed cost at the end, shown as "end s"), the peak memory of the process
+first result to the end; "steady": a slot's overhead per trial once every slot
+has finished one, from the spacing of trial ends, leaving out start-up and the
+fixed cost at the end, shown as "end s"), the peak memory of the process
 tree, and the ratio of each peer's wall to sweeps'. Every trial must be recorded
 (MLflow children, W&B runs) or the run fails loudly. Needs the `bench` extra
 (ray[tune], psutil).
@@ -63,10 +64,15 @@ def w1(config, report):
     _log(start)
     return {"loss": value}
 
+'''
+
+# W2's module imports the trainer (and torch) at the top, as a real trainer module does
+W2_TRAINER = '''
+from trainers.digits_mlp import train as _digits
+
 def w2(config, report):
-    from trainers.digits_mlp import train
     start = time.time()
-    out = train({**config, "epochs": 5}, report)
+    out = _digits({**config, "epochs": 5}, report)
     _log(start)
     return out
 '''
@@ -92,9 +98,23 @@ def child(system: str, workload: str, work: Path) -> dict:
     wall = time.time() - born
     times = [json.loads(line) for line in (work / "times.jsonl").read_text().splitlines()]
     return {"wall": wall, "running": min(t["start"] for t in times) - born, "first": min(t["end"] for t in times) - born,
-            "last": max(t["end"] for t in times) - born,
+            "last": max(t["end"] for t in times) - born, "steady": steady(times),
             "compute": sum(t["end"] - t["start"] for t in times), "trials_run": len(times),
             **recorded(system, uri, work, 0 if system == "ray" else trials)}
+
+
+def steady(times: list[dict]) -> float:
+    """Per-trial overhead of a slot once every slot has finished a trial: the time
+    between trial ends, over the trials after the first ones, times the
+    parallelism, less the trials' mean compute. It leaves out start-up (the
+    first trials, and whatever a system does before their results count) and
+    the fixed cost at the end."""
+    ends = sorted(t["end"] for t in times)
+    later = ends[PARALLEL - 1:]
+    if len(later) < 2:
+        return float("nan")
+    compute = statistics.mean(t["end"] - t["start"] for t in times)
+    return (later[-1] - later[0]) / (len(later) - 1) * PARALLEL - compute
 
 
 def recorded(system: str, uri: str, work: Path, trials: int) -> dict:
@@ -322,7 +342,7 @@ def measure(system: str, workload: str, base: Path) -> dict:
     import psutil
 
     work = Path(tempfile.mkdtemp(prefix=f"{system}-{workload}-", dir=base))
-    (work / "bench_trainers.py").write_text(TRAINERS)
+    (work / "bench_trainers.py").write_text(TRAINERS + (W2_TRAINER if workload == "W2" else ""))
     result = work / "result.json"
     proc = subprocess.Popen([sys.executable, __file__, "--child", system, workload, str(work), str(result)],
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -379,9 +399,9 @@ def main() -> None:
                 per = (wall - compute / PARALLEL) / trials
                 after = (wall - first - compute / PARALLEL * (trials - 1) / trials) / max(trials - 1, 1)
                 last = statistics.median(r["last"] for r in rs)
-                steady = (last - first - compute / PARALLEL * (trials - 1) / trials) / max(trials - 1, 1)
+                per_slot = statistics.median(r["steady"] for r in rs)
                 ratio = f"x{wall / base:.2f}" if base else "-"
-                print(f"{system:>16} {wall:8.1f} {running:9.2f} {first:8.1f} {per:17.3f} {after:15.3f} {steady:7.3f} {wall - last:6.1f} "
+                print(f"{system:>16} {wall:8.1f} {running:9.2f} {first:8.1f} {per:17.3f} {after:15.3f} {per_slot:7.3f} {wall - last:6.1f} "
                       f"{statistics.median(r['peak_mb'] for r in rs):8.0f} {ratio:>14}")
             print()
 

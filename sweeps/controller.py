@@ -316,7 +316,8 @@ class Controller:
         self.parallel = self.parallel_set or capacity
         self._next_check = time.monotonic() + CHECK_EVERY_S
         self.executor.reuse_workers = spec.resources.reuse_workers
-        self.executor.warm(min(self.parallel, capacity), cpus, gpus, self.uri, self.wandb, spec.resources.agents_only)
+        self.executor.warm(min(self.parallel, capacity), cpus, gpus, self.uri, self.wandb, spec.trainer or "",
+                           spec.resources.agents_only)
         if self.parallel > capacity:
             logger.warning("parallel %d is more than the cluster holds (%d); trials will queue", self.parallel, capacity)
         tracking.set_tags(self.uri, self.parent_id, {"sweeps.parallel": self.parallel})

@@ -17,6 +17,7 @@ worker whose GPU trial failed is replaced, as is every worker when
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import threading
@@ -152,21 +153,21 @@ class RayExecutor:
     def forget(self, number: int) -> None:
         self.watch.forget.remote(number)
 
-    def warm(self, slots: int, cpus: float, gpus: float, uri: str, wandb: WandbSettings | None,
+    def warm(self, slots: int, cpus: float, gpus: float, uri: str, wandb: WandbSettings | None, trainer: str,
              agents_only: bool = False) -> None:
         """Start the workers the first trials will use, while the controller sets up:
-        imports, the MLflow store and the W&B service, off the first trial's path."""
+        the trainer's imports, the MLflow store and the W&B service, off the first trial's path."""
         for _ in range(slots):
-            self._idle.append(self._new_slot(cpus, gpus, agents_only, None, uri, wandb))
+            self._idle.append(self._new_slot(cpus, gpus, agents_only, None, uri, wandb, trainer))
 
     def _new_slot(self, cpus: float, gpus: float, agents_only: bool, excluded: set[str] | None, uri: str,
-                  wandb: WandbSettings | None) -> _Slot:
+                  wandb: WandbSettings | None, trainer: str) -> _Slot:
         actor = self._worker.options(
             num_cpus=cpus, num_gpus=gpus,
             resources={AGENT_RESOURCE: 1} if agents_only else None,
             # nodes this sweep gave up on (node_failure_limit) get no more trials
             label_selector={NODE_ID_LABEL: f"!in({','.join(sorted(excluded))})"} if excluded else None,
-        ).remote(uri, wandb)
+        ).remote(uri, wandb, trainer)
         return _Slot(actor, gpus)
 
     def _take_idle(self, excluded: frozenset[str]) -> _Slot | None:
@@ -191,7 +192,7 @@ class RayExecutor:
                     self._idle.remove(unusable[0])
                     self._drop(unusable[0])
                 slot = self._new_slot(job.cpus, job.gpus, job.agents_only, set(job.excluded), job.request.tracking_uri,
-                                      job.request.wandb)
+                                      job.request.wandb, job.request.trainer)
             self._queue.pop(0)
             job.slot = slot
             job.ref = slot.actor.run.options(name=f"trial-{job.request.number}").remote(job.request, self.judge, self.watch)
@@ -223,6 +224,8 @@ class RayExecutor:
                 fits = min(fits, int(res.get("GPU", 0) // gpus))
             total += fits
         self._limit = total
+        # the workers on nodes the sweep gave up on go first
+        self._idle.sort(key=lambda s: s.node in (excluded or ()))
         while self._idle and len(self._idle) + len(self._running) > total:
             self._drop(self._idle.pop())
         self._dispatch()
@@ -319,13 +322,13 @@ class TrialWorker:
     """One slot's worker (a Ray actor): runs trials one at a time, with
     heartbeats, asking the judge about each report."""
 
-    def __init__(self, uri: str, wandb: WandbSettings | None) -> None:
+    def __init__(self, uri: str, wandb: WandbSettings | None, trainer: str) -> None:
         import ray
 
         self.node_id = ray.get_runtime_context().get_node_id()
         self.node_ip = ray.util.get_node_ip_address()
-        # imports, the store, the W&B service: once per worker, beside its first trial
-        threading.Thread(target=_warm_worker, args=(uri, wandb), name="sweeps-warm", daemon=True).start()
+        # the trainer's module, the store, the W&B service: once per worker, before or beside its first trial
+        threading.Thread(target=_warm_worker, args=(uri, wandb, trainer), name="sweeps-warm", daemon=True).start()
 
     def run(self, request: TrialRequest, judge: Any, watch: Any) -> TrialResult:
         import ray
@@ -350,7 +353,11 @@ class TrialWorker:
             _release_memory()
 
 
-def _warm_worker(uri: str, wandb: WandbSettings | None) -> None:
+def _warm_worker(uri: str, wandb: WandbSettings | None, trainer: str) -> None:
+    try:  # the trial imports it first thing (and reports an import error itself)
+        importlib.import_module(trainer.partition(":")[0])
+    except Exception as exc:  # noqa: BLE001
+        logger.debug("could not import the trainer ahead: %s", exc)
     try:
         from . import tracking
 
