@@ -23,9 +23,9 @@ Systems, each run in a fresh process (its own Ray where it uses Ray), interleave
 Prints per system the median total wall (process start to process end), the time
 to the first trial running and to the first trial result, the per-trial overhead (wall minus the trials' own
 compute over the parallelism, divided by trials; "after start-up": from the
-first result to the end; "steady": a slot's overhead per trial once every slot
-has finished one, from the spacing of trial ends, leaving out start-up and the
-fixed cost at the end, shown as "end s"), the peak memory of the process
+first result to the end; "steady": the median time a worker spends between one
+trial's training and the next, leaving out start-up and the fixed cost at the
+end, shown as "end s"), the peak memory of the process
 tree, and the ratio of each peer's wall to sweeps'. Every trial must be recorded
 (MLflow children, W&B runs) or the run fails loudly. Needs the `bench` extra
 (ray[tune], psutil).
@@ -54,7 +54,7 @@ import json, os, time
 
 def _log(start):
     with open(os.environ["BENCH_TIMES"], "a") as f:
-        f.write(json.dumps({"start": start, "end": time.time()}) + "\\n")
+        f.write(json.dumps({"start": start, "end": time.time(), "pid": os.getpid()}) + "\\n")
 
 def w1(config, report):
     start = time.time()
@@ -104,11 +104,17 @@ def child(system: str, workload: str, work: Path) -> dict:
 
 
 def steady(times: list[dict]) -> float:
-    """Per-trial overhead of a slot once every slot has finished a trial: the time
-    between trial ends, over the trials after the first ones, times the
-    parallelism, less the trials' mean compute. It leaves out start-up (the
-    first trials, and whatever a system does before their results count) and
-    the fixed cost at the end."""
+    """Per-trial overhead in the steady state: the median time a worker process
+    spends between the end of one trial's training and the start of its next
+    (start-up and the fixed cost at the end left out). Where no process runs
+    two trials, from the spacing of trial ends instead."""
+    by_pid: dict[int, list[dict]] = {}
+    for t in times:
+        by_pid.setdefault(t.get("pid", 0), []).append(t)
+    gaps = [b["start"] - a["end"] for ts in by_pid.values() if len(ts) > 1
+            for a, b in zip(sorted(ts, key=lambda t: t["start"]), sorted(ts, key=lambda t: t["start"])[1:])]
+    if gaps and len(gaps) >= len(times) // 2:
+        return statistics.median(gaps)
     ends = sorted(t["end"] for t in times)
     later = ends[PARALLEL - 1:]
     if len(later) < 2:

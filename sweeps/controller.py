@@ -363,6 +363,8 @@ class Controller:
         else:
             self.exp_id, self.parent_id = self.resumed.experiment_id, self.resumed.parent_run_id
             tracking.reopen_run(self.uri, self.parent_id)
+        # the best-so-far curve: written in batches, flushed at the end
+        self.best_curve = tracking.MetricBuffer(self.uri, self.parent_id)
 
     @property
     def mirror(self) -> Mirror:
@@ -423,7 +425,8 @@ class Controller:
         reason = "the controller stopped while it ran"
         self.study.tell(frozen.number, state=optuna.trial.TrialState.FAIL)
         if run_id and run is not None and run.info.status == "RUNNING":
-            tracking.set_tags(self.uri, run_id, {"sweeps.error": reason, "sweeps.lost": "true"})
+            tracking.set_tags(self.uri, run_id, {"sweeps.error": reason, "sweeps.lost": "true"},
+                              params=frozen.user_attrs.get("config"))
             tracking.end_run(self.uri, run_id, "FAILED")
             if frozen.user_attrs.get("wandb_id"):
                 close_lost(self.wandb, frozen.user_attrs["wandb_id"], name=run.info.run_name, group=self.sweep_id,
@@ -538,8 +541,7 @@ class Controller:
             self.uri, self.exp_id, run_name,
             tags={tracking.PARENT_TAG: self.parent_id, "sweeps.sweep_id": self.sweep_id, "sweeps.trial": str(number),
                   "sweeps.role": "trial", "sweeps.seed": str(seed), **self.repro_tags, **again},
-            params=flat,
-        )
+        )  # the worker logs the params with its own tags, in one write
         trial.set_user_attr("config", flat)
         trial.set_user_attr("mlflow_run_id", run_id)
         trial.set_user_attr("seed", seed)
@@ -609,7 +611,7 @@ class Controller:
             killed = outcome.reason in ("cancelled", "time budget reached", "interrupted twice")
             try:
                 tags = {"sweeps.error": outcome.reason, **({} if killed else {"sweeps.lost": "true"})}
-                tracking.set_tags(self.uri, request.run_id, tags)
+                tracking.set_tags(self.uri, request.run_id, tags, params=request.params)  # the worker may not have
                 tracking.end_run(self.uri, request.run_id, "KILLED" if killed else "FAILED")
             except Exception as exc:  # noqa: BLE001 - keep the sweep going
                 logger.warning("could not close run %s: %s", request.run_id, exc)
@@ -621,7 +623,7 @@ class Controller:
                 self._queue_again(trial.params, trial.user_attrs, request.number, outcome.reason, lost=True)
                 self._node_result(node, ok=False)
         if self.best is not None:
-            tracking.log_metric(self.uri, self.parent_id, f"best_{self.metric.name}", self.best[0], self.finished)
+            self.best_curve.add(self.finished, {f"best_{self.metric.name}": self.best[0]})
         self._check_failures()
         target = self.spec.budget.target
         if target is not None and self.best is not None and self.stop_reason is None:
@@ -694,7 +696,7 @@ class Controller:
 
         for handle in list(self.running):
             self.executor.cancel(handle)
-        # a cancelled task may still finish first; wait for each outcome
+        # a cancelled trial may still finish first; wait for each outcome
         deadline = time.monotonic() + 30
         while self.running and time.monotonic() < deadline:
             for handle, outcome in self.executor.wait(list(self.running), timeout=1.0):
@@ -714,6 +716,7 @@ class Controller:
         self.trials_frame().to_csv(table, index=False)
         for path in (table, *plots):
             tracking.log_artifact(self.uri, self.parent_id, str(path))
+        self.best_curve.flush()
         tracking.set_tags(self.uri, self.parent_id, {"sweeps.stop_reason": self.stop_reason or "done"})
         tracking.end_run(self.uri, self.parent_id, status)
         self.mirror.summary({"trials_finished": self.finished, **{f"trials_{k.lower()}": v for k, v in self.counts.items()}})
@@ -768,6 +771,7 @@ class Controller:
             except Exception:  # noqa: BLE001
                 pass
         try:
+            self.best_curve.flush()
             tracking.end_run(self.uri, self.parent_id, "FAILED")
             if hasattr(self, "record"):
                 self.record.status = "failed"

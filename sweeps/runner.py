@@ -93,11 +93,15 @@ class Recorder:
 
     ``do(fn)`` queues a call; ``close()`` waits for every queued call and
     raises the first error of one queued with ``quiet=False`` (the trial's
-    record could not be written: the trial is lost and runs again).
+    record could not be written: the trial is lost and runs again). When no
+    call comes for ``every`` seconds, ``tick`` runs (it flushes the metrics
+    buffer: what a trial reported reaches the store within about a second,
+    however long it goes on without reporting).
     """
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, tick: Callable[[], Any] | None = None, every: float = 1.0) -> None:
         self._calls: queue.SimpleQueue[tuple[Callable[[], Any], bool] | None] = queue.SimpleQueue()
+        self._tick, self._every = tick, every
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._work, name=f"sweeps-recorder-{name}", daemon=True)
         self._thread.start()
@@ -105,8 +109,16 @@ class Recorder:
     def do(self, fn: Callable[[], Any], quiet: bool = False) -> None:
         self._calls.put((fn, quiet))
 
+    def _next(self) -> tuple[Callable[[], Any], bool] | None:
+        while True:
+            try:
+                return self._calls.get(timeout=self._every)
+            except queue.Empty:
+                if self._tick is not None:
+                    _quietly(self._tick)
+
     def _work(self) -> None:
-        while (call := self._calls.get()) is not None:
+        while (call := self._next()) is not None:
             fn, quiet = call
             try:
                 fn()
@@ -133,7 +145,7 @@ class _Record:
 
     def open(self, tags: dict[str, str]) -> None:
         req, uri, run_id = self.req, self.req.tracking_uri, self.req.run_id
-        tracking.set_tags(uri, run_id, tags)
+        tracking.set_tags(uri, run_id, tags, params=req.params)
         _quietly(lambda: keep_requirements(uri, req.parent_run_id))
         tracking.log_text(uri, run_id, json.dumps({"config": req.config, "seed": req.seed, "trainer": req.trainer},
                                                   indent=2, default=str), "config.json")
@@ -296,8 +308,8 @@ def run_trial(req: TrialRequest, decide: Callable[[float], str | None] | None = 
     name = gpu_name(ids)
     if name:
         tags["sweeps.gpu.name"] = name
-    recorder = Recorder(str(req.number))
     record = _Record(req)
+    recorder = Recorder(str(req.number), tick=record.buffer.flush_due)
     recorder.do(lambda: record.open(tags))
     report = _Reporter(recorder, record, req.stop_metric, decide)
     error = None

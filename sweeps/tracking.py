@@ -99,15 +99,10 @@ def create_run(uri: str, exp_id: str, name: str, tags: dict[str, str], params: d
     """Create a run (RUNNING) and log its params; returns the run id."""
     if not enabled(uri):
         return ""
-    from mlflow.entities import Param
-
-    c = client(uri)
-    run = c.create_run(exp_id, run_name=name, tags=tags)
+    run_id = client(uri).create_run(exp_id, run_name=name, tags=tags).info.run_id
     if params:
-        items = [Param(k, v[:6000]) for k, v in flatten_params(params).items()]
-        for i in range(0, len(items), 100):
-            c.log_batch(run.info.run_id, params=items[i : i + 100], synchronous=True)
-    return run.info.run_id
+        set_tags(uri, run_id, {}, params)
+    return run_id
 
 
 def end_run(uri: str, run_id: str, status: str) -> None:
@@ -116,13 +111,16 @@ def end_run(uri: str, run_id: str, status: str) -> None:
         client(uri).set_terminated(run_id, status=status)
 
 
-def set_tags(uri: str, run_id: str, tags: dict[str, Any]) -> None:
+def set_tags(uri: str, run_id: str, tags: dict[str, Any], params: dict[str, Any] | None = None) -> None:
+    """Tags, and params when given, in one write (logging a param again with the same value is allowed)."""
     if not enabled(uri):
         return
-    from mlflow.entities import RunTag
+    from mlflow.entities import Param, RunTag
 
     items = [RunTag(k, str(v)[:8000]) for k, v in tags.items()]
-    client(uri).log_batch(run_id, tags=items, synchronous=True)
+    values = [Param(k, v[:6000]) for k, v in flatten_params(params or {}).items()]
+    for i in range(0, max(len(values), 1), 100):  # MLflow takes at most 100 params per batch
+        client(uri).log_batch(run_id, tags=items if i == 0 else [], params=values[i:i + 100], synchronous=True)
 
 
 def delete_tag(uri: str, run_id: str, key: str) -> None:
@@ -167,6 +165,11 @@ class MetricBuffer:
         self._pending.extend(Metric(k, v, now, step) for k, v in metrics.items())
         # by size, and at least once a second: a worker killed mid-trial loses at most a second of metrics
         if len(self._pending) >= self.size or time.monotonic() - self._flushed >= self.interval_s:
+            self.flush()
+
+    def flush_due(self) -> None:
+        """Flush when values have waited for ``interval_s``."""
+        if self._pending and time.monotonic() - self._flushed >= self.interval_s:
             self.flush()
 
     def flush(self) -> None:

@@ -129,3 +129,14 @@ def where_am_i(config, report):
     if config["x"] < 0:
         raise RuntimeError("x < 0")
     return {"loss": float(config["x"])}
+
+
+def reports_then_waits(config, report):
+    """Reports two steps at once; the first time, writes its pid and works a long
+    time without reporting (the test kills it)."""
+    report(step=0, loss=1.0)
+    report(step=1, loss=0.5)
+    if _first_time(config, "waits"):
+        Path(config["out"], f"pid-{config['x']}").write_text(str(os.getpid()))
+        time.sleep(60)
+    return {"loss": float(config["x"])}

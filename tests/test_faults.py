@@ -139,6 +139,32 @@ def test_a_worker_killed_from_outside_is_lost_and_its_params_run_again(env) -> N
     assert history  # what it reported before it died is kept
 
 
+def test_what_a_trial_reported_reaches_the_store_within_a_second_while_it_goes_on(env) -> None:
+    out = env.tmp / "marks"
+    out.mkdir()
+    seen: list[int] = []
+
+    def killer() -> None:
+        client = env.client()
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not (out / "pid-1").exists():
+            time.sleep(0.1)
+        while time.monotonic() < deadline:  # the trainer reports nothing more: only the recorder's tick writes step 1
+            runs = client.search_runs([e.experiment_id for e in client.search_experiments()], filter_string="params.x = '1'")
+            seen[:] = [m.step for m in client.get_metric_history(runs[0].info.run_id, "loss")] if runs else []
+            if seen == [0, 1]:
+                break
+            time.sleep(0.2)
+        os.kill(int((out / "pid-1").read_text()), signal.SIGKILL)
+
+    thread = threading.Thread(target=killer)
+    thread.start()
+    summary = env.launch(grid("reports_then_waits", out, [1]), parallel=1)
+    thread.join()
+    assert seen == [0, 1]
+    assert summary.counts == {"COMPLETE": 1, "PRUNED": 0, "FAIL": 1}  # the lost attempt, then its re-run
+
+
 def test_a_silent_worker_is_given_up_after_its_heartbeat_timeout(env) -> None:
     out = env.tmp / "marks"
     out.mkdir()
