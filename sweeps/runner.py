@@ -100,7 +100,8 @@ class Recorder:
     """
 
     def __init__(self, name: str, tick: Callable[[], Any] | None = None, every: float = 1.0) -> None:
-        self._calls: queue.SimpleQueue[tuple[Callable[[], Any], bool] | None] = queue.SimpleQueue()
+        # bounded: a trainer that reports faster than the store takes it waits, instead of filling memory
+        self._calls: queue.Queue[tuple[Callable[[], Any], bool] | None] = queue.Queue(maxsize=10_000)
         self._tick, self._every = tick, every
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._work, name=f"sweeps-recorder-{name}", daemon=True)
