@@ -251,11 +251,12 @@ class RayExecutor:
         """Whichever of these trials ended (at once when one has), within ``timeout``."""
         out: list[tuple[Any, TrialResult | Lost]] = [(j, Lost(j.request.number, "cancelled")) for j in self._dropped]
         self._dropped = []
-        refs = [j.ref for j in handles if j.ref is not None and j.ref in self._running]
-        if out or not refs:
-            if not out:
-                time.sleep(timeout)
+        if out:
             return out
+        refs = [j.ref for j in handles if j.ref is not None and j.ref in self._running]
+        if not refs:  # every one of them is still queued
+            time.sleep(timeout)
+            return []
         ray = self._ray
         # return as soon as one trial ends, with every other one already ended
         first, rest = ray.wait(refs, num_returns=1, timeout=timeout, fetch_local=True)

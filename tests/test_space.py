@@ -584,3 +584,9 @@ def test_gp_trials_must_be_a_positive_integer_and_only_for_gp() -> None:
         "f.yaml:3: sampler.gp_trials: a number of trials (an integer >= 1), not 0"]
     assert "TPESampler has no option 'gp_trials'" in _errors(
         "method: bayes\nmetric: {name: l}\nsampler: {type: tpe, gp_trials: 5}\nparameters: {x: {min: 0.0, max: 1.0}}\n")[0]
+
+
+def test_reuse_workers_must_be_a_boolean() -> None:
+    assert _errors("method: random\nresources: {cpus: 1, reuse_workers: 'yes'}\nparameters:\n  a: {min: 0.0, max: 1.0}\n") == [
+        "f.yaml:2: resources.reuse_workers: must be true or false, not string 'yes'"]
+    assert _parse("method: random\nresources: {reuse_workers: false}\nparameters:\n  a: {min: 0.0, max: 1.0}\n").resources.reuse_workers is False
