@@ -10,6 +10,7 @@ the one controller running the sweep). Resuming is loading that study.
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
@@ -294,12 +295,17 @@ class Controller:
             self.say(f"sweep {self.sweep_id} ({self.name}): state in {self.state}")
         else:
             self.say(f"resuming sweep {self.sweep_id} ({self.name}) from {self.state}")
-        # the MLflow set-up (import, database, parent run) runs while Ray starts
+        # the MLflow set-up (import, database, parent run), then the sweep's W&B run, and
+        # Optuna's import run while Ray starts
         parent = _Background(lambda: self._open_parent(params))
+        runs = self.resumed.resumed + 1 if self.resumed is not None else 0  # the count this start makes
+        self._mirror = _Background(lambda: self._open_mirror(parent, params, runs))
+        samplers = _Background(lambda: importlib.import_module("optuna.samplers"))
         try:
             self.executor = RayExecutor(self.opts.address, self.workdir)
         finally:
             parent.wait()
+            samplers.wait()
         parent.result()
         cpus, gpus = spec.resources.cpus, spec.resources.gpus
         remote = self.executor.remote_nodes()
@@ -341,11 +347,6 @@ class Controller:
             self._reconcile()
         self.record.save(self.state)
         self.repro_tags, self.git_diff = git_state(self.workdir)
-        suffix = f" (resumed {self.record.resumed})" if self.record.resumed else ""
-        # the sweep's W&B run starts (a second or two) while the first trials do
-        self._mirror = _Background(lambda: Mirror(
-            self.wandb, name=f"{self.name}-sweep{suffix}", group=self.sweep_id, job_type="sweep",
-            config={**params, "sweep_id": self.sweep_id, "mlflow_parent_run_id": self.parent_id}))
         if self.best is not None:
             self._publish_best()
 
@@ -365,6 +366,14 @@ class Controller:
             tracking.reopen_run(self.uri, self.parent_id)
         # the best-so-far curve: written in batches, flushed at the end
         self.best_curve = tracking.MetricBuffer(self.uri, self.parent_id)
+
+    def _open_mirror(self, parent: _Background, params: dict[str, Any], resumed: int) -> Mirror:
+        parent.wait()
+        if not hasattr(self, "parent_id"):  # the set-up failed: there is no sweep to mirror
+            return Mirror(None, name="", group="", job_type="sweep")
+        suffix = f" (resumed {resumed})" if resumed else ""
+        return Mirror(self.wandb, name=f"{self.name}-sweep{suffix}", group=self.sweep_id, job_type="sweep",
+                      config={**params, "sweep_id": self.sweep_id, "mlflow_parent_run_id": self.parent_id})
 
     @property
     def mirror(self) -> Mirror:
@@ -500,7 +509,7 @@ class Controller:
         capacity = self._capacity()  # also tells the executor how many workers the cluster now holds
         if not self.parallel_set:
             self.parallel = max(1, capacity)
-        beats = self.executor.heartbeats()
+        beats = self.executor.heartbeats([request for _, request, _ in self.running.values()])
         limit = self.spec.faults.heartbeat_timeout_s
         for handle, (_, request, _) in list(self.running.items()):
             if request.number in beats:
@@ -566,7 +575,7 @@ class Controller:
         if given_up and isinstance(outcome, Lost):
             outcome = Lost(outcome.number, given_up)
         self.finished += 1
-        self.executor.forget(request.number)
+        self.executor.forget(request)
         node = self._nodes_of.pop(request.number, "")
         if isinstance(outcome, TrialResult):
             node = outcome.node or node

@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 from .errors import FatalError
 from .mirror import WandbSettings, warm
-from .runner import TrialRequest, TrialResult, run_trial
+from .runner import TrialRequest, TrialResult, environment_tags, run_trial
 from .cluster import AGENT_RESOURCE
 from .space import EarlyTerminate
 
@@ -36,6 +36,8 @@ logger = logging.getLogger(__name__)
 
 #: seconds between a running trial's heartbeats
 HEARTBEAT_S = 1.0
+#: where heartbeats are kept in Ray's key-value store
+BEAT_NAMESPACE = "sweeps-heartbeats"
 #: Ray's label that every node carries
 NODE_ID_LABEL = "ray.io/node-id"
 #: set in every worker: no prompts, no per-run banners from MLflow
@@ -120,7 +122,8 @@ class RayExecutor:
         #: False: a fresh worker process for every trial
         self.reuse_workers = True
         self.judge: Any = None
-        self.watch = self._beside_me(Watch).remote()
+        #: per heartbeat key: the last value seen, and when (this process's clock) it was first seen
+        self._beats: dict[str, tuple[bytes, float]] = {}
 
     def _beside_me(self, cls: type) -> Any:
         """An actor on the controller's own node: it must not die with an agent."""
@@ -143,16 +146,41 @@ class RayExecutor:
         if self.judge is not None:
             self.judge.replay.remote(number, values, state, value)
 
-    def heartbeats(self) -> dict[int, tuple[float, str]]:
-        """Seconds since each running trial's last heartbeat, and its node."""
-        try:
-            return self._ray.get(self.watch.ages.remote(), timeout=10)
-        except self._ray.exceptions.RayError as exc:  # a slow or lost watch must not stop the sweep
-            logger.warning("no heartbeats this time: %s", str(exc).splitlines()[0])
-            return {}
+    def heartbeats(self, requests: list[TrialRequest]) -> dict[int, tuple[float, str]]:
+        """Seconds since each running trial last beat, and its node (trials yet to beat are left out).
 
-    def forget(self, number: int) -> None:
-        self.watch.forget.remote(number)
+        A worker's beat is a count it raises every second in Ray's key-value
+        store (the GCS); a trial's age is the time since this controller first
+        saw its current count, so no clocks of other machines are compared.
+        """
+        from ray.experimental import internal_kv
+
+        now = time.monotonic()
+        out: dict[int, tuple[float, str]] = {}
+        for req in requests:
+            key = beat_key(req.sweep_id, req.number)
+            try:
+                value = internal_kv._internal_kv_get(key, namespace=BEAT_NAMESPACE)
+            except Exception as exc:  # noqa: BLE001 - a slow GCS must not stop the sweep
+                logger.warning("no heartbeats this time: %s", str(exc).splitlines()[0])
+                return {}
+            if value is None:
+                continue
+            seen = self._beats.get(key)
+            if seen is None or seen[0] != value:
+                seen = self._beats[key] = (value, now)
+            out[req.number] = (now - seen[1], value.decode().partition(" ")[2])
+        return out
+
+    def forget(self, request: TrialRequest) -> None:
+        from ray.experimental import internal_kv
+
+        key = beat_key(request.sweep_id, request.number)
+        self._beats.pop(key, None)
+        try:
+            internal_kv._internal_kv_del(key, namespace=BEAT_NAMESPACE)
+        except Exception as exc:  # noqa: BLE001
+            logger.debug("heartbeat of trial %s not removed: %s", request.number, exc)
 
     def warm(self, slots: int, cpus: float, gpus: float, uri: str, wandb: WandbSettings | None, trainer: str,
              agents_only: bool = False) -> None:
@@ -196,7 +224,7 @@ class RayExecutor:
                                       job.request.wandb, job.request.trainer)
             self._queue.pop(0)
             job.slot = slot
-            job.ref = slot.actor.run.options(name=f"trial-{job.request.number}").remote(job.request, self.judge, self.watch)
+            job.ref = slot.actor.run.options(name=f"trial-{job.request.number}").remote(job.request, self.judge)
             self._running[job.ref] = job
 
     def _drop(self, slot: _Slot) -> None:
@@ -298,26 +326,31 @@ class RayExecutor:
             self._drop(slot)
         self._idle, self._running, self._queue = [], {}, []
         if self._owned:
+            _stop_monitor()
             self._ray.shutdown()
             self._owned = False
 
 
-class Watch:
-    """Heartbeats of running trials (a Ray actor): how the controller notices
-    a worker that went silent where Ray itself cannot tell."""
+def _stop_monitor() -> None:
+    """Stop the autoscaler monitor of the Ray instance this process started.
 
-    def __init__(self) -> None:
-        self.beats: dict[int, tuple[float, str]] = {}
+    ``ray.shutdown()`` asks it to stop and waits a full second for it to ignore
+    the request before killing it: a second at the end of every sweep. A local
+    instance has nothing to autoscale, and the monitor keeps no state of ours.
+    (Ray's private structures: where they differ, Ray shuts down as before.)
+    """
+    try:
+        from ray._private import worker
 
-    def beat(self, number: int, node: str) -> None:
-        self.beats[number] = (time.monotonic(), node)
+        for info in (worker._global_node.all_processes.get("monitor") or []):
+            info.process.kill()
+            info.process.wait(timeout=5)
+    except Exception as exc:  # noqa: BLE001
+        logger.debug("could not stop Ray's monitor ahead: %s", exc)
 
-    def ages(self) -> dict[int, tuple[float, str]]:
-        now = time.monotonic()
-        return {n: (now - t, node) for n, (t, node) in self.beats.items()}
 
-    def forget(self, number: int) -> None:
-        self.beats.pop(number, None)
+def beat_key(sweep_id: str, number: int) -> str:
+    return f"{sweep_id}/trial-{number}"
 
 
 class TrialWorker:
@@ -332,20 +365,29 @@ class TrialWorker:
         # the trainer's module, the store, the W&B service: once per worker, before or beside its first trial
         threading.Thread(target=_warm_worker, args=(uri, wandb, trainer), name="sweeps-warm", daemon=True).start()
 
-    def run(self, request: TrialRequest, judge: Any, watch: Any) -> TrialResult:
+    def run(self, request: TrialRequest, judge: Any) -> TrialResult:
         import ray
+        from ray.experimental import internal_kv
 
         def decide(value: float) -> str | None:
             return ray.get(judge.report.remote(request.number, value))
 
         done = threading.Event()
+        key, count = beat_key(request.sweep_id, request.number), 0
+
+        def beat() -> None:
+            nonlocal count
+            count += 1
+            internal_kv._internal_kv_put(key, f"{count} {self.node_id}", overwrite=True, namespace=BEAT_NAMESPACE)
 
         def heartbeat() -> None:
-            while not done.is_set():
-                watch.beat.remote(request.number, self.node_id)
-                done.wait(HEARTBEAT_S)
+            while not done.wait(HEARTBEAT_S):
+                try:
+                    beat()
+                except Exception as exc:  # noqa: BLE001 - a missed beat is what the controller looks for
+                    logger.debug("heartbeat not sent: %s", exc)
 
-        ray.get(watch.beat.remote(request.number, self.node_id))  # the first one surely arrives before the trainer runs
+        beat()  # the first one is stored before the trainer runs: a worker that freezes at once is seen
         threading.Thread(target=heartbeat, name="sweeps-heartbeat", daemon=True).start()
         try:
             return run_trial(request, decide if judge is not None else None,
@@ -365,6 +407,7 @@ def _warm_worker(uri: str, wandb: WandbSettings | None, trainer: str) -> None:
 
         if tracking.enabled(uri):
             tracking.client(uri).search_experiments(max_results=1)
+            environment_tags()  # the package scan every trial's record names
     except Exception as exc:  # noqa: BLE001 - the trial itself reports what is wrong
         logger.warning("could not open the MLflow store %s ahead: %s", uri, exc)
     warm(wandb)

@@ -6,6 +6,7 @@ sweep: every W&B error is logged and the mirror turns itself off.
 
 from __future__ import annotations
 
+import importlib
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -104,6 +105,13 @@ def warm(settings: WandbSettings | None) -> None:
         wandb.setup()
     except Exception as exc:  # noqa: BLE001 - W&B must never fail a trial
         logger.warning("W&B mirror: could not start the W&B service (%s)", exc)
+        return
+    try:
+        # a process's first wandb.init imports W&B Launch's input handling (about a second):
+        # imported here, beside the worker's other start-up, not in its first trial's record
+        importlib.import_module("wandb.sdk.launch.inputs.internal")
+    except Exception as exc:  # noqa: BLE001 - only a head start; init imports it anyway
+        logger.debug("W&B launch inputs not imported ahead: %s", exc)
 
 
 def new_run_id() -> str:

@@ -144,14 +144,15 @@ class _Record:
         self.buffer = tracking.MetricBuffer(req.tracking_uri, req.run_id)
         self.mirror: Mirror | None = None
 
-    def open(self, tags: dict[str, str]) -> None:
+    def open(self, tags: Callable[[], dict[str, str]]) -> None:
         req, uri, run_id = self.req, self.req.tracking_uri, self.req.run_id
-        tracking.set_tags(uri, run_id, tags, params=req.params)
-        _quietly(lambda: keep_requirements(uri, req.parent_run_id))
-        tracking.log_text(uri, run_id, json.dumps({"config": req.config, "seed": req.seed, "trainer": req.trainer},
-                                                  indent=2, default=str), "config.json")
-        if req.git_diff:
-            tracking.log_text(uri, run_id, req.git_diff, "git.diff")
+        if tracking.enabled(uri):
+            tracking.set_tags(uri, run_id, tags(), params=req.params)
+            _quietly(lambda: keep_requirements(uri, req.parent_run_id))
+            tracking.log_text(uri, run_id, json.dumps({"config": req.config, "seed": req.seed, "trainer": req.trainer},
+                                                      indent=2, default=str), "config.json")
+            if req.git_diff:
+                tracking.log_text(uri, run_id, req.git_diff, "git.diff")
         self.mirror = Mirror(req.wandb, name=req.run_name, group=req.sweep_id, job_type="trial", config=req.params,
                              run_id=req.wandb_id, requirements=False)
         self.mirror.summary({"sweeps/mlflow_run_id": run_id, "sweeps/trial": req.number, "sweeps/seed": req.seed})
@@ -305,10 +306,14 @@ def run_trial(req: TrialRequest, decide: Callable[[float], str | None] | None = 
     start = time.monotonic()
     uri, run_id = req.tracking_uri, req.run_id
     ids = gpu_ids()
-    tags = {**environment_tags(), **(node_tags or {}), "sweeps.gpu.ids": ",".join(ids)}
-    name = gpu_name(ids)
-    if name:
-        tags["sweeps.gpu.name"] = name
+
+    def tags() -> dict[str, str]:  # read on the recorder thread: the trainer does not wait for them
+        out = {**environment_tags(), **(node_tags or {}), "sweeps.gpu.ids": ",".join(ids)}
+        name = gpu_name(ids)
+        if name:
+            out["sweeps.gpu.name"] = name
+        return out
+
     record = _Record(req)
     recorder = Recorder(str(req.number), tick=record.buffer.flush_due)
     recorder.do(lambda: record.open(tags))

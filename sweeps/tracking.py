@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import sqlite3
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -59,8 +62,69 @@ def client(uri: str) -> MlflowClient:
         if uri not in _CLIENTS:
             from mlflow import MlflowClient
 
+            if uri.startswith("sqlite:///"):
+                seed_sqlite(Path(uri[len("sqlite:///"):]))
             _CLIENTS[uri] = MlflowClient(tracking_uri=uri)
         return _CLIENTS[uri]
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("SWEEPS_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sweeps")
+
+
+def seed_sqlite(path: Path) -> None:
+    """Start a new sqlite store from an empty one made before by this MLflow version.
+
+    MLflow builds a new database by running every schema migration since its
+    first release: about a second of CPU before a sweep's first trial can be
+    recorded. The empty result is the same every time, so it is built once per
+    MLflow version (under ``~/.cache/sweeps``), without the Default experiment
+    (MLflow adds that on opening, with this store's artifact location), and
+    copied. Nothing happens when ``path`` exists, and any failure here leaves
+    the work to MLflow as before.
+    """
+    if path.exists() or not path.parent.is_dir():
+        return
+    try:
+        template = _sqlite_template()
+        tmp = path.parent / f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, as to MLflow's own
+        try:
+            with os.fdopen(fd, "wb") as out, open(template, "rb") as src:
+                out.write(src.read())
+            os.link(tmp, path)  # never over a store another process has just made
+        finally:
+            os.unlink(tmp)
+    except FileExistsError:
+        pass
+    except Exception as exc:  # noqa: BLE001 - MLflow makes the store itself
+        logger.debug("no template store for %s: %s", path, exc)
+
+
+def _sqlite_template() -> Path:
+    import mlflow
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    cache = _cache_dir()
+    template = cache / f"mlflow-{mlflow.__version__}-empty.db"
+    if template.exists():
+        return template
+    cache.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=cache, prefix=".template-", suffix=".db")
+    os.close(fd)
+    try:
+        os.unlink(tmp)  # MLflow makes the file
+        store = SqlAlchemyStore(f"sqlite:///{tmp}", (cache / "mlruns").as_uri())
+        store.engine.dispose()
+        with sqlite3.connect(tmp) as db:  # the Default experiment is made again on opening, where it belongs
+            db.execute("DELETE FROM experiment_tags WHERE experiment_id = 0")
+            db.execute("DELETE FROM experiments WHERE experiment_id = 0")
+        db.close()
+        os.replace(tmp, template)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return template
 
 
 def experiment_id(uri: str, name: str) -> str:
