@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .errors import FatalError
-from .mirror import WandbSettings, warm
+from .mirror import WandbSettings, drain, warm
 from .runner import TrialRequest, TrialResult, environment_tags, run_trial
 from .cluster import AGENT_RESOURCE
 from .space import EarlyTerminate
@@ -36,6 +36,8 @@ logger = logging.getLogger(__name__)
 
 #: seconds between a running trial's heartbeats
 HEARTBEAT_S = 1.0
+#: how long a worker that is let go waits for its W&B runs to finish
+RETIRE_WAIT_S = 60.0
 #: where heartbeats are kept in Ray's key-value store
 BEAT_NAMESPACE = "sweeps-heartbeats"
 #: Ray's label that every node carries
@@ -219,7 +221,7 @@ class RayExecutor:
                     if not unusable:
                         return  # the next free worker takes it
                     self._idle.remove(unusable[0])
-                    self._drop(unusable[0])
+                    self._retire(unusable[0])
                 slot = self._new_slot(job.cpus, job.gpus, job.agents_only, set(job.excluded), job.request.tracking_uri,
                                       job.request.wandb, job.request.trainer)
             self._queue.pop(0)
@@ -228,8 +230,16 @@ class RayExecutor:
             self._running[job.ref] = job
 
     def _drop(self, slot: _Slot) -> None:
+        """Kill a worker now (its trial is cancelled, or it is gone)."""
         try:
             self._ray.kill(slot.actor, no_restart=True)
+        except Exception as exc:  # noqa: BLE001 - already gone
+            logger.debug("worker already gone: %s", exc)
+
+    def _retire(self, slot: _Slot) -> None:
+        """Let an idle worker go once its W&B runs are finished (it exits by itself)."""
+        try:
+            slot.actor.retire.remote(RETIRE_WAIT_S)
         except Exception as exc:  # noqa: BLE001 - already gone
             logger.debug("worker already gone: %s", exc)
 
@@ -256,7 +266,7 @@ class RayExecutor:
         # the workers on nodes the sweep gave up on go first
         self._idle.sort(key=lambda s: s.node in (excluded or ()))
         while self._idle and len(self._idle) + len(self._running) > total:
-            self._drop(self._idle.pop())
+            self._retire(self._idle.pop())
         self._dispatch()
         return total
 
@@ -303,8 +313,10 @@ class RayExecutor:
             slot.node = result.node or slot.node
             # a failed GPU trial may leave CUDA broken in its process: that worker is replaced
             fresh = not self.reuse_workers or (result.state == "FAIL" and slot.gpus > 0) or job.cancelled
-            if fresh or len(self._idle) + len(self._running) >= self._limit:
+            if job.cancelled:
                 self._drop(slot)
+            elif fresh or len(self._idle) + len(self._running) >= self._limit:
+                self._retire(slot)
             else:
                 self._idle.append(slot)
             out.append((job, result))
@@ -322,6 +334,13 @@ class RayExecutor:
             self._drop(job.slot)
 
     def shutdown(self) -> None:
+        # idle workers finish their W&B runs first (each is a few milliseconds behind at most)
+        if self._idle:
+            refs = [slot.actor.retire.remote(RETIRE_WAIT_S) for slot in self._idle]
+            try:
+                self._ray.wait(refs, num_returns=len(refs), timeout=RETIRE_WAIT_S + 5)
+            except Exception as exc:  # noqa: BLE001 - they are killed below all the same
+                logger.debug("workers did not retire: %s", exc)
         for slot in [*self._idle, *(j.slot for j in self._running.values())]:
             self._drop(slot)
         self._idle, self._running, self._queue = [], {}, []
@@ -395,6 +414,14 @@ class TrialWorker:
         finally:
             done.set()
             _release_memory()
+
+    def retire(self, wait_s: float) -> None:
+        """Finish this worker's W&B runs (within ``wait_s``), then end the worker."""
+        import ray
+
+        if not drain(wait_s):
+            logger.warning("W&B runs of this worker were still being written after %.0f s", wait_s)
+        ray.actor.exit_actor()
 
 
 def _warm_worker(uri: str, wandb: WandbSettings | None, trainer: str) -> None:

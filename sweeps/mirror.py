@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import importlib
 import logging
+import queue
+import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 logger = logging.getLogger(__name__)
 
@@ -112,6 +114,44 @@ def warm(settings: WandbSettings | None) -> None:
         importlib.import_module("wandb.sdk.launch.inputs.internal")
     except Exception as exc:  # noqa: BLE001 - only a head start; init imports it anyway
         logger.debug("W&B launch inputs not imported ahead: %s", exc)
+
+
+_LANE: queue.Queue[Callable[[], Any]] | None = None
+_LANE_LOCK = threading.Lock()
+
+
+def later(fn: Callable[[], Any]) -> None:
+    """Run ``fn`` on this process's W&B thread, after every call queued before it.
+
+    A worker's trials mirror to W&B here, one call after another, so that a
+    trial's result returns once MLflow has it, and its W&B run finishes while
+    the next trial starts. The queue is bounded: when W&B falls far behind,
+    the caller waits. ``drain`` waits for what is queued.
+    """
+    global _LANE
+    with _LANE_LOCK:
+        if _LANE is None:
+            _LANE = queue.Queue(maxsize=10_000)
+            threading.Thread(target=_lane, args=(_LANE,), name="sweeps-wandb", daemon=True).start()
+    _LANE.put(fn)
+
+
+def _lane(calls: queue.Queue[Callable[[], Any]]) -> None:
+    while True:
+        fn = calls.get()
+        try:
+            fn()
+        except Exception as exc:  # noqa: BLE001 - W&B must never fail a trial
+            logger.warning("W&B mirror: %s: %s", type(exc).__name__, exc)
+
+
+def drain(timeout: float | None = None) -> bool:
+    """Wait until every W&B call queued so far has run; False when ``timeout`` came first."""
+    if _LANE is None:
+        return True
+    done = threading.Event()
+    later(done.set)
+    return done.wait(timeout)
 
 
 def new_run_id() -> str:

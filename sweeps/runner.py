@@ -6,8 +6,11 @@ mirrors to W&B and returns a :class:`TrialResult`. It knows nothing of Ray.
 
 The trainer never waits for tracking: everything written to MLflow and W&B
 goes through a :class:`Recorder` thread, in order, and the trial's result is
-returned only once all of it is written. A worker's first trial thus starts
-while the worker is still importing MLflow and opening the store.
+returned only once MLflow has all of it. The W&B calls go on from the recorder
+to the process's W&B thread (``mirror.later``), so a trial's W&B run finishes
+while the next trial starts; a worker finishes its W&B runs before it ends
+(``TrialWorker.retire``). A worker's first trial starts while the worker is
+still importing MLflow and opening the store.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from . import tracking
-from .mirror import Mirror, WandbSettings
+from .mirror import Mirror, WandbSettings, later
 
 logger = logging.getLogger(__name__)
 
@@ -137,12 +140,15 @@ class Recorder:
 
 
 class _Record:
-    """A trial's MLflow run and W&B run (each method runs on the recorder thread)."""
+    """A trial's MLflow run and W&B run. Each method runs on the recorder
+    thread; the W&B calls go on from there to the process's W&B thread
+    (``mirror.later``), in the same order."""
 
     def __init__(self, req: TrialRequest) -> None:
         self.req = req
         self.buffer = tracking.MetricBuffer(req.tracking_uri, req.run_id)
         self.mirror: Mirror | None = None
+        self.mirroring = req.wandb is not None and req.wandb.mode != "disabled"
 
     def open(self, tags: Callable[[], dict[str, str]]) -> None:
         req, uri, run_id = self.req, self.req.tracking_uri, self.req.run_id
@@ -153,14 +159,29 @@ class _Record:
                                                       indent=2, default=str), "config.json")
             if req.git_diff:
                 tracking.log_text(uri, run_id, req.git_diff, "git.diff")
+        if self.mirroring:
+            later(self._open_mirror)
+
+    def _open_mirror(self) -> None:
+        req = self.req
         self.mirror = Mirror(req.wandb, name=req.run_name, group=req.sweep_id, job_type="trial", config=req.params,
                              run_id=req.wandb_id, requirements=False)
-        self.mirror.summary({"sweeps/mlflow_run_id": run_id, "sweeps/trial": req.number, "sweeps/seed": req.seed})
+        self.mirror.summary({"sweeps/mlflow_run_id": req.run_id, "sweeps/trial": req.number, "sweeps/seed": req.seed})
 
     def metrics(self, step: int, values: dict[str, float]) -> None:
         self.buffer.add(step, values)
+        if self.mirroring:
+            later(lambda: self.mirror.log(values, step) if self.mirror is not None else None)
+
+    def close_mirror(self, summary: dict[str, Any], failed: bool) -> None:
+        if self.mirroring:
+            later(lambda: self._close_mirror(summary, failed))
+
+    def _close_mirror(self, summary: dict[str, Any], failed: bool) -> None:
         if self.mirror is not None:
-            self.mirror.log(values, step)
+            self.mirror.summary(summary)
+            self.mirror.finish(failed=failed)
+            self.mirror = None
 
 
 class _Reporter:
@@ -356,13 +377,9 @@ def run_trial(req: TrialRequest, decide: Callable[[float], str | None] | None = 
         recorder.do(lambda: tracking.set_tags(uri, run_id, {"sweeps.pruned": "true", "sweeps.pruned_reason": pruned}),
                     quiet=True)
 
-    def close_mirror() -> None:
-        if record.mirror is not None:
-            record.mirror.summary({**final, "sweeps/state": state, **({"sweeps/error": error} if error else {}),
-                                   **({"sweeps/pruned": True, "sweeps/pruned_reason": pruned} if pruned else {})})
-            record.mirror.finish(failed=error is not None)
-
-    recorder.do(close_mirror)
+    summary = {**final, "sweeps/state": state, **({"sweeps/error": error} if error else {}),
+               **({"sweeps/pruned": True, "sweeps/pruned_reason": pruned} if pruned else {})}
+    recorder.do(lambda: record.close_mirror(summary, failed=error is not None))
     recorder.do(lambda: tracking.end_run(uri, run_id, "FAILED" if error else "KILLED" if pruned else "FINISHED"))
     recorder.close()
     return TrialResult(

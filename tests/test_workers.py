@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from wandb_offline import offline_runs
+
 
 def _sweep(values: list[int], resources: str) -> str:
     return f"""
@@ -50,3 +52,28 @@ def test_reuse_workers_false_gives_every_trial_a_fresh_process(env) -> None:
     seen = _seen(env, summary)
     assert len({pid for pid, _, _ in seen.values()}) == 3
     assert {gpu for _, gpu, _ in seen.values()} == {-1.0}
+    # each worker finished its trial's W&B run (on its W&B thread) before it ended
+    _, children = env.runs(summary)
+    wb = {r.name: r for r in offline_runs(env.tmp) if r.job_type == "trial"}
+    for c in children:
+        run = wb[c.info.run_name]
+        assert run.exit_code == 0 and run.summary["sweeps/state"] == "COMPLETE", c.info.run_name
+        assert [h["loss"] for h in run.history if "loss" in h] == [c.data.metrics["loss"]]
+
+
+def test_the_wandb_thread_runs_calls_in_order_and_drain_waits_for_them() -> None:
+    import threading
+
+    from sweeps import mirror
+
+    seen: list[int] = []
+    gate = threading.Event()
+    mirror.later(gate.wait)  # holds the thread until the test lets it go
+    for i in range(100):
+        mirror.later(lambda i=i: seen.append(i))
+    mirror.later(lambda: 1 / 0)  # an error is logged; the calls after it still run
+    mirror.later(lambda: seen.append(100))
+    assert not mirror.drain(timeout=0.2) and seen == []
+    gate.set()
+    assert mirror.drain(timeout=10)
+    assert seen == list(range(101))
