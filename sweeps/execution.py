@@ -119,6 +119,7 @@ class RayExecutor:
         self._running: dict[Any, _Job] = {}  # by Ray object ref
         self._queue: list[_Job] = []
         self._dropped: list[_Job] = []  # cancelled before they started
+        self._retiring: list[Any] = []  # workers let go, finishing their W&B runs
         #: how many workers of the sweep's size the cluster holds (see ``capacity``)
         self._limit = 10**9
         #: False: a fresh worker process for every trial
@@ -238,8 +239,9 @@ class RayExecutor:
 
     def _retire(self, slot: _Slot) -> None:
         """Let an idle worker go once its W&B runs are finished (it exits by itself)."""
+        self._retiring = [r for r in self._retiring if not _done(self._ray, r)]
         try:
-            slot.actor.retire.remote(RETIRE_WAIT_S)
+            self._retiring.append(slot.actor.retire.remote(RETIRE_WAIT_S))
         except Exception as exc:  # noqa: BLE001 - already gone
             logger.debug("worker already gone: %s", exc)
 
@@ -334,13 +336,15 @@ class RayExecutor:
             self._drop(job.slot)
 
     def shutdown(self) -> None:
-        # idle workers finish their W&B runs first (each is a few milliseconds behind at most)
-        if self._idle:
-            refs = [slot.actor.retire.remote(RETIRE_WAIT_S) for slot in self._idle]
+        # idle workers, and those already let go, finish their W&B runs first
+        # (each is a few milliseconds behind at most)
+        refs = [*self._retiring, *(slot.actor.retire.remote(RETIRE_WAIT_S) for slot in self._idle)]
+        if refs:
             try:
                 self._ray.wait(refs, num_returns=len(refs), timeout=RETIRE_WAIT_S + 5)
             except Exception as exc:  # noqa: BLE001 - they are killed below all the same
                 logger.debug("workers did not retire: %s", exc)
+        self._retiring = []
         for slot in [*self._idle, *(j.slot for j in self._running.values())]:
             self._drop(slot)
         self._idle, self._running, self._queue = [], {}, []
@@ -366,6 +370,11 @@ def _stop_monitor() -> None:
             info.process.wait(timeout=5)
     except Exception as exc:  # noqa: BLE001
         logger.debug("could not stop Ray's monitor ahead: %s", exc)
+
+
+def _done(ray: Any, ref: Any) -> bool:
+    ready, _ = ray.wait([ref], timeout=0)
+    return bool(ready)
 
 
 def beat_key(sweep_id: str, number: int) -> str:
