@@ -559,7 +559,7 @@ class Controller:
             sweep_id=self.sweep_id, run_name=run_name, number=number, config=spec.nest(flat), params=flat, seed=seed,
             trainer=spec.trainer or "", metric=self.metric.name, tracking_uri=self.uri, run_id=run_id,
             wandb=self.wandb, parent_run_id=self.parent_id, git_diff=self.git_diff, stop_metric=self.stop_metric,
-            wandb_id=trial.user_attrs["wandb_id"],
+            wandb_id=trial.user_attrs["wandb_id"], artifact_uri=tracking.artifact_uri(run_id),
         )
         handle = self.executor.submit(request, spec.resources.cpus, spec.resources.gpus, spec.resources.agents_only,
                                       self.excluded)

@@ -64,6 +64,8 @@ class TrialRequest:
     stop_metric: str | None = None
     #: the trial's W&B run id, chosen by the controller
     wandb_id: str | None = None
+    #: where the trial's MLflow artifacts go (known when the controller creates its run)
+    artifact_uri: str | None = None
 
 
 @dataclass(frozen=True)
@@ -156,9 +158,9 @@ class _Record:
             tracking.set_tags(uri, run_id, tags(), params=req.params)
             _quietly(lambda: keep_requirements(uri, req.parent_run_id))
             tracking.log_text(uri, run_id, json.dumps({"config": req.config, "seed": req.seed, "trainer": req.trainer},
-                                                      indent=2, default=str), "config.json")
+                                                      indent=2, default=str), "config.json", req.artifact_uri)
             if req.git_diff:
-                tracking.log_text(uri, run_id, req.git_diff, "git.diff")
+                tracking.log_text(uri, run_id, req.git_diff, "git.diff", req.artifact_uri)
         if self.mirroring:
             later(self._open_mirror)
 
@@ -368,7 +370,7 @@ def run_trial(req: TrialRequest, decide: Callable[[float], str | None] | None = 
         error = f"{type(exc).__name__}: {exc}"
         tb = traceback.format_exc()
         logger.warning("trial %s failed: %s", req.number, error)
-        recorder.do(lambda: tracking.log_text(uri, run_id, tb, "traceback.txt"), quiet=True)
+        recorder.do(lambda: tracking.log_text(uri, run_id, tb, "traceback.txt", req.artifact_uri), quiet=True)
         recorder.do(lambda: tracking.set_tags(uri, run_id, {"sweeps.error": error}), quiet=True)
     recorder.do(record.buffer.flush, quiet=True)
     pruned = report.stopped if error is None else None

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import posixpath
 import sqlite3
 import tempfile
 import threading
@@ -159,14 +160,24 @@ def flatten_params(flat: dict[str, Any]) -> dict[str, str]:
     return out
 
 
+#: where the artifacts of runs this process created go (MLflow looks the whole run up to find out)
+_ARTIFACT_URIS: dict[str, str] = {}
+
+
 def create_run(uri: str, exp_id: str, name: str, tags: dict[str, str], params: dict[str, Any] | None = None) -> str:
     """Create a run (RUNNING) and log its params; returns the run id."""
     if not enabled(uri):
         return ""
-    run_id = client(uri).create_run(exp_id, run_name=name, tags=tags).info.run_id
+    info = client(uri).create_run(exp_id, run_name=name, tags=tags).info
+    _ARTIFACT_URIS[info.run_id] = info.artifact_uri
     if params:
-        set_tags(uri, run_id, {}, params)
-    return run_id
+        set_tags(uri, info.run_id, {}, params)
+    return info.run_id
+
+
+def artifact_uri(run_id: str) -> str | None:
+    """The artifact location of a run this process created (None for other runs)."""
+    return _ARTIFACT_URIS.get(run_id)
 
 
 def end_run(uri: str, run_id: str, status: str) -> None:
@@ -192,9 +203,25 @@ def delete_tag(uri: str, run_id: str, key: str) -> None:
         client(uri).delete_tag(run_id, key)
 
 
-def log_text(uri: str, run_id: str, text: str, path: str) -> None:
-    if enabled(uri):
+def log_text(uri: str, run_id: str, text: str, path: str, artifacts: str | None = None) -> None:
+    """Write ``text`` as the run's artifact ``path``. With the run's artifact location
+    (``artifacts``), straight to MLflow's artifact repository for it: MLflow's own
+    ``log_text`` first reads the whole run from the store to find that location."""
+    if not enabled(uri):
+        return
+    artifacts = artifacts or _ARTIFACT_URIS.get(run_id)
+    if artifacts is None:
         client(uri).log_text(run_id, text, path)
+        return
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+    from mlflow.utils.uri import add_databricks_profile_info_to_artifact_uri
+
+    folder, name = posixpath.split(path)
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp, name)
+        local.write_text(text, encoding="utf-8")
+        repo = get_artifact_repository(add_databricks_profile_info_to_artifact_uri(artifacts, uri), tracking_uri=uri)
+        repo.log_artifact(str(local), folder or None)
 
 
 def log_artifact(uri: str, run_id: str, local_path: str) -> None:

@@ -88,3 +88,29 @@ def test_without_a_usable_cache_mlflow_makes_the_store_itself(tmp_path, monkeypa
     exp = tracking.experiment_id(uri, "sweeps-test")
     assert tracking.client(uri).get_experiment(exp).name == "sweeps-test"
     assert tracking.client(uri).get_experiment("0").name == "Default"
+
+
+def test_artifacts_written_straight_to_the_runs_location_are_where_mlflow_puts_them(tmp_path, monkeypatch) -> None:
+    from mlflow import MlflowClient
+
+    from sweeps import tracking
+
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    exp = tracking.experiment_id(uri, "sweeps-test")
+    ours = tracking.create_run(uri, exp, "ours", tags={})
+    theirs = MlflowClient(uri).create_run(exp).info.run_id  # not made here: MLflow finds its location
+    for run in (ours, theirs):
+        tracking.log_text(uri, run, '{"x": 1}', "config.json")
+        tracking.log_text(uri, run, "numpy==2.0\n", "environments/requirements-abc.txt")
+    assert tracking.artifact_uri(ours) and tracking.artifact_uri(theirs) is None
+    client = MlflowClient(uri)
+    for run in (ours, theirs):
+        assert sorted(a.path for a in client.list_artifacts(run)) == ["config.json", "environments"]
+        assert client.list_artifacts(run, "environments")[0].path == "environments/requirements-abc.txt"
+        assert Path(client.download_artifacts(run, "config.json", str(tmp_path / run))).read_text() == '{"x": 1}'
+    # the location handed to a worker with its trial
+    other = tracking.create_run(uri, exp, "handed", tags={})
+    where = tracking._ARTIFACT_URIS.pop(other)
+    tracking.log_text(uri, other, "diff", "git.diff", where)
+    assert [a.path for a in client.list_artifacts(other)] == ["git.diff"]
