@@ -155,7 +155,7 @@ class _Record:
     def open(self, tags: Callable[[], dict[str, str]]) -> None:
         req, uri, run_id = self.req, self.req.tracking_uri, self.req.run_id
         if tracking.enabled(uri):
-            tracking.set_tags(uri, run_id, tags(), params=req.params)
+            self.buffer.describe(tags(), req.params)  # written with the first metrics, within a second
             _quietly(lambda: keep_requirements(uri, req.parent_run_id))
             tracking.log_text(uri, run_id, json.dumps({"config": req.config, "seed": req.seed, "trainer": req.trainer},
                                                       indent=2, default=str), "config.json", req.artifact_uri)
@@ -371,13 +371,12 @@ def run_trial(req: TrialRequest, decide: Callable[[float], str | None] | None = 
         tb = traceback.format_exc()
         logger.warning("trial %s failed: %s", req.number, error)
         recorder.do(lambda: tracking.log_text(uri, run_id, tb, "traceback.txt", req.artifact_uri), quiet=True)
-        recorder.do(lambda: tracking.set_tags(uri, run_id, {"sweeps.error": error}), quiet=True)
-    recorder.do(record.buffer.flush, quiet=True)
+        recorder.do(lambda: record.buffer.describe({"sweeps.error": error}))
     pruned = report.stopped if error is None else None
     state = "FAIL" if error else "PRUNED" if pruned else "COMPLETE"
     if pruned:
-        recorder.do(lambda: tracking.set_tags(uri, run_id, {"sweeps.pruned": "true", "sweeps.pruned_reason": pruned}),
-                    quiet=True)
+        recorder.do(lambda: record.buffer.describe({"sweeps.pruned": "true", "sweeps.pruned_reason": pruned}))
+    recorder.do(record.buffer.flush)  # tags, params, last metrics in one write: the trial counts once they are in
 
     summary = {**final, "sweeps/state": state, **({"sweeps/error": error} if error else {}),
                **({"sweeps/pruned": True, "sweeps/pruned_reason": pruned} if pruned else {})}

@@ -235,17 +235,30 @@ def log_metric(uri: str, run_id: str, key: str, value: float, step: int) -> None
 
 
 class MetricBuffer:
-    """Collects a trial's metrics and writes them with log_batch.
+    """Collects a run's metrics (and its tags and params) and writes them with log_batch.
 
     One call per metric value is what makes MLflow slow on sqlite; here values
     are sent in batches (every ``size`` values or ``interval_s`` seconds), and
-    ``flush`` sends the rest.
+    ``flush`` sends the rest. Tags and params given to ``describe`` go with the
+    next batch: a trial shorter than ``interval_s`` is written in one
+    transaction, a longer one shows them within ``interval_s``. Nothing is
+    dropped from the buffer before the store has taken it.
     """
 
     def __init__(self, uri: str, run_id: str, size: int = 200, interval_s: float = 1.0) -> None:
         self.uri, self.run_id, self.size, self.interval_s = uri, run_id, size, interval_s
         self._pending: list[Any] = []
-        self._flushed = 0.0
+        self._tags: list[Any] = []
+        self._params: list[Any] = []
+        self._flushed = time.monotonic()
+
+    def describe(self, tags: dict[str, Any], params: dict[str, Any] | None = None) -> None:
+        if not enabled(self.uri):
+            return
+        from mlflow.entities import Param, RunTag
+
+        self._tags.extend(RunTag(k, str(v)[:8000]) for k, v in tags.items())
+        self._params.extend(Param(k, v[:6000]) for k, v in flatten_params(params or {}).items())
 
     def add(self, step: int, metrics: dict[str, float]) -> None:
         if not enabled(self.uri):
@@ -260,16 +273,17 @@ class MetricBuffer:
 
     def flush_due(self) -> None:
         """Flush when values have waited for ``interval_s``."""
-        if self._pending and time.monotonic() - self._flushed >= self.interval_s:
+        if (self._pending or self._tags or self._params) and time.monotonic() - self._flushed >= self.interval_s:
             self.flush()
 
     def flush(self) -> None:
         self._flushed = time.monotonic()
-        while self._pending:
-            chunk, self._pending = self._pending[:1000], self._pending[1000:]
-            client(self.uri).log_batch(self.run_id, metrics=chunk, synchronous=True)
-
-
+        # MLflow takes at most 1000 items per batch, of them 100 params and 100 tags
+        while self._pending or self._tags or self._params:
+            tags, params = self._tags[:100], self._params[:100]
+            metrics = self._pending[:1000 - len(tags) - len(params)]
+            client(self.uri).log_batch(self.run_id, metrics=metrics, params=params, tags=tags, synchronous=True)
+            del self._tags[:len(tags)], self._params[:len(params)], self._pending[:len(metrics)]
 
 
 def get_run(uri: str, run_id: str) -> Any:

@@ -114,3 +114,46 @@ def test_artifacts_written_straight_to_the_runs_location_are_where_mlflow_puts_t
     where = tracking._ARTIFACT_URIS.pop(other)
     tracking.log_text(uri, other, "diff", "git.diff", where)
     assert [a.path for a in client.list_artifacts(other)] == ["git.diff"]
+
+
+def test_a_runs_tags_params_and_metrics_wait_for_one_batch(tmp_path, monkeypatch) -> None:
+    import time
+
+    from mlflow import MlflowClient
+
+    from sweeps import tracking
+
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run = tracking.create_run(uri, tracking.experiment_id(uri, "sweeps-test"), "r", tags={})
+    client = MlflowClient(uri)
+    buf = tracking.MetricBuffer(uri, run, interval_s=0.5)
+    buf.describe({"sweeps.host": "h"}, {"x": 1.5, "opt": {"lr": 0.1}})
+    for step in range(5):
+        buf.add(step, {"loss": 1.0 / (step + 1)})
+    buf.flush_due()  # not due yet: nothing written
+    got = client.get_run(run).data
+    assert (got.params, got.metrics, "sweeps.host" in got.tags) == ({}, {}, False)
+    time.sleep(0.6)
+    buf.flush_due()  # due: all of it, in one write
+    got = client.get_run(run).data
+    assert got.params == {"x": "1.5", "opt": '{"lr": 0.1}'} and got.tags["sweeps.host"] == "h"
+    assert [m.step for m in client.get_metric_history(run, "loss")] == [0, 1, 2, 3, 4]
+
+
+def test_a_buffer_larger_than_mlflows_batch_limits_is_written_whole(tmp_path, monkeypatch) -> None:
+    from mlflow import MlflowClient
+
+    from sweeps import tracking
+
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run = tracking.create_run(uri, tracking.experiment_id(uri, "sweeps-test"), "r", tags={})
+    buf = tracking.MetricBuffer(uri, run, size=10**6, interval_s=3600)
+    buf.describe({f"t{i}": i for i in range(150)}, {f"p{i}": i for i in range(250)})
+    for step in range(2500):
+        buf.add(step, {"loss": float(step)})
+    buf.flush()
+    got = MlflowClient(uri).get_run(run).data
+    assert len(got.params) == 250 and len([t for t in got.tags if t.startswith("t")]) == 150
+    assert len(MlflowClient(uri).get_metric_history(run, "loss")) == 2500
