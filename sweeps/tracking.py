@@ -63,7 +63,7 @@ def client(uri: str) -> MlflowClient:
         if uri not in _CLIENTS:
             from mlflow import MlflowClient
 
-            if uri.startswith("sqlite:///"):
+            if uri.startswith("sqlite:///") and "?" not in uri:  # options in the URI: MLflow makes the file
                 seed_sqlite(Path(uri[len("sqlite:///"):]))
             _CLIENTS[uri] = MlflowClient(tracking_uri=uri)
         return _CLIENTS[uri]

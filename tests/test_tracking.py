@@ -65,6 +65,17 @@ def test_a_new_store_is_a_copy_of_the_cached_empty_one_and_equals_what_mlflow_ma
     assert not [p for p in again.parent.iterdir() if p.name.endswith(".tmp")]
 
 
+def test_a_uri_with_options_is_left_to_mlflow(tmp_path, monkeypatch) -> None:
+    from sweeps import tracking
+
+    monkeypatch.setenv("SWEEPS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}?timeout=30"
+    exp = tracking.experiment_id(uri, "sweeps-test")
+    assert tracking.client(uri).get_experiment(exp).name == "sweeps-test"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mlflow.db"]  # no stray file named after the options
+
+
 def test_an_existing_file_is_never_replaced(tmp_path, monkeypatch) -> None:
     from sweeps import tracking
 
