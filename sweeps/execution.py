@@ -338,14 +338,18 @@ class RayExecutor:
     def shutdown(self) -> None:
         # idle workers, and those already let go, finish their W&B runs first
         # (each is a few milliseconds behind at most)
-        refs = [*self._retiring, *(slot.actor.retire.remote(RETIRE_WAIT_S) for slot in self._idle)]
+        idle = {slot.actor.retire.remote(RETIRE_WAIT_S): slot for slot in self._idle}
+        refs, ready = [*self._retiring, *idle], []
         if refs:
             try:
-                self._ray.wait(refs, num_returns=len(refs), timeout=RETIRE_WAIT_S + 5)
+                ready, _ = self._ray.wait(refs, num_returns=len(refs), timeout=RETIRE_WAIT_S + 5)
             except Exception as exc:  # noqa: BLE001 - they are killed below all the same
                 logger.debug("workers did not retire: %s", exc)
         self._retiring = []
-        for slot in [*self._idle, *(j.slot for j in self._running.values())]:
+        # a retired worker ends by itself (W&B's exit handler runs in it after retire returns);
+        # the others are killed
+        late = [slot for ref, slot in idle.items() if ref not in ready]
+        for slot in [*late, *(j.slot for j in self._running.values())]:
             self._drop(slot)
         self._idle, self._running, self._queue = [], {}, []
         if self._owned:
