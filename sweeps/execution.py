@@ -239,7 +239,8 @@ class RayExecutor:
 
     def _retire(self, slot: _Slot) -> None:
         """Let an idle worker go once its W&B runs are finished (it exits by itself)."""
-        self._retiring = [r for r in self._retiring if not _done(self._ray, r)]
+        if self._retiring:  # forget the ones that have ended
+            self._retiring = self._ray.wait(self._retiring, num_returns=len(self._retiring), timeout=0)[1]
         try:
             self._retiring.append(slot.actor.retire.remote(RETIRE_WAIT_S))
         except Exception as exc:  # noqa: BLE001 - already gone
@@ -374,11 +375,6 @@ def _stop_monitor() -> None:
             info.process.wait(timeout=5)
     except Exception as exc:  # noqa: BLE001
         logger.debug("could not stop Ray's monitor ahead: %s", exc)
-
-
-def _done(ray: Any, ref: Any) -> bool:
-    ready, _ = ray.wait([ref], timeout=0)
-    return bool(ready)
 
 
 def beat_key(sweep_id: str, number: int) -> str:

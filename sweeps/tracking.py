@@ -188,14 +188,9 @@ def end_run(uri: str, run_id: str, status: str) -> None:
 
 def set_tags(uri: str, run_id: str, tags: dict[str, Any], params: dict[str, Any] | None = None) -> None:
     """Tags, and params when given, in one write (logging a param again with the same value is allowed)."""
-    if not enabled(uri):
-        return
-    from mlflow.entities import Param, RunTag
-
-    items = [RunTag(k, str(v)[:8000]) for k, v in tags.items()]
-    values = [Param(k, v[:6000]) for k, v in flatten_params(params or {}).items()]
-    for i in range(0, max(len(values), 1), 100):  # MLflow takes at most 100 params per batch
-        client(uri).log_batch(run_id, tags=items if i == 0 else [], params=values[i:i + 100], synchronous=True)
+    buffer = MetricBuffer(uri, run_id)
+    buffer.describe(tags, params)
+    buffer.flush()
 
 
 def delete_tag(uri: str, run_id: str, key: str) -> None:
