@@ -278,7 +278,7 @@ class Controller:
     # -- set-up ------------------------------------------------------------
 
     def _start(self) -> None:
-        from .execution import RayExecutor
+        from .execution import RayExecutor, prepare_local
 
         spec = self.spec
         params = {
@@ -296,7 +296,8 @@ class Controller:
         else:
             self.say(f"resuming sweep {self.sweep_id} ({self.name}) from {self.state}")
         # the MLflow set-up (import, database, parent run), then the sweep's W&B run, and
-        # Optuna's import run while Ray starts
+        # Optuna's import run while Ray starts; the environment Ray's processes inherit is set first
+        prepare_local(self.opts.address, self.workdir)
         parent = _Background(lambda: self._open_parent(params))
         runs = self.resumed.resumed + 1 if self.resumed is not None else 0  # the count this start makes
         self._mirror = _Background(lambda: self._open_mirror(parent, params, runs))

@@ -20,6 +20,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .errors import FatalError
-from .mirror import WandbSettings, drain, warm
+from .mirror import WandbSettings, close, warm
 from .runner import TrialRequest, TrialResult, environment_tags, run_trial
 from .cluster import AGENT_RESOURCE
 from .space import EarlyTerminate
@@ -86,6 +87,27 @@ class Executor(Protocol):
     def cancel(self, handle: Any) -> None: ...
 
 
+def prepare_local(address: str | None, workdir: Path) -> None:
+    """Before this process starts a local Ray: the environment Ray's processes inherit.
+
+    On one machine the workers' environment (``WORKER_ENV``, and the launch
+    directory on ``PYTHONPATH`` for the trainer's import) is set here, in this
+    process's own environment, not as a job-wide ``runtime_env``: Ray's
+    pre-started worker processes lack a job's runtime_env and could not take
+    the trials, so two more Python processes would start and the pre-started
+    ones idle for nothing. Call it before this process starts threads (a
+    thread that copies ``os.environ`` must not see it change); it does
+    nothing where Ray runs already or a cluster is joined.
+    """
+    ray = sys.modules.get("ray")
+    if address or (ray is not None and ray.is_initialized()):
+        return
+    os.environ.update(WORKER_ENV)
+    path = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if str(workdir) not in path:
+        os.environ["PYTHONPATH"] = os.pathsep.join([str(workdir), *path])
+
+
 class RayExecutor:
     """Runs trials in a pool of worker actors, each holding one trial's CPUs and GPUs."""
 
@@ -99,18 +121,16 @@ class RayExecutor:
         if ray.is_initialized():
             logger.debug("using the Ray instance already running in this process")
         else:
-            env: dict[str, Any] = {"env_vars": dict(WORKER_ENV)}
+            runtime_env: dict[str, Any] | None = None
             if address:
-                env.update(working_dir=str(workdir), excludes=EXCLUDES)
+                runtime_env = {"env_vars": dict(WORKER_ENV), "working_dir": str(workdir), "excludes": EXCLUDES}
             else:
-                # one machine: workers import the trainer from the launch directory
-                path = os.pathsep.join(p for p in (str(workdir), os.environ.get("PYTHONPATH", "")) if p)
-                env["env_vars"]["PYTHONPATH"] = path
+                prepare_local(address, workdir)  # Ray's processes inherit the workers' environment
             try:
                 # "local": a new instance of our own, even when a `ray start` cluster runs here
-                ray.init(address=address or "local", runtime_env=env, include_dashboard=False, log_to_driver=True,
-                         num_cpus=None if address else num_cpus, num_gpus=None if address else num_gpus,
-                         configure_logging=False)
+                ray.init(address=address or "local", runtime_env=runtime_env, include_dashboard=False,
+                         log_to_driver=True, num_cpus=None if address else num_cpus,
+                         num_gpus=None if address else num_gpus, configure_logging=False)
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 raise FatalError(f"cannot reach the Ray cluster at {address}: {exc}") from None
             self._owned = True
@@ -425,10 +445,13 @@ class TrialWorker:
             _release_memory()
 
     def retire(self, wait_s: float) -> None:
-        """Finish this worker's W&B runs (within ``wait_s``), then end the worker."""
+        """Finish this worker's W&B runs and stop its W&B service (within ``wait_s``), then end the worker.
+
+        The service is stopped here, not by W&B's exit handler: that one runs
+        after ``retire`` has returned, while Ray may already be shutting down."""
         import ray
 
-        if not drain(wait_s):
+        if not close(wait_s):
             logger.warning("W&B runs of this worker were still being written after %.0f s", wait_s)
         ray.actor.exit_actor()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import logging
 import queue
+import sys
 import threading
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -152,6 +153,23 @@ def drain(timeout: float | None = None) -> bool:
     done = threading.Event()
     later(done.set)
     return done.wait(timeout)
+
+
+def close(timeout: float | None = None) -> bool:
+    """Finish this process's W&B runs (``drain``), then stop its W&B service.
+
+    W&B stops the service in an exit handler too, but a process that ends
+    while its parent tears the machine down can lose the service first and
+    print W&B's traceback; after ``close`` the handler has nothing to do."""
+    if not drain(timeout):
+        return False
+    wandb = sys.modules.get("wandb")
+    if wandb is not None:
+        try:
+            wandb.teardown()
+        except Exception as exc:  # noqa: BLE001 - W&B must never fail a trial
+            logger.warning("W&B mirror: could not stop the W&B service (%s: %s)", type(exc).__name__, exc)
+    return True
 
 
 def new_run_id() -> str:
