@@ -19,6 +19,9 @@ from typing import Iterator
 import psutil
 import pytest
 
+# one test process runs them all: they share a `sweeps head` (module fixture)
+pytestmark = pytest.mark.xdist_group("cluster")
+
 TRAINER = '''
 import json, os, time
 from pathlib import Path
