@@ -102,7 +102,8 @@ def prepare_local(address: str | None, workdir: Path) -> None:
     ray = sys.modules.get("ray")
     if address or (ray is not None and ray.is_initialized()):
         return
-    os.environ.update(WORKER_ENV)
+    if any(os.environ.get(k) != v for k, v in WORKER_ENV.items()):
+        os.environ.update(WORKER_ENV)
     path = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     if str(workdir) not in path:
         os.environ["PYTHONPATH"] = os.pathsep.join([str(workdir), *path])

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 SPACES = Path(__file__).parent / "spaces"
 HEAVY = ("ray", "mlflow", "wandb", "torch")
 
 
-def _sweeps(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+def _sweeps(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "sweeps.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=120, stdin=subprocess.DEVNULL
+        [sys.executable, "-m", "sweeps.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=120, stdin=subprocess.DEVNULL,
+        env={**os.environ, **env} if env else None,
     )
 
 
@@ -87,10 +91,18 @@ def test_launch_runs_a_sweep_with_a_trainer_from_the_working_directory_then_stat
         "name: cli\nmethod: grid\nmetric: {name: acc, goal: maximize}\ntrainer: my_trainer:train\n"
         "parameters:\n  a: {values: [1, 2, 3]}\n"
     )
-    out = _sweeps("launch", "s.yaml", "--parallel", "2", cwd=tmp_path)
-    assert out.returncode == 0, out.stderr
-    # the workers stop their W&B service before Ray shuts down: no exit-handler traceback from them
-    assert "Traceback" not in out.stderr and "Exception ignored" not in out.stderr, out.stderr
+    ray_tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths must stay short
+    try:
+        out = _sweeps("launch", "s.yaml", "--parallel", "2", cwd=tmp_path, env={"RAY_TMPDIR": ray_tmp})
+        assert out.returncode == 0, out.stderr
+        # the workers stop their W&B service before Ray shuts down: no exit-handler traceback from them
+        assert "Traceback" not in out.stderr and "Exception ignored" not in out.stderr, out.stderr
+        # the trials ran in the worker processes Ray starts beside itself (no job's runtime_env: Ray's
+        # log of each is worker-<id>-ffffffff-<pid>.out); none was started for the sweep's job
+        workers = {w.name for w in Path(ray_tmp).glob("ray/session_*/logs/worker-*.out")}
+        assert workers and all(name.split("-")[2] == "ffffffff" for name in workers), sorted(workers)
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
     lines = out.stdout.splitlines()
     assert lines[0].startswith("sweep id: ")
     sweep_id = lines[0].split(": ")[1]
