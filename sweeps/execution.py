@@ -125,8 +125,8 @@ class RayExecutor:
             runtime_env: dict[str, Any] | None = None
             if address:
                 runtime_env = {"env_vars": dict(WORKER_ENV), "working_dir": str(workdir), "excludes": EXCLUDES}
-            else:
-                prepare_local(address, workdir)  # Ray's processes inherit the workers' environment
+            else:  # the caller ran prepare_local before its threads: Ray's processes inherit the workers' environment
+                assert str(workdir) in os.environ.get("PYTHONPATH", "").split(os.pathsep), "prepare_local first"
             try:
                 # "local": a new instance of our own, even when a `ray start` cluster runs here
                 ray.init(address=address or "local", runtime_env=runtime_env, include_dashboard=False,
