@@ -417,8 +417,16 @@ class Controller:
             self.best = (best.value, best.number, best.user_attrs.get("mlflow_run_id", ""), best.user_attrs.get("config", {}))
         except ValueError:
             pass
+        # the curve reaches what was settled here: the dead controller's last points may be lost,
+        # and when its last trials ended after it died, no trial of this run adds one
+        self._best_point()
         self.say(f"{self.finished} trials done ({self.counts['COMPLETE']} complete, {self.counts['PRUNED']} stopped early, "
                  f"{self.counts['FAIL']} failed); {len(self.reruns)} to run again")
+
+    def _best_point(self) -> None:
+        """The best-so-far curve's point for the trials finished now (written in batches)."""
+        if self.best is not None:
+            self.best_curve.add(self.finished, {f"best_{self.metric.name}": self.best[0]})
 
     def _settle_orphan(self, frozen: optuna.trial.FrozenTrial) -> None:
         import optuna
@@ -632,8 +640,7 @@ class Controller:
                 self.say(f"trial {request.number} lost: {outcome.reason}")
                 self._queue_again(trial.params, trial.user_attrs, request.number, outcome.reason, lost=True)
                 self._node_result(node, ok=False)
-        if self.best is not None:
-            self.best_curve.add(self.finished, {f"best_{self.metric.name}": self.best[0]})
+        self._best_point()
         self._check_failures()
         target = self.spec.budget.target
         if target is not None and self.best is not None and self.stop_reason is None:
