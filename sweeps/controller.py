@@ -633,9 +633,12 @@ class Controller:
                 tracking.end_run(self.uri, request.run_id, "KILLED" if killed else "FAILED")
             except Exception as exc:  # noqa: BLE001 - keep the sweep going
                 logger.warning("could not close run %s: %s", request.run_id, exc)
-            # the worker died before it could end its W&B run: end it here, with the same id
-            close_lost(self.wandb, request.wandb_id or "", name=request.run_name, group=self.sweep_id,
-                       state="KILLED" if killed else "FAIL", reason=outcome.reason)
+            # the worker died before it could end its W&B run: its node's recorder ends it, or it is ended
+            # here, with the same id
+            state = "KILLED" if killed else "FAIL"
+            if not self.executor.forget_record(request, state, outcome.reason):
+                close_lost(self.wandb, request.wandb_id or "", name=request.run_name, group=self.sweep_id,
+                           state=state, reason=outcome.reason)
             if not killed:
                 self.say(f"trial {request.number} lost: {outcome.reason}")
                 self._queue_again(trial.params, trial.user_attrs, request.number, outcome.reason, lost=True)

@@ -28,8 +28,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .errors import FatalError
+from . import tracking
 from .mirror import WandbSettings, close, warm
-from .runner import TrialRequest, TrialResult, environment_tags, run_trial
+from .runner import TrialEnd, TrialRecord, TrialRequest, TrialResult, environment_tags, run_trial
 from .cluster import AGENT_RESOURCE
 from .space import EarlyTerminate
 
@@ -148,6 +149,11 @@ class RayExecutor:
         self.judge: Any = None
         #: per heartbeat key: the last value seen, and when (this process's clock) it was first seen
         self._beats: dict[str, tuple[bytes, float]] = {}
+        #: the recording process of each node that can hold a trial (by node id), once ``warm`` said what to record
+        self._recorders: dict[str, Any] = {}
+        self._tracking: tuple[str, WandbSettings | None] | None = None
+        #: the nodes that hold at least one trial, as the last ``capacity`` found them
+        self._fitting: list[str] = []
 
     def _beside_me(self, cls: type) -> Any:
         """An actor on the controller's own node: it must not die with an agent."""
@@ -208,8 +214,12 @@ class RayExecutor:
 
     def warm(self, slots: int, cpus: float, gpus: float, uri: str, wandb: WandbSettings | None, trainer: str,
              agents_only: bool = False) -> None:
-        """Start the workers the first trials will use, while the controller sets up:
-        the trainer's imports, the MLflow store and the W&B service, off the first trial's path."""
+        """Start the recorders of the nodes that can hold a trial, and the workers the first trials
+        will use, while the controller sets up: the trainer's imports, the MLflow store and the W&B
+        service, off the first trial's path."""
+        if tracking.enabled(uri) or (wandb is not None and wandb.mode != "disabled"):
+            self._tracking = (uri, wandb)
+            self._start_recorders()
         for _ in range(slots):
             self._idle.append(self._new_slot(cpus, gpus, agents_only, None, uri, wandb, trainer))
 
@@ -220,8 +230,34 @@ class RayExecutor:
             resources={AGENT_RESOURCE: 1} if agents_only else None,
             # nodes this sweep gave up on (node_failure_limit) get no more trials
             label_selector={NODE_ID_LABEL: f"!in({','.join(sorted(excluded))})"} if excluded else None,
-        ).remote(uri, wandb, trainer)
+        ).remote(uri, wandb, trainer, self._recorders)
         return _Slot(actor, gpus)
+
+    def _start_recorders(self) -> None:
+        """A recorder on each node that holds a trial and has none yet (see :class:`NodeRecorder`)."""
+        if self._tracking is None:
+            return
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        for node in self._fitting:
+            if node not in self._recorders:
+                self._recorders[node] = self._ray.remote(NodeRecorder).options(
+                    num_cpus=0, max_restarts=0, name=f"sweeps-recorder-{os.getpid()}-{id(self):x}-{node[:12]}",
+                    scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False),
+                ).remote(*self._tracking)
+
+    def forget_record(self, request: TrialRequest, state: str, reason: str) -> bool:
+        """A trial given up: its node's recorder keeps what it reported and ends its W&B run as lost.
+        False when no recorder had its record (it was kept by its worker, or the recorder is gone)."""
+        refs = [r.forget.remote(request.run_id, state, reason) for r in self._recorders.values()]
+        if not refs:
+            return False
+        try:
+            ready, _ = self._ray.wait(refs, num_returns=len(refs), timeout=10)
+            return any(self._ray.get(ready))
+        except Exception as exc:  # noqa: BLE001 - a recorder that died with its node
+            logger.debug("a recorder did not answer: %s", exc)
+            return False
 
     def _take_idle(self, excluded: frozenset[str]) -> _Slot | None:
         for slot in self._idle:
@@ -248,7 +284,8 @@ class RayExecutor:
                                       job.request.wandb, job.request.trainer)
             self._queue.pop(0)
             job.slot = slot
-            job.ref = slot.actor.run.options(name=f"trial-{job.request.number}").remote(job.request, self.judge)
+            job.ref = slot.actor.run.options(name=f"trial-{job.request.number}").remote(job.request, self.judge,
+                                                                                          self._recorders)
             self._running[job.ref] = job
 
     def _drop(self, slot: _Slot) -> None:
@@ -278,6 +315,7 @@ class RayExecutor:
         for slot in [s for s in self._idle if s.node is not None and s.node not in alive]:
             self._idle.remove(slot)
             self._drop(slot)
+        fitting = []
         for node in nodes:
             res = node.get("Resources", {})
             if not node.get("Alive") or (agents_only and AGENT_RESOURCE not in res) or node["NodeID"] in (excluded or ()):
@@ -286,7 +324,12 @@ class RayExecutor:
             if gpus > 0:
                 fits = min(fits, int(res.get("GPU", 0) // gpus))
             total += fits
-        self._limit = total
+            if fits > 0:
+                fitting.append(node["NodeID"])
+        self._limit, self._fitting = total, fitting
+        for node in [n for n in self._recorders if n not in alive]:  # died with their node
+            del self._recorders[node]
+        self._start_recorders()
         # the workers on nodes the sweep gave up on go first
         self._idle.sort(key=lambda s: s.node in (excluded or ()))
         while self._idle and len(self._idle) + len(self._running) > total:
@@ -331,6 +374,11 @@ class RayExecutor:
                 result: TrialResult = ray.get(ref)
             except ray.exceptions.RayError as exc:
                 self._drop(slot)
+                cause = getattr(exc, "cause", None)
+                if isinstance(cause, RecorderLost):  # a new one is started for the trial that runs again
+                    self._recorders.pop(cause.node, None)
+                    self._start_recorders()
+                    exc = cause  # type: ignore[assignment]
                 reason = "cancelled" if job.cancelled else f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
                 out.append((job, Lost(job.request.number, reason)))
                 continue
@@ -358,9 +406,10 @@ class RayExecutor:
             self._drop(job.slot)
 
     def shutdown(self) -> None:
-        # idle workers, and those already let go, finish their W&B runs first
-        # (each is a few milliseconds behind at most)
+        # idle workers, those already let go, and the recorders (every trial of theirs has ended) finish
+        # their W&B runs first (each is a few milliseconds behind at most), all at once
         idle = {slot.actor.retire.remote(RETIRE_WAIT_S): slot for slot in self._idle}
+        idle.update({r.retire.remote(RETIRE_WAIT_S): _Slot(r, 0) for r in self._recorders.values()})
         refs, ready = [*self._retiring, *idle], []
         if refs:
             try:
@@ -373,7 +422,7 @@ class RayExecutor:
         late = [slot for ref, slot in idle.items() if ref not in ready]
         for slot in [*late, *(j.slot for j in self._running.values())]:
             self._drop(slot)
-        self._idle, self._running, self._queue = [], {}, []
+        self._idle, self._running, self._queue, self._recorders = [], {}, [], {}
         if self._owned:
             _stop_monitor()
             self._ray.shutdown()
@@ -404,17 +453,21 @@ def beat_key(sweep_id: str, number: int) -> str:
 
 class TrialWorker:
     """One slot's worker (a Ray actor): runs trials one at a time, with
-    heartbeats, asking the judge about each report."""
+    heartbeats, asking the judge about each report. Its trials are recorded by
+    the node's recorder when there is one (see :class:`NodeRecorder`), else here."""
 
-    def __init__(self, uri: str, wandb: WandbSettings | None, trainer: str) -> None:
+    def __init__(self, uri: str, wandb: WandbSettings | None, trainer: str, recorders: dict[str, Any]) -> None:
         import ray
 
         self.node_id = ray.get_runtime_context().get_node_id()
         self.node_ip = ray.util.get_node_ip_address()
-        # the trainer's module, the store, the W&B service: once per worker, before or beside its first trial
-        threading.Thread(target=_warm_worker, args=(uri, wandb, trainer), name="sweeps-warm", daemon=True).start()
+        here = self.node_id in recorders
+        # the trainer's module (and the store and the W&B service, where this worker records): once per
+        # worker, before or beside its first trial
+        threading.Thread(target=_warm_worker, args=(uri, None if here else wandb, trainer, not here),
+                         name="sweeps-warm", daemon=True).start()
 
-    def run(self, request: TrialRequest, judge: Any) -> TrialResult:
+    def run(self, request: TrialRequest, judge: Any, recorders: dict[str, Any]) -> TrialResult:
         import ray
         from ray.experimental import internal_kv
 
@@ -438,9 +491,11 @@ class TrialWorker:
 
         beat()  # the first one is stored before the trainer runs: a worker that freezes at once is seen
         threading.Thread(target=heartbeat, name="sweeps-heartbeat", daemon=True).start()
+        recorder = recorders.get(self.node_id)
         try:
             return run_trial(request, decide if judge is not None else None,
-                             {"sweeps.node.id": self.node_id, "sweeps.node.ip": self.node_ip})
+                             {"sweeps.node.id": self.node_id, "sweeps.node.ip": self.node_ip},
+                             _NodeRecord(recorder, request, self.node_id) if recorder is not None else None)
         finally:
             done.set()
             _release_memory()
@@ -457,20 +512,154 @@ class TrialWorker:
         ray.actor.exit_actor()
 
 
-def _warm_worker(uri: str, wandb: WandbSettings | None, trainer: str) -> None:
+class RecorderLost(Exception):
+    """The node's recorder died: the trial's record is incomplete (the trial is lost and runs again)."""
+
+    def __init__(self, node: str, detail: str) -> None:
+        super().__init__(f"the recorder of node {node[:12]} died: {detail}")
+        self.node = node
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return RecorderLost, (self.node, str(self).partition(": ")[2])
+
+
+class _NodeRecord:
+    """A trial's record kept by its node's recorder (a :class:`TrialRecord` there).
+
+    The trainer's reports are sent on about once a second (or every
+    ``SIZE`` values), where the recorder writes them at once: what a trial
+    reported reaches the store within about a second, as when a worker
+    records. ``end`` returns once the recorder has written the trial's end.
+    """
+
+    SIZE = 1000
+
+    def __init__(self, recorder: Any, req: TrialRequest, node: str, every: float = 1.0) -> None:
+        self.recorder, self.req, self.node, self.every = recorder, req, node, every
+        self._pending: list[tuple[int, dict[str, float]]] = []
+        self._values = 0
+        self._sent = time.monotonic()
+
+    def start(self, tags: Any, packages: Any) -> None:
+        mlflow = tracking.enabled(self.req.tracking_uri)  # the tags and package scan are for MLflow only
+        self.recorder.start.remote(self.req, tags() if mlflow else {}, packages() if mlflow else ("", ""))
+
+    def metrics(self, step: int, values: dict[str, float]) -> None:
+        self._pending.append((step, values))
+        self._values += len(values)
+        if self._values >= self.SIZE or time.monotonic() - self._sent >= self.every:
+            self._send()
+
+    def flush_due(self) -> None:
+        if self._pending and time.monotonic() - self._sent >= self.every:
+            self._send()
+
+    def _send(self) -> None:
+        self._sent = time.monotonic()
+        if self._pending:
+            self.recorder.metrics.remote(self.req.run_id, self._pending)
+            self._pending, self._values = [], 0
+
+    def end(self, how: TrialEnd) -> None:
+        import ray
+
+        self._send()
+        try:
+            ray.get(self.recorder.end.remote(self.req.run_id, how))
+        except ray.exceptions.RayActorError as exc:
+            raise RecorderLost(self.node, str(exc).splitlines()[0]) from None
+
+
+class NodeRecorder:
+    """A node's recording process (a Ray actor): the MLflow runs and W&B runs of
+    every trial on its node.
+
+    One process per node imports MLflow and W&B, opens the store and runs a W&B
+    service, instead of one per worker: on a GPU node that is every GPU's
+    worker spared about 2 s of CPU and some 300 MB, and on one machine with a
+    sqlite store, one writer per node instead of one per trial slot. Calls from
+    one worker run in the order they were sent (Ray keeps an actor's calls from
+    one caller in order); the first error of a trial's record is kept and
+    raised by its ``end``.
+    """
+
+    def __init__(self, uri: str, wandb: WandbSettings | None) -> None:
+        self._records: dict[str, TrialRecord] = {}
+        self._errors: dict[str, Exception] = {}
+        threading.Thread(target=_warm_tracking, args=(uri, wandb), name="sweeps-warm", daemon=True).start()
+
+    def _guard(self, run_id: str, fn: Any) -> None:
+        try:
+            fn()
+        except Exception as exc:  # noqa: BLE001 - raised by the trial's end
+            self._errors.setdefault(run_id, exc)
+
+    def start(self, request: TrialRequest, tags: dict[str, str], packages: tuple[str, str]) -> None:
+        record = self._records[request.run_id] = TrialRecord(request)
+        self._guard(request.run_id, lambda: record.start(lambda: tags, lambda: packages))
+
+    def metrics(self, run_id: str, batch: list[tuple[int, dict[str, float]]]) -> None:
+        record = self._records.get(run_id)
+        if record is None:  # forgotten: its trial was given up
+            return
+
+        def write() -> None:
+            for step, values in batch:
+                record.metrics(step, values)
+            record.buffer.flush()
+
+        self._guard(run_id, write)
+
+    def end(self, run_id: str, how: TrialEnd) -> None:
+        record, error = self._records.pop(run_id, None), self._errors.pop(run_id, None)
+        if record is None:
+            raise RuntimeError(f"no record of run {run_id} on this node's recorder (the trial was given up)")
+        if error is not None:
+            raise error
+        record.end(how)
+
+    def forget(self, run_id: str, state: str, reason: str) -> bool:
+        """The controller gave the trial up (its worker died, went silent, or was cancelled): keep what it
+        reported and end its W&B run as lost. False when this recorder has no record of it."""
+        record = self._records.pop(run_id, None)
+        self._errors.pop(run_id, None)
+        if record is None:
+            return False
+        try:
+            record.buffer.flush()
+        except Exception as exc:  # noqa: BLE001 - the controller closes the MLflow run all the same
+            logger.warning("could not write the last metrics of run %s: %s", run_id, exc)
+        record.close_mirror({"sweeps/state": state, "sweeps/error": reason, "sweeps/lost": state == "FAIL"},
+                            failed=state == "FAIL")
+        return True
+
+    def retire(self, wait_s: float) -> None:
+        """Finish the W&B runs and stop the W&B service (within ``wait_s``), then end the recorder."""
+        import ray
+
+        if not close(wait_s):
+            logger.warning("W&B runs of this node were still being written after %.0f s", wait_s)
+        ray.actor.exit_actor()
+
+
+def _warm_tracking(uri: str, wandb: WandbSettings | None) -> None:
+    try:
+        if tracking.enabled(uri):
+            tracking.client(uri).search_experiments(max_results=1)
+    except Exception as exc:  # noqa: BLE001 - the trial itself reports what is wrong
+        logger.warning("could not open the MLflow store %s ahead: %s", uri, exc)
+    warm(wandb)
+
+
+def _warm_worker(uri: str, wandb: WandbSettings | None, trainer: str, records: bool) -> None:
     try:  # the trial imports it first thing (and reports an import error itself)
         importlib.import_module(trainer.partition(":")[0])
     except Exception as exc:  # noqa: BLE001
         logger.debug("could not import the trainer ahead: %s", exc)
-    try:
-        from . import tracking
-
-        if tracking.enabled(uri):
-            tracking.client(uri).search_experiments(max_results=1)
-            environment_tags()  # the package scan every trial's record names
-    except Exception as exc:  # noqa: BLE001 - the trial itself reports what is wrong
-        logger.warning("could not open the MLflow store %s ahead: %s", uri, exc)
-    warm(wandb)
+    if tracking.enabled(uri):
+        environment_tags()  # the package scan every trial's record names
+    if records:
+        _warm_tracking(uri, wandb)
 
 
 def _release_memory() -> None:

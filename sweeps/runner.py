@@ -5,12 +5,13 @@ lost worker never leaves a run nobody can close); this module logs into it,
 mirrors to W&B and returns a :class:`TrialResult`. It knows nothing of Ray.
 
 The trainer never waits for tracking: everything written to MLflow and W&B
-goes through a :class:`Recorder` thread, in order, and the trial's result is
-returned only once MLflow has all of it. The W&B calls go on from the recorder
-to the process's W&B thread (``mirror.later``), so a trial's W&B run finishes
-while the next trial starts; a worker finishes its W&B runs before it ends
-(``TrialWorker.retire``). A worker's first trial starts while the worker is
-still importing MLflow and opening the store.
+goes through a :class:`Recorder` thread, in order, to the trial's
+:class:`TrialRecord`, and the trial's result is returned only once MLflow has
+all of it. The record is kept in this process, or (on Ray) by the node's
+recorder process, which writes the records of every trial on its node so that
+workers import neither MLflow nor W&B. The W&B calls go on to the recording
+process's W&B thread (``mirror.later``), so a trial's W&B run finishes while
+the next trial starts.
 """
 
 from __future__ import annotations
@@ -141,10 +142,27 @@ class Recorder:
             raise self._error
 
 
-class _Record:
-    """A trial's MLflow run and W&B run. Each method runs on the recorder
-    thread; the W&B calls go on from there to the process's W&B thread
-    (``mirror.later``), in the same order."""
+@dataclass(frozen=True)
+class TrialEnd:
+    """How a trial ended, as its record keeps it."""
+
+    state: str  # "COMPLETE", "PRUNED" or "FAIL"
+    final: dict[str, float]
+    error: str | None = None
+    traceback: str | None = None
+    pruned: str | None = None
+
+
+class TrialRecord:
+    """A trial's MLflow run and W&B run, written from the process that holds this object.
+
+    Three verbs (``start``, ``metrics``, ``end``), called in order on one
+    thread, and ``flush_due`` in between: the worker's :class:`Recorder`
+    thread calls them for a trial recorded in the worker itself, a node's
+    recorder process (``execution.NodeRecorder``) for the trials of its node.
+    The W&B calls go on to the process's W&B thread (``mirror.later``), in
+    the same order.
+    """
 
     def __init__(self, req: TrialRequest) -> None:
         self.req = req
@@ -152,11 +170,13 @@ class _Record:
         self.mirror: Mirror | None = None
         self.mirroring = req.wandb is not None and req.wandb.mode != "disabled"
 
-    def open(self, tags: Callable[[], dict[str, str]]) -> None:
+    def start(self, tags: Callable[[], dict[str, str]], packages: Callable[[], tuple[str, str]]) -> None:
+        """``tags()``: what names the worker's environment; ``packages()``: its package list (digest, text).
+        Both are read only where MLflow records."""
         req, uri, run_id = self.req, self.req.tracking_uri, self.req.run_id
         if tracking.enabled(uri):
             self.buffer.describe(tags(), req.params)  # written with the first metrics, within a second
-            _quietly(lambda: keep_requirements(uri, req.parent_run_id))
+            _quietly(lambda: keep_requirements(uri, req.parent_run_id, packages()))
             tracking.log_text(uri, run_id, json.dumps({"config": req.config, "seed": req.seed, "trainer": req.trainer},
                                                       indent=2, default=str), "config.json", req.artifact_uri)
             if req.git_diff:
@@ -174,6 +194,26 @@ class _Record:
         self.buffer.add(step, values)
         if self.mirroring:
             later(lambda: self.mirror.log(values, step) if self.mirror is not None else None)
+
+    def flush_due(self) -> None:
+        self.buffer.flush_due()
+
+    def end(self, how: TrialEnd) -> None:
+        """Tags, params and the last metrics in one write (the trial counts once they are in), then the
+        W&B run's summary and the MLflow run's end state."""
+        uri, run_id = self.req.tracking_uri, self.req.run_id
+        if how.error is not None:
+            if how.traceback:
+                _quietly(lambda: tracking.log_text(uri, run_id, how.traceback or "", "traceback.txt",
+                                                   self.req.artifact_uri))
+            self.buffer.describe({"sweeps.error": how.error})
+        if how.pruned:
+            self.buffer.describe({"sweeps.pruned": "true", "sweeps.pruned_reason": how.pruned})
+        self.buffer.flush()
+        summary = {**how.final, "sweeps/state": how.state, **({"sweeps/error": how.error} if how.error else {}),
+                   **({"sweeps/pruned": True, "sweeps/pruned_reason": how.pruned} if how.pruned else {})}
+        self.close_mirror(summary, failed=how.error is not None)
+        tracking.end_run(uri, run_id, "FAILED" if how.error else "KILLED" if how.pruned else "FINISHED")
 
     def close_mirror(self, summary: dict[str, Any], failed: bool) -> None:
         if self.mirroring:
@@ -193,7 +233,7 @@ class _Reporter:
     once; a decision to stop raises :class:`StopTrial` out of ``report``.
     """
 
-    def __init__(self, recorder: Recorder, record: _Record, stop_metric: str | None = None,
+    def __init__(self, recorder: Recorder, record: TrialRecord, stop_metric: str | None = None,
                  decide: Callable[[float], str | None] | None = None) -> None:
         self.recorder, self.record = recorder, record
         self.stop_metric, self.decide = stop_metric, decide
@@ -310,9 +350,10 @@ def requirements() -> tuple[str, str]:
 _KEPT: set[tuple[str, str, str]] = set()
 
 
-def keep_requirements(uri: str, parent_run_id: str | None) -> None:
-    """Write this environment's package list to the parent run, once per process and sweep."""
-    digest, text = requirements()
+def keep_requirements(uri: str, parent_run_id: str | None, packages: tuple[str, str] | None = None) -> None:
+    """Write an environment's package list (``requirements()`` of the process it names; this one's by
+    default) to the parent run, once per process and sweep."""
+    digest, text = packages or requirements()
     key = (uri, parent_run_id or "", digest)
     if parent_run_id and key not in _KEPT:
         tracking.log_text(uri, parent_run_id, text, f"environments/requirements-{digest}.txt")
@@ -320,14 +361,15 @@ def keep_requirements(uri: str, parent_run_id: str | None) -> None:
 
 
 def run_trial(req: TrialRequest, decide: Callable[[float], str | None] | None = None,
-              node_tags: dict[str, str] | None = None) -> TrialResult:
-    """Run one trial to the end. Never raises for a trainer's failure.
+              node_tags: dict[str, str] | None = None, record: Any = None) -> TrialResult:
+    """Run one trial to the end. Never raises for a trainer's failure; raises when its record could
+    not be written (the trial is then lost, and runs again).
 
     ``decide(value)`` judges each reported value of ``req.stop_metric``: a
-    reason to stop, or None.
+    reason to stop, or None. ``record`` keeps the trial's record, with
+    :class:`TrialRecord`'s verbs (default: a TrialRecord in this process).
     """
     start = time.monotonic()
-    uri, run_id = req.tracking_uri, req.run_id
     ids = gpu_ids()
 
     def tags() -> dict[str, str]:  # read on the recorder thread: the trainer does not wait for them
@@ -337,11 +379,11 @@ def run_trial(req: TrialRequest, decide: Callable[[float], str | None] | None = 
             out["sweeps.gpu.name"] = name
         return out
 
-    record = _Record(req)
-    recorder = Recorder(str(req.number), tick=record.buffer.flush_due)
-    recorder.do(lambda: record.open(tags))
+    record = record if record is not None else TrialRecord(req)
+    recorder = Recorder(str(req.number), tick=record.flush_due)
+    recorder.do(lambda: record.start(tags, requirements))
     report = _Reporter(recorder, record, req.stop_metric, decide)
-    error = None
+    error = tb = None
     value = None
     final: dict[str, float] = {}
     try:
@@ -370,22 +412,14 @@ def run_trial(req: TrialRequest, decide: Callable[[float], str | None] | None = 
         error = f"{type(exc).__name__}: {exc}"
         tb = traceback.format_exc()
         logger.warning("trial %s failed: %s", req.number, error)
-        recorder.do(lambda: tracking.log_text(uri, run_id, tb, "traceback.txt", req.artifact_uri), quiet=True)
-        recorder.do(lambda: record.buffer.describe({"sweeps.error": error}))
     pruned = report.stopped if error is None else None
     state = "FAIL" if error else "PRUNED" if pruned else "COMPLETE"
-    if pruned:
-        recorder.do(lambda: record.buffer.describe({"sweeps.pruned": "true", "sweeps.pruned_reason": pruned}))
-    recorder.do(record.buffer.flush)  # tags, params, last metrics in one write: the trial counts once they are in
-
-    summary = {**final, "sweeps/state": state, **({"sweeps/error": error} if error else {}),
-               **({"sweeps/pruned": True, "sweeps/pruned_reason": pruned} if pruned else {})}
-    recorder.do(lambda: record.close_mirror(summary, failed=error is not None))
-    recorder.do(lambda: tracking.end_run(uri, run_id, "FAILED" if error else "KILLED" if pruned else "FINISHED"))
+    how = TrialEnd(state, final, error, tb, pruned)
+    recorder.do(lambda: record.end(how))
     recorder.close()
     return TrialResult(
         number=req.number, state=state, value=None if error else value, metrics={**report.last, **final},
-        run_id=run_id, duration_s=time.monotonic() - start, steps=report.count, error=error,
+        run_id=req.run_id, duration_s=time.monotonic() - start, steps=report.count, error=error,
         host=socket.gethostname(), gpu_ids=ids, curve=tuple(report.curve), pruned_reason=pruned,
         node=(node_tags or {}).get("sweeps.node.id", ""),
     )

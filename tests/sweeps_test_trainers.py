@@ -140,3 +140,33 @@ def reports_then_waits(config, report):
         Path(config["out"], f"pid-{config['x']}").write_text(str(os.getpid()))
         time.sleep(60)
     return {"loss": float(config["x"])}
+
+
+def imports_seen(config, report):
+    """Reports which tracking libraries its process has imported."""
+    import sys
+
+    report(step=0, **{f"has_{m}": float(m in sys.modules) for m in ("mlflow", "wandb", "sqlalchemy")})
+    report(step=1, loss=float(config["x"]))
+    return {"loss": float(config["x"])}
+
+
+def kills_the_recorder(config, report):
+    """The first trial of the sweep kills its node's recorder (the process writing its record), then ends
+    normally; every other trial just ends."""
+    import ray
+
+    report(step=0, loss=float(config["x"]))
+    if _first_time({**config, "x": "any"}, "recorder"):
+        names = [n for n in ray.util.list_named_actors() if n.startswith("sweeps-recorder-")]
+        assert names, "no recorder to kill"
+        for name in names:
+            actor = ray.get_actor(name)
+            ray.kill(actor, no_restart=True)
+            while True:  # until it is dead: the trial's record must not be finished before
+                try:
+                    ray.get(actor.__ray_ready__.remote(), timeout=30)
+                except ray.exceptions.RayActorError:
+                    break
+                time.sleep(0.1)
+    return {"loss": float(config["x"])}

@@ -77,3 +77,52 @@ def test_the_wandb_thread_runs_calls_in_order_and_drain_waits_for_them() -> None
     gate.set()
     assert mirror.drain(timeout=10)
     assert seen == list(range(101))
+
+
+def test_workers_import_neither_mlflow_nor_wandb_their_nodes_recorder_writes_every_run(env) -> None:
+    summary = env.launch("""
+        name: recorded-by-the-node
+        method: grid
+        metric: {name: loss}
+        trainer: sweeps_test_trainers:imports_seen
+        parameters:
+          x: {values: [1, 2, 3, 4]}
+    """, parallel=2)
+    _, children = env.runs(summary)
+    assert len(children) == 4 and all(c.info.status == "FINISHED" for c in children)
+    for c in children:
+        # the trainer ran in a worker that imported neither; its record is whole all the same
+        assert {k: v for k, v in c.data.metrics.items() if k.startswith("has_")} == \
+            {"has_mlflow": 0.0, "has_wandb": 0.0, "has_sqlalchemy": 0.0}, c.info.run_name
+        assert c.data.metrics["loss"] == float(c.data.params["x"]) and c.data.tags["sweeps.packages"]
+    wb = {r.name: r for r in offline_runs(env.tmp) if r.job_type == "trial"}
+    assert sorted(wb) == sorted(c.info.run_name for c in children)
+    for c in children:
+        run = wb[c.info.run_name]
+        assert run.exit_code == 0 and run.summary["sweeps/state"] == "COMPLETE"
+        assert run.summary["sweeps/mlflow_run_id"] == c.info.run_id
+        assert [h["loss"] for h in run.history if "loss" in h] == [c.data.metrics["loss"]]
+
+
+def test_a_dead_recorder_loses_the_trial_it_was_writing_and_a_new_one_records_its_rerun(env) -> None:
+    out = env.tmp / "marks"
+    out.mkdir()
+    summary = env.launch(f"""
+        name: recorder-dies
+        method: grid
+        metric: {{name: loss}}
+        trainer: sweeps_test_trainers:kills_the_recorder
+        parameters:
+          out: {{value: "{out}"}}
+          x: {{values: [1, 2]}}
+    """, parallel=1)
+    assert summary.counts == {"COMPLETE": 2, "PRUNED": 0, "FAIL": 1}
+    _, children = env.runs(summary)
+    (lost,) = [c for c in children if c.info.status == "FAILED"]
+    assert lost.data.tags["sweeps.lost"] == "true" and "recorder" in lost.data.tags["sweeps.error"]
+    done = [c for c in children if c.info.status == "FINISHED"]
+    assert sorted(float(c.data.params["x"]) for c in done) == [1.0, 2.0]
+    assert all(c.data.metrics["loss"] == float(c.data.params["x"]) for c in done)
+    # the re-run and the trial after it were written by a new recorder, W&B runs included
+    finished = {r.name: r for r in offline_runs(env.tmp) if r.job_type == "trial" and r.exit_code == 0}
+    assert all(c.info.run_name in finished for c in done)
