@@ -6,8 +6,10 @@ Ray instance is started (and stopped with the sweep); with one, the cluster is
 joined and the launch directory travels to the workers as Ray's working_dir.
 
 Trials run in long-lived worker actors, one per slot (a slot is one trial's
-CPUs and GPUs). A worker imports MLflow and W&B, opens the store and starts
-its W&B service once, then runs its slot's trials one after another; it
+CPUs and GPUs); their records are written by one recorder actor per node
+(:class:`NodeRecorder`), which imports MLflow and W&B, opens the store and
+starts a W&B service once for every slot of its node. A worker imports its
+trainer once and runs its slot's trials one after another; it
 keeps the GPUs Ray gave it for its whole life, so ``CUDA_VISIBLE_DEVICES``
 never changes under a process that already initialised CUDA (a reused Ray
 *task* process can be handed other GPUs than the ones it started on). A

@@ -37,8 +37,7 @@ class Mirror:
         if settings is None or settings.mode == "disabled":
             return
         try:
-            import wandb
-
+            wandb = _wandb()
             self._run = wandb.init(
                 id=run_id,
                 resume="allow" if resume else None,
@@ -99,22 +98,38 @@ class Mirror:
 
 
 def warm(settings: WandbSettings | None) -> None:
-    """Start this process's W&B service ahead of its first run (over a second, once)."""
+    """Start this process's W&B service ahead of its first run (over a second, once).
+
+    Under the import lock: a run started meanwhile waits for it instead of importing beside it."""
     if settings is None or settings.mode == "disabled":
         return
-    try:
+    with _IMPORT_LOCK:
+        try:
+            import wandb
+
+            wandb.setup()
+        except Exception as exc:  # noqa: BLE001 - W&B must never fail a trial
+            logger.warning("W&B mirror: could not start the W&B service (%s)", exc)
+            return
+        try:
+            # a process's first wandb.init imports W&B Launch's input handling (about a second):
+            # imported here, beside the worker's other start-up, not in its first trial's record
+            importlib.import_module("wandb.sdk.launch.inputs.internal")
+        except Exception as exc:  # noqa: BLE001 - only a head start; init imports it anyway
+            logger.debug("W&B launch inputs not imported ahead: %s", exc)
+
+
+_IMPORT_LOCK = threading.Lock()
+
+
+def _wandb() -> Any:
+    """wandb, imported by one thread at a time: a process's warm-up and its W&B thread may both ask
+    first, and two threads importing it at once can meet Python's import deadlock detection and leave
+    it half imported for the process's life."""
+    with _IMPORT_LOCK:
         import wandb
 
-        wandb.setup()
-    except Exception as exc:  # noqa: BLE001 - W&B must never fail a trial
-        logger.warning("W&B mirror: could not start the W&B service (%s)", exc)
-        return
-    try:
-        # a process's first wandb.init imports W&B Launch's input handling (about a second):
-        # imported here, beside the worker's other start-up, not in its first trial's record
-        importlib.import_module("wandb.sdk.launch.inputs.internal")
-    except Exception as exc:  # noqa: BLE001 - only a head start; init imports it anyway
-        logger.debug("W&B launch inputs not imported ahead: %s", exc)
+    return wandb
 
 
 _LANE: queue.Queue[Callable[[], Any]] | None = None

@@ -58,7 +58,13 @@ def is_local(uri: str) -> bool:
 
 
 def client(uri: str) -> MlflowClient:
-    """A cached client for ``uri`` (opening a sqlite store costs about a second)."""
+    """A cached client for ``uri`` (opening a sqlite store costs about a second).
+
+    MLflow is imported here, under a lock, and every function of this module
+    calls this before it imports anything of MLflow's: two threads importing
+    MLflow at once (a worker's warm-up and its first trial) can meet Python's
+    import deadlock detection and leave ``mlflow`` half imported for the
+    process's life."""
     with _CLIENTS_LOCK:  # a worker's warm-up and its first trial's recorder may ask at once
         if uri not in _CLIENTS:
             from mlflow import MlflowClient
@@ -208,6 +214,7 @@ def log_text(uri: str, run_id: str, text: str, path: str, artifacts: str | None 
     if artifacts is None:
         client(uri).log_text(run_id, text, path)
         return
+    client(uri)
     from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
     from mlflow.utils.uri import add_databricks_profile_info_to_artifact_uri
 
@@ -250,6 +257,7 @@ class MetricBuffer:
     def describe(self, tags: dict[str, Any], params: dict[str, Any] | None = None) -> None:
         if not enabled(self.uri):
             return
+        client(self.uri)  # MLflow imported whole, under the lock, before its entities
         from mlflow.entities import Param, RunTag
 
         self._tags.extend(RunTag(k, str(v)[:8000]) for k, v in tags.items())
@@ -258,6 +266,7 @@ class MetricBuffer:
     def add(self, step: int, metrics: dict[str, float]) -> None:
         if not enabled(self.uri):
             return
+        client(self.uri)
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
@@ -285,10 +294,11 @@ def get_run(uri: str, run_id: str) -> Any:
     """The run, or None when the store does not have it."""
     if not enabled(uri):
         return None
+    c = client(uri)
     from mlflow.exceptions import MlflowException
 
     try:
-        return client(uri).get_run(run_id)
+        return c.get_run(run_id)
     except MlflowException:
         return None
 
