@@ -290,12 +290,12 @@ class RayExecutor:
                                                                                           self._recorders)
             self._running[job.ref] = job
 
-    def _drop(self, slot: _Slot) -> None:
-        """Kill a worker now (its trial is cancelled, or it is gone)."""
+    def _kill(self, actor: Any) -> None:
+        """End a worker (its trial is cancelled, or it is gone) or a recorder now."""
         try:
-            self._ray.kill(slot.actor, no_restart=True)
+            self._ray.kill(actor, no_restart=True)
         except Exception as exc:  # noqa: BLE001 - already gone
-            logger.debug("worker already gone: %s", exc)
+            logger.debug("actor already gone: %s", exc)
 
     def _retire(self, slot: _Slot) -> None:
         """Let an idle worker go once its W&B runs are finished (it exits by itself)."""
@@ -316,7 +316,7 @@ class RayExecutor:
         alive = {n["NodeID"] for n in nodes if n.get("Alive")}
         for slot in [s for s in self._idle if s.node is not None and s.node not in alive]:
             self._idle.remove(slot)
-            self._drop(slot)
+            self._kill(slot.actor)
         fitting = []
         for node in nodes:
             res = node.get("Resources", {})
@@ -375,7 +375,7 @@ class RayExecutor:
             try:
                 result: TrialResult = ray.get(ref)
             except ray.exceptions.RayError as exc:
-                self._drop(slot)
+                self._kill(slot.actor)
                 cause = getattr(exc, "cause", None)
                 if isinstance(cause, RecorderLost):  # a new one is started for the trial that runs again
                     self._recorders.pop(cause.node, None)
@@ -388,7 +388,7 @@ class RayExecutor:
             # a failed GPU trial may leave CUDA broken in its process: that worker is replaced
             fresh = not self.reuse_workers or (result.state == "FAIL" and slot.gpus > 0) or job.cancelled
             if job.cancelled:
-                self._drop(slot)
+                self._kill(slot.actor)
             elif fresh or len(self._idle) + len(self._running) >= self._limit:
                 self._retire(slot)
             else:
@@ -405,13 +405,13 @@ class RayExecutor:
             self._queue.remove(job)
             self._dropped.append(job)
         elif job.slot is not None:
-            self._drop(job.slot)
+            self._kill(job.slot.actor)
 
     def shutdown(self) -> None:
         # idle workers, those already let go, and the recorders (every trial of theirs has ended) finish
         # their W&B runs first (each is a few milliseconds behind at most), all at once
-        idle = {slot.actor.retire.remote(RETIRE_WAIT_S): slot for slot in self._idle}
-        idle.update({r.retire.remote(RETIRE_WAIT_S): _Slot(r, 0) for r in self._recorders.values()})
+        idle = {actor.retire.remote(RETIRE_WAIT_S): actor
+                for actor in [*(slot.actor for slot in self._idle), *self._recorders.values()]}
         refs, ready = [*self._retiring, *idle], []
         if refs:
             try:
@@ -421,9 +421,9 @@ class RayExecutor:
         self._retiring = []
         # a retired worker ends by itself (W&B's exit handler runs in it after retire returns);
         # the others are killed
-        late = [slot for ref, slot in idle.items() if ref not in ready]
-        for slot in [*late, *(j.slot for j in self._running.values())]:
-            self._drop(slot)
+        late = [actor for ref, actor in idle.items() if ref not in ready]
+        for actor in [*late, *(j.slot.actor for j in self._running.values() if j.slot is not None)]:
+            self._kill(actor)
         self._idle, self._running, self._queue, self._recorders = [], {}, [], {}
         if self._owned:
             _stop_monitor()
@@ -466,7 +466,7 @@ class TrialWorker:
         here = self.node_id in recorders
         # the trainer's module (and the store and the W&B service, where this worker records): once per
         # worker, before or beside its first trial
-        threading.Thread(target=_warm_worker, args=(uri, None if here else wandb, trainer, not here),
+        threading.Thread(target=_warm_worker, args=(uri, wandb, trainer, not here),
                          name="sweeps-warm", daemon=True).start()
 
     def run(self, request: TrialRequest, judge: Any, recorders: dict[str, Any]) -> TrialResult:
@@ -507,11 +507,7 @@ class TrialWorker:
 
         The service is stopped here, not by W&B's exit handler: that one runs
         after ``retire`` has returned, while Ray may already be shutting down."""
-        import ray
-
-        if not close(wait_s):
-            logger.warning("W&B runs of this worker were still being written after %.0f s", wait_s)
-        ray.actor.exit_actor()
+        _retire(wait_s, "this worker")
 
 
 class RecorderLost(Exception):
@@ -519,10 +515,10 @@ class RecorderLost(Exception):
 
     def __init__(self, node: str, detail: str) -> None:
         super().__init__(f"the recorder of node {node[:12]} died: {detail}")
-        self.node = node
+        self.node, self.detail = node, detail
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        return RecorderLost, (self.node, str(self).partition(": ")[2])
+    def __reduce__(self) -> tuple[Any, ...]:  # raised in a worker, read by the controller
+        return RecorderLost, (self.node, self.detail)
 
 
 class _NodeRecord:
@@ -637,11 +633,16 @@ class NodeRecorder:
 
     def retire(self, wait_s: float) -> None:
         """Finish the W&B runs and stop the W&B service (within ``wait_s``), then end the recorder."""
-        import ray
+        _retire(wait_s, "this node")
 
-        if not close(wait_s):
-            logger.warning("W&B runs of this node were still being written after %.0f s", wait_s)
-        ray.actor.exit_actor()
+
+def _retire(wait_s: float, whose: str) -> None:
+    """End the actor this runs in once its W&B runs are finished and its W&B service is stopped."""
+    import ray
+
+    if not close(wait_s):
+        logger.warning("W&B runs of %s were still being written after %.0f s", whose, wait_s)
+    ray.actor.exit_actor()
 
 
 def _warm_tracking(uri: str, wandb: WandbSettings | None) -> None:

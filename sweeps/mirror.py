@@ -139,7 +139,8 @@ _LANE_LOCK = threading.Lock()
 def later(fn: Callable[[], Any]) -> None:
     """Run ``fn`` on this process's W&B thread, after every call queued before it.
 
-    A worker's trials mirror to W&B here, one call after another, so that a
+    The trials a process records (a node's recorder, or a worker recording its
+    own) mirror to W&B here, one call after another, so that a
     trial's result returns once MLflow has it, and its W&B run finishes while
     the next trial starts. The queue is bounded: when W&B falls far behind,
     the caller waits. ``drain`` waits for what is queued.

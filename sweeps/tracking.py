@@ -1,7 +1,7 @@
 """MLflow: the sweep's parent run and each trial's child run.
 
 The one module that imports mlflow. Clients are cached per process so that a
-Ray worker that runs many trials opens its store once.
+node's recorder, which writes many trials, opens its store once.
 
 The tracking URI ``none`` turns MLflow off: every function here then does
 nothing (and never imports mlflow), run ids are empty, and the sweep's record
