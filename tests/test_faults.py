@@ -137,6 +137,10 @@ def test_a_worker_killed_from_outside_is_lost_and_its_params_run_again(env) -> N
     assert lost.data.params["x"] == "1" and lost.data.tags["sweeps.lost"] == "true"
     history = env.client().get_metric_history(lost.info.run_id, "loss")
     assert history  # what it reported before it died is kept
+    # the node's recorder, which outlived the worker, ended the W&B run that holds what it reported, as lost
+    (wb,) = [r for r in offline_runs(env.tmp) if r.name == lost.info.run_name and r.history]
+    assert wb.exit_code == 1 and wb.summary["sweeps/lost"] is True and wb.summary["sweeps/state"] == "FAIL"
+    assert [h["loss"] for h in wb.history if "loss" in h] == [m.value for m in history]
 
 
 def test_what_a_trial_reported_reaches_the_store_within_a_second_while_it_goes_on(env) -> None:
