@@ -251,7 +251,7 @@ class RayExecutor:
     def forget_record(self, request: TrialRequest, state: str, reason: str) -> bool:
         """A trial given up: its node's recorder keeps what it reported and ends its W&B run as lost.
         False when no recorder had its record (it was kept by its worker, or the recorder is gone)."""
-        refs = [r.forget.remote(request.run_id, state, reason) for r in self._recorders.values()]
+        refs = [r.forget.remote(request.key, state, reason) for r in self._recorders.values()]
         if not refs:
             return False
         try:
@@ -555,7 +555,7 @@ class _NodeRecord:
     def _send(self) -> None:
         self._sent = time.monotonic()
         if self._pending:
-            self.recorder.metrics.remote(self.req.run_id, self._pending)
+            self.recorder.metrics.remote(self.req.key, self._pending)
             self._pending, self._values = [], 0
 
     def end(self, how: TrialEnd) -> None:
@@ -563,7 +563,7 @@ class _NodeRecord:
 
         self._send()
         try:
-            ray.get(self.recorder.end.remote(self.req.run_id, how))
+            ray.get(self.recorder.end.remote(self.req.key, how))
         except ray.exceptions.RayActorError as exc:
             raise RecorderLost(self.node, str(exc).splitlines()[0]) from None
 
@@ -586,18 +586,18 @@ class NodeRecorder:
         self._errors: dict[str, Exception] = {}
         threading.Thread(target=_warm_tracking, args=(uri, wandb), name="sweeps-warm", daemon=True).start()
 
-    def _guard(self, run_id: str, fn: Any) -> None:
+    def _guard(self, key: str, fn: Any) -> None:
         try:
             fn()
         except Exception as exc:  # noqa: BLE001 - raised by the trial's end
-            self._errors.setdefault(run_id, exc)
+            self._errors.setdefault(key, exc)
 
     def start(self, request: TrialRequest, tags: dict[str, str], packages: tuple[str, str]) -> None:
-        record = self._records[request.run_id] = TrialRecord(request)
-        self._guard(request.run_id, lambda: record.start(lambda: tags, lambda: packages))
+        record = self._records[request.key] = TrialRecord(request)
+        self._guard(request.key, lambda: record.start(lambda: tags, lambda: packages))
 
-    def metrics(self, run_id: str, batch: list[tuple[int, dict[str, float]]]) -> None:
-        record = self._records.get(run_id)
+    def metrics(self, key: str, batch: list[tuple[int, dict[str, float]]]) -> None:
+        record = self._records.get(key)
         if record is None:  # forgotten: its trial was given up
             return
 
@@ -606,27 +606,27 @@ class NodeRecorder:
                 record.metrics(step, values)
             record.buffer.flush()
 
-        self._guard(run_id, write)
+        self._guard(key, write)
 
-    def end(self, run_id: str, how: TrialEnd) -> None:
-        record, error = self._records.pop(run_id, None), self._errors.pop(run_id, None)
+    def end(self, key: str, how: TrialEnd) -> None:
+        record, error = self._records.pop(key, None), self._errors.pop(key, None)
         if record is None:
-            raise RuntimeError(f"no record of run {run_id} on this node's recorder (the trial was given up)")
+            raise RuntimeError(f"no record of {key} on this node's recorder (the trial was given up)")
         if error is not None:
             raise error
         record.end(how)
 
-    def forget(self, run_id: str, state: str, reason: str) -> bool:
+    def forget(self, key: str, state: str, reason: str) -> bool:
         """The controller gave the trial up (its worker died, went silent, or was cancelled): keep what it
         reported and end its W&B run as lost. False when this recorder has no record of it."""
-        record = self._records.pop(run_id, None)
-        self._errors.pop(run_id, None)
+        record = self._records.pop(key, None)
+        self._errors.pop(key, None)
         if record is None:
             return False
         try:
             record.buffer.flush()
         except Exception as exc:  # noqa: BLE001 - the controller closes the MLflow run all the same
-            logger.warning("could not write the last metrics of run %s: %s", run_id, exc)
+            logger.warning("could not write the last metrics of %s: %s", key, exc)
         record.close_mirror({"sweeps/state": state, "sweeps/error": reason, "sweeps/lost": state == "FAIL"},
                             failed=state == "FAIL")
         return True

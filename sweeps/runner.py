@@ -68,6 +68,12 @@ class TrialRequest:
     #: where the trial's MLflow artifacts go (known when the controller creates its run)
     artifact_uri: str | None = None
 
+    @property
+    def key(self) -> str:
+        """The trial's name among the records a node's recorder keeps: unique in the sweep even where
+        MLflow is off (then every ``run_id`` is empty)."""
+        return f"{self.sweep_id}/trial-{self.number}"
+
 
 @dataclass(frozen=True)
 class TrialResult:

@@ -126,3 +126,23 @@ def test_a_dead_recorder_loses_the_trial_it_was_writing_and_a_new_one_records_it
     # the re-run and the trial after it were written by a new recorder, W&B runs included
     finished = {r.name: r for r in offline_runs(env.tmp) if r.job_type == "trial" and r.exit_code == 0}
     assert all(c.info.run_name in finished for c in done)
+
+
+def test_with_mlflow_off_the_recorder_still_tells_apart_the_trials_it_mirrors_to_wandb(env) -> None:
+    # every trial's MLflow run id is empty here: records keyed by it collided, and trials at once were lost
+    summary = env.launch("""
+        name: wandb-only
+        method: grid
+        metric: {name: loss}
+        trainer: sweeps_test_trainers:slow
+        parameters:
+          sleep: {value: 0.3}
+          x: {values: [1, 2, 3, 4, 5, 6]}
+    """, parallel=2, tracking_uri="none")  # two trials at once, each one running while the other ends
+    assert summary.counts == {"COMPLETE": 6, "PRUNED": 0, "FAIL": 0}
+    assert not (env.tmp / "mlflow.db").exists()
+    wb = [r for r in offline_runs(env.tmp) if r.job_type == "trial"]
+    assert sorted(r.name for r in wb) == [f"wandb-only-{n}" for n in range(6)]
+    for run in wb:
+        assert run.exit_code == 0 and run.summary["sweeps/state"] == "COMPLETE", run.name
+        assert [h["loss"] for h in run.history if "loss" in h] == [float(run.config["x"])], run.name
