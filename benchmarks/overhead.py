@@ -81,7 +81,9 @@ def w2(config, report):
 # -- the systems, each run in a child process ---------------------------------------
 
 
-def child(system: str, workload: str, work: Path) -> dict:
+def child(system: str, workload: str, work: Path, born: float) -> dict:
+    """Run ``system`` on ``workload`` in this process; times are from ``born``, the moment the parent
+    started this process (psutil's create_time rests on the whole-second boot time: up to 1 s off)."""
     os.chdir(work)
     sys.path[:0] = [str(work), str(ROOT)]
     os.environ.update(BENCH_TIMES=str(work / "times.jsonl"), WANDB_SILENT="true", WANDB_MODE="offline",
@@ -92,9 +94,6 @@ def child(system: str, workload: str, work: Path) -> dict:
     uri = f"sqlite:///{work}/mlflow.db"
     {"sweeps": run_sweeps, "sweeps-untracked": run_sweeps_untracked, "hand": run_hand, "tune": run_tune,
      "optuna": run_optuna, "optuna-mlflow": run_optuna_mlflow, "ray": run_ray}[system](workload, trials, uri, work)
-    import psutil
-
-    born = psutil.Process().create_time()
     wall = time.time() - born
     times = [json.loads(line) for line in (work / "times.jsonl").read_text().splitlines()]
     return {"wall": wall, "running": min(t["start"] for t in times) - born, "first": min(t["end"] for t in times) - born,
@@ -350,7 +349,7 @@ def measure(system: str, workload: str, base: Path) -> dict:
     work = Path(tempfile.mkdtemp(prefix=f"{system}-{workload}-", dir=base))
     (work / "bench_trainers.py").write_text(TRAINERS + (W2_TRAINER if workload == "W2" else ""))
     result = work / "result.json"
-    proc = subprocess.Popen([sys.executable, __file__, "--child", system, workload, str(work), str(result)],
+    proc = subprocess.Popen([sys.executable, __file__, "--child", system, workload, str(work), str(result), repr(time.time())],
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     peak = 0
     root = psutil.Process(proc.pid)
@@ -372,11 +371,11 @@ def main() -> None:
     ap.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
     ap.add_argument("--systems", nargs="+", default=SYSTEMS, choices=SYSTEMS)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    ap.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        system, workload, work, out = args.child
-        Path(out).write_text(json.dumps(child(system, workload, Path(work))))
+        system, workload, work, out, born = args.child
+        Path(out).write_text(json.dumps(child(system, workload, Path(work), float(born))))
         return
     with tempfile.TemporaryDirectory() as tmp:
         for workload in args.workloads:
