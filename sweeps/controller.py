@@ -627,16 +627,18 @@ class Controller:
             self.counts["FAIL"] += 1
             self.executor.judge_end(request.number, "FAIL", None)
             killed = outcome.reason in ("cancelled", "time budget reached", "interrupted twice")
-            try:
-                tags = {"sweeps.error": outcome.reason, **({} if killed else {"sweeps.lost": "true"})}
-                tracking.set_tags(self.uri, request.run_id, tags, params=request.params)  # the worker may not have
-                tracking.end_run(self.uri, request.run_id, "KILLED" if killed else "FAILED")
+            state = "KILLED" if killed else "FAIL"
+            # first the node's recorder gives the record up: it answers after whatever it was writing of
+            # this trial (a worker can die while the recorder writes its end, as FINISHED), so the end state
+            # written next is the last (and where it answers late, it writes that state itself after its
+            # own). The worker died before it could end its W&B run: the recorder ends it, or it is ended
+            # here, with the same id
+            kept = self.executor.forget_record(request, state, outcome.reason)
+            try:  # with the params: the worker may not have written them
+                tracking.end_given_up(self.uri, request.run_id, outcome.reason, state, request.params)
             except Exception as exc:  # noqa: BLE001 - keep the sweep going
                 logger.warning("could not close run %s: %s", request.run_id, exc)
-            # the worker died before it could end its W&B run: its node's recorder ends it, or it is ended
-            # here, with the same id
-            state = "KILLED" if killed else "FAIL"
-            if not self.executor.forget_record(request, state, outcome.reason):
+            if not kept:
                 close_lost(self.wandb, request.wandb_id or "", name=request.run_name, group=self.sweep_id,
                            state=state, reason=outcome.reason)
             if not killed:

@@ -25,6 +25,7 @@ import os
 import sys
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -32,7 +33,8 @@ from typing import Any, Protocol
 from .errors import FatalError
 from . import tracking
 from .mirror import WandbSettings, close, warm
-from .runner import TrialEnd, TrialRecord, TrialRequest, TrialResult, environment_tags, run_trial
+from .runner import (TrialEnd, TrialMirror, TrialRecord, TrialRequest, TrialResult, environment_tags, quietly,
+                     run_trial)
 from .cluster import AGENT_RESOURCE
 from .space import EarlyTerminate
 
@@ -48,6 +50,8 @@ BEAT_NAMESPACE = "sweeps-heartbeats"
 NODE_ID_LABEL = "ray.io/node-id"
 #: set in every worker: no prompts, no per-run banners from MLflow
 WORKER_ENV = {"WANDB_SILENT": "true", "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
+#: how many ended trials a node's recorder remembers (a worker may die while their end is written)
+ENDED_KEPT = 10_000
 #: never shipped to a cluster with the working directory
 EXCLUDES = [".venv/", ".git/", "mlflow.db", "mlruns/", "mlartifacts/", "wandb/", ".sweeps/", "__pycache__/", "*.pyc"]
 
@@ -542,9 +546,9 @@ class _NodeRecord:
         mlflow = tracking.enabled(self.req.tracking_uri)  # the tags and package scan are for MLflow only
         self.recorder.start.remote(self.req, tags() if mlflow else {}, packages() if mlflow else ("", ""))
 
-    def metrics(self, step: int, values: dict[str, float]) -> None:
-        self._pending.append((step, values))
-        self._values += len(values)
+    def metrics(self, batch: list[tuple[int, dict[str, float]]]) -> None:
+        self._pending.extend(batch)
+        self._values += sum(len(values) for _, values in batch)
         if self._values >= self.SIZE or time.monotonic() - self._sent >= self.every:
             self._send()
 
@@ -569,22 +573,63 @@ class _NodeRecord:
 
 
 class NodeRecorder:
-    """A node's recording process (a Ray actor): the MLflow runs and W&B runs of
-    every trial on its node.
+    """A node's recording process (a Ray actor): the MLflow runs of every trial on
+    its node, and through its node's W&B process (:class:`NodeMirror`, which it
+    starts and owns) their W&B runs.
 
-    One process per node imports MLflow and W&B, opens the store and runs a W&B
-    service, instead of one per worker: on a GPU node that is every GPU's
-    worker spared about 2 s of CPU and some 300 MB, and on one machine with a
-    sqlite store, one writer per node instead of one per trial slot. Calls from
-    one worker run in the order they were sent (Ray keeps an actor's calls from
-    one caller in order); the first error of a trial's record is kept and
-    raised by its ``end``.
+    One process per node imports MLflow and opens the store, and one beside it
+    imports W&B and runs a W&B service, instead of both in every worker: on a
+    GPU node that is every GPU's worker spared about 2 s of CPU and some 300 MB,
+    and on one machine with a sqlite store, one writer per node instead of one
+    per trial slot. The two are separate processes so that W&B's runs (CPU-bound
+    in Python) do not hold the GIL that the MLflow writes a worker waits on
+    need. Calls from one worker run in the order they were sent (Ray keeps an
+    actor's calls from one caller in order); the first error of a trial's record
+    is kept and raised by its ``end``. A W&B process that dies is replaced at the
+    next trial's start.
     """
 
     def __init__(self, uri: str, wandb: WandbSettings | None) -> None:
         self._records: dict[str, TrialRecord] = {}
         self._errors: dict[str, Exception] = {}
-        threading.Thread(target=_warm_tracking, args=(uri, wandb), name="sweeps-warm", daemon=True).start()
+        self._ended: OrderedDict[str, TrialRequest] = OrderedDict()  # the trials whose end it wrote last
+        # W&B in a process of its own beside this one (owned by it: it ends with it): its runs are
+        # written on the node's other cores instead of taking turns with MLflow's writes for one GIL
+        self._wandb = wandb if wandb is not None and wandb.mode != "disabled" else None
+        self._mirrors = 0  # W&B processes started so far (each has a name of its own)
+        self._mirror: Any = self._new_mirror() if self._wandb is not None else None
+        self._last_call: Any = None  # the last call to the W&B process: it fails once that process has died
+        threading.Thread(target=_warm_tracking, args=(uri, None), name="sweeps-warm", daemon=True).start()
+
+    def _new_mirror(self) -> Any:
+        import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        context = ray.get_runtime_context()
+        self._mirrors += 1
+        name = (context.get_actor_name() or "").replace("sweeps-recorder-", "sweeps-wandb-")
+        return ray.remote(NodeMirror).options(
+            num_cpus=0, max_restarts=0, name=f"{name}-{self._mirrors}" if name else None,
+            scheduling_strategy=NodeAffinitySchedulingStrategy(context.get_node_id(), soft=False),
+        ).remote(self._wandb)
+
+    def _mirror_for_next_trial(self) -> Any:
+        """The node's W&B process; a new one when the last has died (the W&B runs it had open stay
+        unfinished; the trials themselves are not touched: W&B never fails a trial)."""
+        import ray
+
+        if self._last_call is not None and ray.wait([self._last_call], timeout=0)[0]:
+            try:
+                ray.get(self._last_call)
+            except ray.exceptions.RayActorError as exc:
+                logger.warning("the W&B process of this node died (%s); a new one mirrors the next trials",
+                               str(exc).splitlines()[0])
+                try:
+                    self._mirror = self._new_mirror()
+                except Exception as again:  # noqa: BLE001 - the MLflow record goes on without W&B
+                    logger.warning("no new W&B process for this node: %s", again)
+            self._last_call = None
+        return self._mirror
 
     def _guard(self, key: str, fn: Any) -> None:
         try:
@@ -593,7 +638,10 @@ class NodeRecorder:
             self._errors.setdefault(key, exc)
 
     def start(self, request: TrialRequest, tags: dict[str, str], packages: tuple[str, str]) -> None:
-        record = self._records[request.key] = TrialRecord(request)
+        mirror = None
+        if self._wandb is not None:
+            mirror = _NodeMirrorRun(self._mirror_for_next_trial(), request, self)
+        record = self._records[request.key] = TrialRecord(request, mirror)
         self._guard(request.key, lambda: record.start(lambda: tags, lambda: packages))
 
     def metrics(self, key: str, batch: list[tuple[int, dict[str, float]]]) -> None:
@@ -602,8 +650,7 @@ class NodeRecorder:
             return
 
         def write() -> None:
-            for step, values in batch:
-                record.metrics(step, values)
+            record.metrics(batch)
             record.buffer.flush()
 
         self._guard(key, write)
@@ -615,13 +662,23 @@ class NodeRecorder:
         if error is not None:
             raise error
         record.end(how)
+        self._ended[key] = record.req
+        while len(self._ended) > ENDED_KEPT:
+            self._ended.popitem(last=False)
 
     def forget(self, key: str, state: str, reason: str) -> bool:
         """The controller gave the trial up (its worker died, went silent, or was cancelled): keep what it
-        reported and end its W&B run as lost. False when this recorder has no record of it."""
+        reported and end its W&B run as lost. False when this recorder has no record of it.
+
+        A worker can die while this recorder writes its trial's end: the trial is then given up all the
+        same, and its run is ended here as given up, after the end written for it (the controller
+        writes the same, but it may do so first when this recorder answers late)."""
         record = self._records.pop(key, None)
         self._errors.pop(key, None)
         if record is None:
+            ended = self._ended.pop(key, None)
+            if ended is not None:
+                quietly(lambda: tracking.end_given_up(ended.tracking_uri, ended.run_id, reason, state, ended.params))
             return False
         try:
             record.buffer.flush()
@@ -632,8 +689,65 @@ class NodeRecorder:
         return True
 
     def retire(self, wait_s: float) -> None:
-        """Finish the W&B runs and stop the W&B service (within ``wait_s``), then end the recorder."""
+        """Let the node's W&B process finish its runs and stop its W&B service (within ``wait_s``), then
+        end the recorder."""
+        import ray
+
+        if self._mirror is not None:
+            try:
+                ray.wait([self._mirror.retire.remote(wait_s)], timeout=wait_s + 5)
+            except Exception as exc:  # noqa: BLE001 - it ends with this process all the same
+                logger.warning("the W&B process of this node did not retire: %s", exc)
         _retire(wait_s, "this node")
+
+
+class _NodeMirrorRun:
+    """A trial's W&B run kept by its node's W&B process (a :class:`TrialMirror` there); the
+    recorder is its only caller, so its calls arrive in the order they were made."""
+
+    def __init__(self, actor: Any, req: TrialRequest, recorder: NodeRecorder) -> None:
+        self.actor, self.req, self.recorder = actor, req, recorder
+
+    def open(self) -> None:
+        self._call("open", self.req)
+
+    def log(self, batch: list[tuple[int, dict[str, float]]]) -> None:
+        self._call("log", self.req.key, batch)
+
+    def close(self, summary: dict[str, Any], failed: bool) -> None:
+        self._call("close", self.req.key, summary, failed)
+
+    def _call(self, method: str, *args: Any) -> None:
+        try:
+            self.recorder._last_call = getattr(self.actor, method).remote(*args)
+        except Exception as exc:  # noqa: BLE001 - W&B never fails a trial
+            logger.warning("W&B mirror: %s of %s not sent: %s", method, self.req.key, exc)
+
+
+class NodeMirror:
+    """A node's W&B process (a Ray actor, started and owned by the node's :class:`NodeRecorder`):
+    the W&B runs of the node's trials, each a :class:`TrialMirror`, written on its W&B thread."""
+
+    def __init__(self, wandb: WandbSettings) -> None:
+        self._runs: dict[str, TrialMirror] = {}
+        threading.Thread(target=warm, args=(wandb,), name="sweeps-warm", daemon=True).start()
+
+    def open(self, request: TrialRequest) -> None:
+        run = self._runs[request.key] = TrialMirror(request)
+        run.open()
+
+    def log(self, key: str, batch: list[tuple[int, dict[str, float]]]) -> None:
+        if key in self._runs:
+            self._runs[key].log(batch)
+
+    def close(self, key: str, summary: dict[str, Any], failed: bool) -> None:
+        run = self._runs.pop(key, None)
+        if run is not None:
+            run.close(summary, failed)
+
+    def retire(self, wait_s: float) -> None:
+        """Finish the W&B runs and stop the W&B service (within ``wait_s``), then end this process."""
+        _retire(wait_s, "this node's W&B process")
 
 
 def _retire(wait_s: float, whose: str) -> None:

@@ -128,7 +128,7 @@ class Recorder:
                 return self._calls.get(timeout=self._every)
             except queue.Empty:
                 if self._tick is not None:
-                    _quietly(self._tick)
+                    quietly(self._tick)
 
     def _work(self) -> None:
         while (call := self._next()) is not None:
@@ -159,6 +159,37 @@ class TrialEnd:
     pruned: str | None = None
 
 
+class TrialMirror:
+    """A trial's W&B run, written on this process's W&B thread (``mirror.later``), in call order:
+    ``open``, ``log`` (a batch of reports), ``close``. Kept by the process that records the trial, or
+    (on Ray) by its node's W&B process (``execution.NodeMirror``)."""
+
+    def __init__(self, req: TrialRequest) -> None:
+        self.req = req
+        self.run: Mirror | None = None
+
+    def open(self) -> None:
+        later(self._open)
+
+    def _open(self) -> None:
+        req = self.req
+        self.run = Mirror(req.wandb, name=req.run_name, group=req.sweep_id, job_type="trial", config=req.params,
+                          run_id=req.wandb_id, requirements=False)
+        self.run.summary({"sweeps/mlflow_run_id": req.run_id, "sweeps/trial": req.number, "sweeps/seed": req.seed})
+
+    def log(self, batch: list[tuple[int, dict[str, float]]]) -> None:
+        later(lambda: [self.run.log(values, step) for step, values in batch] if self.run is not None else None)
+
+    def close(self, summary: dict[str, Any], failed: bool) -> None:
+        later(lambda: self._close(summary, failed))
+
+    def _close(self, summary: dict[str, Any], failed: bool) -> None:
+        if self.run is not None:
+            self.run.summary(summary)
+            self.run.finish(failed=failed)
+            self.run = None
+
+
 class TrialRecord:
     """A trial's MLflow run and W&B run, written from the process that holds this object.
 
@@ -166,15 +197,16 @@ class TrialRecord:
     thread, and ``flush_due`` in between: the worker's :class:`Recorder`
     thread calls them for a trial recorded in the worker itself, a node's
     recorder process (``execution.NodeRecorder``) for the trials of its node.
-    The W&B calls go on to the process's W&B thread (``mirror.later``), in
-    the same order.
+    The W&B run is ``mirror`` (default: a :class:`TrialMirror` in this
+    process); it is given the same calls in the same order, and closed only
+    once MLflow has the trial's end.
     """
 
-    def __init__(self, req: TrialRequest) -> None:
+    def __init__(self, req: TrialRequest, mirror: Any = None) -> None:
         self.req = req
         self.buffer = tracking.MetricBuffer(req.tracking_uri, req.run_id)
-        self.mirror: Mirror | None = None
-        self.mirroring = req.wandb is not None and req.wandb.mode != "disabled"
+        mirroring = req.wandb is not None and req.wandb.mode != "disabled"
+        self.mirror: Any = (mirror or TrialMirror(req)) if mirroring else None
 
     def start(self, tags: Callable[[], dict[str, str]], packages: Callable[[], tuple[str, str]]) -> None:
         """``tags()``: what names the worker's environment; ``packages()``: its package list (digest, text).
@@ -182,24 +214,20 @@ class TrialRecord:
         req, uri, run_id = self.req, self.req.tracking_uri, self.req.run_id
         if tracking.enabled(uri):
             self.buffer.describe(tags(), req.params)  # written with the first metrics, within a second
-            _quietly(lambda: keep_requirements(uri, req.parent_run_id, packages()))
+            quietly(lambda: keep_requirements(uri, req.parent_run_id, packages()))
             tracking.log_text(uri, run_id, json.dumps({"config": req.config, "seed": req.seed, "trainer": req.trainer},
                                                       indent=2, default=str), "config.json", req.artifact_uri)
             if req.git_diff:
                 tracking.log_text(uri, run_id, req.git_diff, "git.diff", req.artifact_uri)
-        if self.mirroring:
-            later(self._open_mirror)
+        if self.mirror is not None:
+            self.mirror.open()
 
-    def _open_mirror(self) -> None:
-        req = self.req
-        self.mirror = Mirror(req.wandb, name=req.run_name, group=req.sweep_id, job_type="trial", config=req.params,
-                             run_id=req.wandb_id, requirements=False)
-        self.mirror.summary({"sweeps/mlflow_run_id": req.run_id, "sweeps/trial": req.number, "sweeps/seed": req.seed})
-
-    def metrics(self, step: int, values: dict[str, float]) -> None:
-        self.buffer.add(step, values)
-        if self.mirroring:
-            later(lambda: self.mirror.log(values, step) if self.mirror is not None else None)
+    def metrics(self, batch: list[tuple[int, dict[str, float]]]) -> None:
+        """Reports, as ``(step, values)`` in the order they were made."""
+        for step, values in batch:
+            self.buffer.add(step, values)
+        if self.mirror is not None:
+            self.mirror.log(batch)
 
     def flush_due(self) -> None:
         self.buffer.flush_due()
@@ -210,7 +238,7 @@ class TrialRecord:
         uri, run_id = self.req.tracking_uri, self.req.run_id
         if how.error is not None:
             if how.traceback:
-                _quietly(lambda: tracking.log_text(uri, run_id, how.traceback or "", "traceback.txt",
+                quietly(lambda: tracking.log_text(uri, run_id, how.traceback or "", "traceback.txt",
                                                    self.req.artifact_uri))
             self.buffer.describe({"sweeps.error": how.error})
         if how.pruned:
@@ -222,14 +250,8 @@ class TrialRecord:
         tracking.end_run(uri, run_id, "FAILED" if how.error else "KILLED" if how.pruned else "FINISHED")
 
     def close_mirror(self, summary: dict[str, Any], failed: bool) -> None:
-        if self.mirroring:
-            later(lambda: self._close_mirror(summary, failed))
-
-    def _close_mirror(self, summary: dict[str, Any], failed: bool) -> None:
         if self.mirror is not None:
-            self.mirror.summary(summary)
-            self.mirror.finish(failed=failed)
-            self.mirror = None
+            self.mirror.close(summary, failed)
 
 
 class _Reporter:
@@ -262,7 +284,7 @@ class _Reporter:
         self.step = max(self.step, step)
         self.count += 1
         self.last.update(numeric)
-        self.recorder.do(lambda: self.record.metrics(step, numeric))
+        self.recorder.do(lambda: self.record.metrics([(step, numeric)]))
         if self.stop_metric in numeric:
             value = numeric[self.stop_metric]  # type: ignore[index]
             self.curve.append(value)
@@ -404,7 +426,7 @@ def run_trial(req: TrialRequest, decide: Callable[[float], str | None] | None = 
             # a returned value that differs from the last report is one more point
             # on that curve; new keys sit at the last step
             step = report.step + 1 if any(k in report.last for k in changed) else max(report.step, 0)
-            recorder.do(lambda: record.metrics(step, changed))
+            recorder.do(lambda: record.metrics([(step, changed)]))
         value = final.get(req.metric, report.last.get(req.metric))
         if report.stopped:  # the trainer swallowed StopTrial and returned
             raise StopTrial(report.stopped)
@@ -436,7 +458,7 @@ def _is_number(v: Any) -> bool:
     return not isinstance(v, (bool, str)) and (isinstance(v, (int, float)) or hasattr(v, "__float__"))
 
 
-def _quietly(fn: Callable[[], Any]) -> None:
+def quietly(fn: Callable[[], Any]) -> None:
     try:
         fn()
     except Exception as exc:  # noqa: BLE001

@@ -199,6 +199,14 @@ def set_tags(uri: str, run_id: str, tags: dict[str, Any], params: dict[str, Any]
     buffer.flush()
 
 
+def end_given_up(uri: str, run_id: str, reason: str, state: str, params: dict[str, Any] | None = None) -> None:
+    """A trial the controller gave up (``state``: KILLED, stopped; FAIL, lost and run again): its run
+    ends KILLED or FAILED with the reason, over whatever end was written before."""
+    killed = state == "KILLED"
+    set_tags(uri, run_id, {"sweeps.error": reason, **({} if killed else {"sweeps.lost": "true"})}, params=params)
+    end_run(uri, run_id, "KILLED" if killed else "FAILED")
+
+
 def delete_tag(uri: str, run_id: str, key: str) -> None:
     if enabled(uri):
         client(uri).delete_tag(run_id, key)

@@ -102,9 +102,12 @@ def freezes_once(config, report):
 
 
 def waits_to_be_killed(config, report):
-    """Writes its pid, then works slowly; the test kills the worker from outside."""
+    """Writes its pid, then works slowly; the test kills the worker from outside. The first attempt
+    of x=1, the one the test kills, goes on for a minute: the kill lands while it runs, however slow
+    the machine is to record its first reports."""
     Path(config["out"], f"pid-{config['x']}").write_text(str(os.getpid()))
-    for step in range(int(config.get("steps", 20))):
+    steps = 240 if config["x"] == 1 and _first_time(config, "victim") else int(config.get("steps", 20))
+    for step in range(steps):
         time.sleep(0.25)
         report(step=step, loss=float(config["x"]))
     return {"loss": float(config["x"])}
@@ -169,4 +172,45 @@ def kills_the_recorder(config, report):
                 except ray.exceptions.RayActorError:
                     break
                 time.sleep(0.1)
+    return {"loss": float(config["x"])}
+
+
+def kills_the_wandb_process(config, report):
+    """The first trial of the sweep kills its node's W&B process, then ends normally; every other
+    trial takes a second (time for Ray to tell the recorder that the process died), then ends."""
+    import ray
+
+    report(step=0, loss=float(config["x"]))
+    if not _first_time({**config, "x": "any"}, "wandb"):
+        time.sleep(1.0)
+    else:
+        deadline = time.monotonic() + 60
+        while not (names := [n for n in ray.util.list_named_actors() if n.startswith("sweeps-wandb-")]):
+            assert time.monotonic() < deadline, "no W&B process to kill"
+            time.sleep(0.1)  # the recorder starts it, maybe after this trial started
+        for name in names:
+            actor = ray.get_actor(name)
+            ray.kill(actor, no_restart=True)
+            while True:
+                try:
+                    ray.get(actor.__ray_ready__.remote(), timeout=30)
+                except ray.exceptions.RayActorError:
+                    break
+                time.sleep(0.1)
+    return {"loss": float(config["x"])}
+
+
+def dies_while_recorded(config, report):
+    """The first attempt reports 20,000 values in a burst, returns, and its process is killed 0.3 s
+    later, while the node's recorder is still writing those values and the trial's end; later attempts
+    just end."""
+    import signal
+    import threading
+
+    if _first_time(config, "burst"):
+        for step in range(20_000):
+            report(step=step, loss=float(config["x"]))
+        threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGKILL)).start()
+    else:
+        report(step=0, loss=float(config["x"]))
     return {"loss": float(config["x"])}

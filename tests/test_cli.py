@@ -98,12 +98,12 @@ def test_launch_runs_a_sweep_with_a_trainer_from_the_working_directory_then_stat
         assert out.returncode == 0, out.stderr
         # the workers stop their W&B service before Ray shuts down: no exit-handler traceback from them
         assert "Traceback" not in out.stderr and "Exception ignored" not in out.stderr, out.stderr
-        # the sweep's processes: a worker per slot and the node's recorder. The worker processes Ray
+        # the sweep's processes: a worker per slot, the node's recorder and its W&B process. The worker processes Ray
         # starts beside itself (no job's runtime_env: Ray's log of each is worker-<id>-ffffffff-<pid>.out)
         # each took one of them: none idled while others were started for the sweep's job
         logs = {w.name: w.read_text() for w in Path(ray_tmp).glob("ray/session_latest/logs/worker-*.out")}
         actors = {name: re.search(r"^:actor_name:(\w+)$", text, re.M) for name, text in logs.items()}
-        assert sorted(m.group(1) for m in actors.values() if m) == ["NodeRecorder", "TrialWorker", "TrialWorker"], logs
+        assert sorted(m.group(1) for m in actors.values() if m) == ["NodeMirror", "NodeRecorder", "TrialWorker", "TrialWorker"], logs
         prestarted = [name for name in logs if name.split("-")[2] == "ffffffff"]
         assert len(prestarted) == 2 and all(actors[name] for name in prestarted), logs
     finally:

@@ -326,3 +326,16 @@ def test_ctrl_c_once_waits_for_running_trials_twice_stops_them_then_resume_finis
     assert sorted(int(c.data.params["x"]) for c in children if c.info.status == "FINISHED") == [0, 1, 2, 3, 4, 5]
     assert all(c.info.status != "RUNNING" for c in children)
     assert client.get_run(record["parent_run_id"]).info.status == "FINISHED"
+
+
+def test_a_worker_that_dies_while_its_end_is_written_leaves_the_trial_lost_everywhere(env) -> None:
+    # the recorder finishes writing the trial's end (FINISHED) after the controller has seen the worker
+    # die; the controller's lost state must be the one that stays, in MLflow as in the study
+    out = env.tmp / "marks"
+    out.mkdir()
+    summary = env.launch(grid("dies_while_recorded", out, [1]), parallel=1)
+    assert summary.counts == {"COMPLETE": 1, "PRUNED": 0, "FAIL": 1}
+    trials, children = agree(env, summary)
+    (lost,) = [c for c in children if c.info.status == "FAILED"]
+    assert lost.data.tags["sweeps.lost"] == "true"
+    assert env.client().get_metric_history(lost.info.run_id, "loss")  # what it reported is kept

@@ -146,3 +146,27 @@ def test_with_mlflow_off_the_recorder_still_tells_apart_the_trials_it_mirrors_to
     for run in wb:
         assert run.exit_code == 0 and run.summary["sweeps/state"] == "COMPLETE", run.name
         assert [h["loss"] for h in run.history if "loss" in h] == [float(run.config["x"])], run.name
+
+
+def test_a_dead_wandb_process_fails_no_trial_and_a_new_one_mirrors_the_next_ones(env) -> None:
+    out = env.tmp / "marks"
+    out.mkdir()
+    summary = env.launch(f"""
+        name: wandb-dies
+        method: grid
+        metric: {{name: loss}}
+        trainer: sweeps_test_trainers:kills_the_wandb_process
+        parameters:
+          out: {{value: "{out}"}}
+          x: {{values: [1, 2, 3, 4]}}
+    """, parallel=1)
+    # W&B never fails a trial: every trial is recorded in MLflow as it ran
+    assert summary.counts == {"COMPLETE": 4, "PRUNED": 0, "FAIL": 0}
+    _, children = env.runs(summary)
+    assert sorted(float(c.data.params["x"]) for c in children if c.info.status == "FINISHED") == [1.0, 2.0, 3.0, 4.0]
+    # the W&B process that took over mirrors the trials after the death is noticed (at most a trial later)
+    finished = {r.name: r for r in offline_runs(env.tmp) if r.job_type == "trial" and r.exit_code == 0}
+    by_x = {float(c.data.params["x"]): c.info.run_name for c in children}
+    for x in (3.0, 4.0):
+        run = finished[by_x[x]]
+        assert run.summary["sweeps/state"] == "COMPLETE" and [h["loss"] for h in run.history if "loss" in h] == [x]
