@@ -30,6 +30,11 @@ def train(config, report):
     if os.environ.get("SWEEPS_TEST_BAD_NODE"):
         raise RuntimeError("this node is broken")
     start = time.time()
+    if config.get("together"):  # wait until that many trials have started: they run at once when they can
+        Path(config["out"], f"started-{config['i']}").touch()
+        deadline = time.time() + 120
+        while len(list(Path(config["out"]).glob("started-*"))) < config["together"] and time.time() < deadline:
+            time.sleep(0.05)
     time.sleep(float(config.get("sleep", 1.0)))
     Path(config["out"], f"{config['i']}-{os.getpid()}-{start}.json").write_text(json.dumps(
         {"i": config["i"], "cuda": os.environ.get("CUDA_VISIBLE_DEVICES"), "start": start, "end": time.time()}))
@@ -132,13 +137,14 @@ def _node_ids(head: Head) -> dict[str, dict]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _sweep_dir(tmp: Path, name: str, resources: str, n: int, sleep: float) -> Path:
+def _sweep_dir(tmp: Path, name: str, resources: str, n: int, sleep: float, together: int = 0) -> Path:
     work = tmp / name
     (work / "out").mkdir(parents=True)
     (work / "cluster_trainer.py").write_text(TRAINER)  # travels to the workers with the working directory
     (work / "s.yaml").write_text(
         f"name: {name}\nmethod: grid\nmetric: {{name: loss}}\ntrainer: cluster_trainer:train\nresources: {resources}\n"
-        f"parameters:\n  i: {{values: {list(range(n))}}}\n  sleep: {{value: {sleep}}}\n  out: {{value: '{work / 'out'}'}}\n")
+        f"parameters:\n  i: {{values: {list(range(n))}}}\n  sleep: {{value: {sleep}}}\n  out: {{value: '{work / 'out'}'}}\n"
+        + (f"  together: {{value: {together}}}\n" if together else ""))
     return work
 
 
@@ -161,7 +167,7 @@ def _children(head: Head, name: str) -> list:
 
 
 def _probes(work: Path) -> list[dict]:
-    return [json.loads(p.read_text()) for p in (work / "out").iterdir()]
+    return [json.loads(p.read_text()) for p in (work / "out").glob("*.json")]
 
 
 def _overlapping(probes: list[dict]) -> int:
@@ -189,7 +195,8 @@ def test_trials_run_on_agents_and_log_to_the_tracking_server(head: Head, tmp_pat
 
 
 def test_quarter_gpus_share_one_gpu_and_a_two_gpu_trial_gets_two_ids(head: Head, tmp_path: Path) -> None:
-    quarter = _sweep_dir(tmp_path, "quarter", "{gpus: 0.25, cpus: 1}", 4, 3.0)
+    # each trial waits (up to 2 minutes) until all four have started: their workers may start seconds apart
+    quarter = _sweep_dir(tmp_path, "quarter", "{gpus: 0.25, cpus: 1}", 4, 0.5, together=4)
     double = _sweep_dir(tmp_path, "double", "{gpus: 2, cpus: 1}", 1, 0.1)
     with agent(head, gpus=1, cpus=4):
         out = _launch(head, quarter)
