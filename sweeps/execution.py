@@ -7,8 +7,9 @@ joined and the launch directory travels to the workers as Ray's working_dir.
 
 Trials run in long-lived worker actors, one per slot (a slot is one trial's
 CPUs and GPUs); their records are written by one recorder actor per node
-(:class:`NodeRecorder`), which imports MLflow and W&B, opens the store and
-starts a W&B service once for every slot of its node. A worker imports its
+(:class:`NodeRecorder`), which imports MLflow and opens the store once for
+every slot of its node, and their W&B runs by the node's W&B process beside it
+(:class:`NodeMirror`), which runs one W&B service. A worker imports its
 trainer once and runs its slot's trials one after another; it
 keeps the GPUs Ray gave it for its whole life, so ``CUDA_VISIBLE_DEVICES``
 never changes under a process that already initialised CUDA (a reused Ray
@@ -613,9 +614,16 @@ class NodeRecorder:
             scheduling_strategy=NodeAffinitySchedulingStrategy(context.get_node_id(), soft=False),
         ).remote(self._wandb)
 
-    def _mirror_for_next_trial(self) -> Any:
-        """The node's W&B process; a new one when the last has died (the W&B runs it had open stay
-        unfinished; the trials themselves are not touched: W&B never fails a trial)."""
+    def _to_mirror(self, method: str, *args: Any) -> None:
+        """Send a call to the node's W&B process (never raises: W&B never fails a trial)."""
+        try:
+            self._last_call = getattr(self._mirror, method).remote(*args)
+        except Exception as exc:  # noqa: BLE001
+            logger.warning("W&B mirror: %s not sent: %s", method, exc)
+
+    def _replace_dead_mirror(self) -> None:
+        """A new W&B process when the last one has died (the W&B runs it had open stay unfinished;
+        the trials themselves are not touched)."""
         import ray
 
         if self._last_call is not None and ray.wait([self._last_call], timeout=0)[0]:
@@ -629,7 +637,6 @@ class NodeRecorder:
                 except Exception as again:  # noqa: BLE001 - the MLflow record goes on without W&B
                     logger.warning("no new W&B process for this node: %s", again)
             self._last_call = None
-        return self._mirror
 
     def _guard(self, key: str, fn: Any) -> None:
         try:
@@ -640,7 +647,8 @@ class NodeRecorder:
     def start(self, request: TrialRequest, tags: dict[str, str], packages: tuple[str, str]) -> None:
         mirror = None
         if self._wandb is not None:
-            mirror = _NodeMirrorRun(self._mirror_for_next_trial(), request, self)
+            self._replace_dead_mirror()
+            mirror = _NodeMirrorRun(self, request)
         record = self._records[request.key] = TrialRecord(request, mirror)
         self._guard(request.key, lambda: record.start(lambda: tags, lambda: packages))
 
@@ -702,26 +710,20 @@ class NodeRecorder:
 
 
 class _NodeMirrorRun:
-    """A trial's W&B run kept by its node's W&B process (a :class:`TrialMirror` there); the
-    recorder is its only caller, so its calls arrive in the order they were made."""
+    """A trial's W&B run kept by its node's W&B process (a :class:`TrialMirror` there), with
+    :class:`TrialMirror`'s verbs; the recorder sends every call, so they arrive in order."""
 
-    def __init__(self, actor: Any, req: TrialRequest, recorder: NodeRecorder) -> None:
-        self.actor, self.req, self.recorder = actor, req, recorder
+    def __init__(self, recorder: NodeRecorder, req: TrialRequest) -> None:
+        self.recorder, self.req = recorder, req
 
     def open(self) -> None:
-        self._call("open", self.req)
+        self.recorder._to_mirror("open", self.req)
 
     def log(self, batch: list[tuple[int, dict[str, float]]]) -> None:
-        self._call("log", self.req.key, batch)
+        self.recorder._to_mirror("log", self.req.key, batch)
 
     def close(self, summary: dict[str, Any], failed: bool) -> None:
-        self._call("close", self.req.key, summary, failed)
-
-    def _call(self, method: str, *args: Any) -> None:
-        try:
-            self.recorder._last_call = getattr(self.actor, method).remote(*args)
-        except Exception as exc:  # noqa: BLE001 - W&B never fails a trial
-            logger.warning("W&B mirror: %s of %s not sent: %s", method, self.req.key, exc)
+        self.recorder._to_mirror("close", self.req.key, summary, failed)
 
 
 class NodeMirror:

@@ -9,9 +9,10 @@ goes through a :class:`Recorder` thread, in order, to the trial's
 :class:`TrialRecord`, and the trial's result is returned only once MLflow has
 all of it. The record is kept in this process, or (on Ray) by the node's
 recorder process, which writes the records of every trial on its node so that
-workers import neither MLflow nor W&B. The W&B calls go on to the recording
-process's W&B thread (``mirror.later``), so a trial's W&B run finishes while
-the next trial starts.
+workers import neither MLflow nor W&B. The W&B calls go on to a
+:class:`TrialMirror`, on the W&B thread (``mirror.later``) of the recording
+process or of the node's W&B process, so a trial's W&B run finishes while the
+next trial starts.
 """
 
 from __future__ import annotations
@@ -178,7 +179,12 @@ class TrialMirror:
         self.run.summary({"sweeps/mlflow_run_id": req.run_id, "sweeps/trial": req.number, "sweeps/seed": req.seed})
 
     def log(self, batch: list[tuple[int, dict[str, float]]]) -> None:
-        later(lambda: [self.run.log(values, step) for step, values in batch] if self.run is not None else None)
+        later(lambda: self._log(batch))
+
+    def _log(self, batch: list[tuple[int, dict[str, float]]]) -> None:
+        for step, values in batch:
+            if self.run is not None:
+                self.run.log(values, step)
 
     def close(self, summary: dict[str, Any], failed: bool) -> None:
         later(lambda: self._close(summary, failed))

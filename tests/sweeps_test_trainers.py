@@ -154,49 +154,43 @@ def imports_seen(config, report):
     return {"loss": float(config["x"])}
 
 
+def _kill_named_actors(prefix: str) -> None:
+    """Kill the actors whose names start with ``prefix`` (waiting up to a minute for one to exist) and
+    wait until they are dead."""
+    import ray
+
+    deadline = time.monotonic() + 60
+    while not (names := [n for n in ray.util.list_named_actors() if n.startswith(prefix)]):
+        assert time.monotonic() < deadline, f"no {prefix}* actor to kill"
+        time.sleep(0.1)  # its starter may start it after this trial started
+    for name in names:
+        actor = ray.get_actor(name)
+        ray.kill(actor, no_restart=True)
+        while True:  # until it is dead: the trial must not end before
+            try:
+                ray.get(actor.__ray_ready__.remote(), timeout=30)
+            except ray.exceptions.RayActorError:
+                break
+            time.sleep(0.1)
+
+
 def kills_the_recorder(config, report):
     """The first trial of the sweep kills its node's recorder (the process writing its record), then ends
     normally; every other trial just ends."""
-    import ray
-
     report(step=0, loss=float(config["x"]))
     if _first_time({**config, "x": "any"}, "recorder"):
-        names = [n for n in ray.util.list_named_actors() if n.startswith("sweeps-recorder-")]
-        assert names, "no recorder to kill"
-        for name in names:
-            actor = ray.get_actor(name)
-            ray.kill(actor, no_restart=True)
-            while True:  # until it is dead: the trial's record must not be finished before
-                try:
-                    ray.get(actor.__ray_ready__.remote(), timeout=30)
-                except ray.exceptions.RayActorError:
-                    break
-                time.sleep(0.1)
+        _kill_named_actors("sweeps-recorder-")
     return {"loss": float(config["x"])}
 
 
 def kills_the_wandb_process(config, report):
     """The first trial of the sweep kills its node's W&B process, then ends normally; every other
     trial takes a second (time for Ray to tell the recorder that the process died), then ends."""
-    import ray
-
     report(step=0, loss=float(config["x"]))
-    if not _first_time({**config, "x": "any"}, "wandb"):
-        time.sleep(1.0)
+    if _first_time({**config, "x": "any"}, "wandb"):
+        _kill_named_actors("sweeps-wandb-")
     else:
-        deadline = time.monotonic() + 60
-        while not (names := [n for n in ray.util.list_named_actors() if n.startswith("sweeps-wandb-")]):
-            assert time.monotonic() < deadline, "no W&B process to kill"
-            time.sleep(0.1)  # the recorder starts it, maybe after this trial started
-        for name in names:
-            actor = ray.get_actor(name)
-            ray.kill(actor, no_restart=True)
-            while True:
-                try:
-                    ray.get(actor.__ray_ready__.remote(), timeout=30)
-                except ray.exceptions.RayActorError:
-                    break
-                time.sleep(0.1)
+        time.sleep(1.0)
     return {"loss": float(config["x"])}
 
 

@@ -104,18 +104,23 @@ def test_workers_import_neither_mlflow_nor_wandb_their_nodes_recorder_writes_eve
         assert [h["loss"] for h in run.history if "loss" in h] == [c.data.metrics["loss"]]
 
 
-def test_a_dead_recorder_loses_the_trial_it_was_writing_and_a_new_one_records_its_rerun(env) -> None:
+def _one_at_a_time(env, name: str, trainer: str, xs: list[int]):
+    """A grid sweep over ``xs``, one trial at a time, whose trainer keeps marks in ``env.tmp/marks``."""
     out = env.tmp / "marks"
     out.mkdir()
-    summary = env.launch(f"""
-        name: recorder-dies
+    return env.launch(f"""
+        name: {name}
         method: grid
         metric: {{name: loss}}
-        trainer: sweeps_test_trainers:kills_the_recorder
+        trainer: sweeps_test_trainers:{trainer}
         parameters:
           out: {{value: "{out}"}}
-          x: {{values: [1, 2]}}
+          x: {{values: {xs}}}
     """, parallel=1)
+
+
+def test_a_dead_recorder_loses_the_trial_it_was_writing_and_a_new_one_records_its_rerun(env) -> None:
+    summary = _one_at_a_time(env, "recorder-dies", "kills_the_recorder", [1, 2])
     assert summary.counts == {"COMPLETE": 2, "PRUNED": 0, "FAIL": 1}
     _, children = env.runs(summary)
     (lost,) = [c for c in children if c.info.status == "FAILED"]
@@ -149,17 +154,7 @@ def test_with_mlflow_off_the_recorder_still_tells_apart_the_trials_it_mirrors_to
 
 
 def test_a_dead_wandb_process_fails_no_trial_and_a_new_one_mirrors_the_next_ones(env) -> None:
-    out = env.tmp / "marks"
-    out.mkdir()
-    summary = env.launch(f"""
-        name: wandb-dies
-        method: grid
-        metric: {{name: loss}}
-        trainer: sweeps_test_trainers:kills_the_wandb_process
-        parameters:
-          out: {{value: "{out}"}}
-          x: {{values: [1, 2, 3, 4]}}
-    """, parallel=1)
+    summary = _one_at_a_time(env, "wandb-dies", "kills_the_wandb_process", [1, 2, 3, 4])
     # W&B never fails a trial: every trial is recorded in MLflow as it ran
     assert summary.counts == {"COMPLETE": 4, "PRUNED": 0, "FAIL": 0}
     _, children = env.runs(summary)
