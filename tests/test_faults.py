@@ -293,7 +293,9 @@ def test_a_killed_controller_is_resumed_and_a_second_one_is_refused(tmp_path: Pa
 
 
 def test_ctrl_c_once_waits_for_running_trials_twice_stops_them_then_resume_finishes(tmp_path: Path) -> None:
-    work = _workdir(tmp_path, 6, 3.0)
+    # 8 s trials: `sweeps status` (how the test sees trials start) takes seconds on a loaded machine, and
+    # the second Ctrl-C must still find the resumed trials running
+    work = _workdir(tmp_path, 6, 8.0)
     launch = _sweeps("launch", "s.yaml", "--parallel", "2", cwd=work, wait=False)
     sweep_id = launch.stdout.readline().strip().split(": ")[1]  # type: ignore[union-attr]
     _wait_for(lambda: any(s["trials_total"] >= 2 for s in _status(work)))  # two trials running
