@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from . import tracking
 from .errors import ConfigError, FatalError
-from .mirror import Mirror, WandbSettings, close_lost, new_run_id
+from .mirror import LaterRun, Mirror, WandbSettings, close_lost, drain, new_run_id
 from .runner import TrialRequest, TrialResult
 from .samplers import make_sampler, sampler_type
 from .space import SweepSpec, parse_spec
@@ -47,6 +47,8 @@ HOLDER_FILE = "controller.json"
 _MAX_DIFF = 5_000_000
 #: how many times the params of a trial whose worker or node was lost run again
 MAX_LOST_RERUNS = 3
+#: how long the end of a sweep waits for its own W&B run to be written, where this process writes it
+MIRROR_WAIT_S = 60.0
 #: seconds between looks at the cluster's size and at the trials' heartbeats
 CHECK_EVERY_S = 2.0
 #: stop reasons that still let lost or failed trials run again
@@ -295,12 +297,10 @@ class Controller:
             self.say(f"sweep {self.sweep_id} ({self.name}): state in {self.state}")
         else:
             self.say(f"resuming sweep {self.sweep_id} ({self.name}) from {self.state}")
-        # the MLflow set-up (import, database, parent run), then the sweep's W&B run, and
-        # Optuna's import run while Ray starts; the environment Ray's processes inherit is set first
+        # the MLflow set-up (import, database, parent run) and Optuna's import run while Ray starts;
+        # the environment Ray's processes inherit is set first
         prepare_local(self.opts.address, self.workdir)
         parent = _Background(lambda: self._open_parent(params))
-        runs = self.resumed.resumed + 1 if self.resumed is not None else 0  # the count this start makes
-        self._mirror = _Background(lambda: self._open_mirror(parent, params, runs))
         samplers = _Background(lambda: importlib.import_module("optuna.samplers"))
         try:
             self.executor = RayExecutor(self.opts.address, self.workdir)
@@ -325,6 +325,7 @@ class Controller:
         self.executor.reuse_workers = spec.resources.reuse_workers
         self.executor.warm(min(self.parallel, capacity), cpus, gpus, self.uri, self.wandb, spec.trainer or "",
                            spec.resources.agents_only)
+        self._mirror = self._open_mirror(params, self.resumed.resumed + 1 if self.resumed is not None else 0)
         if self.parallel > capacity:
             logger.warning("parallel %d is more than the cluster holds (%d); trials will queue", self.parallel, capacity)
         tracking.set_tags(self.uri, self.parent_id, {"sweeps.parallel": self.parallel})
@@ -368,17 +369,28 @@ class Controller:
         # the best-so-far curve: written in batches, flushed at the end
         self.best_curve = tracking.MetricBuffer(self.uri, self.parent_id)
 
-    def _open_mirror(self, parent: _Background, params: dict[str, Any], resumed: int) -> Mirror:
-        parent.wait()
-        if not hasattr(self, "parent_id"):  # the set-up failed: there is no sweep to mirror
+    def _open_mirror(self, params: dict[str, Any], resumed: int) -> Any:
+        """The sweep's own W&B run (``summary``, ``finish``): written by the W&B process of this node's
+        recorder, which has W&B imported and its service running already (in this process, W&B's
+        import, its service and the run's start cost over a second of CPU); by this process's W&B
+        thread where this node records no trials. Nothing here waits for W&B."""
+        if self.wandb is None or self.wandb.mode == "disabled":
             return Mirror(None, name="", group="", job_type="sweep")
         suffix = f" (resumed {resumed})" if resumed else ""
-        return Mirror(self.wandb, name=f"{self.name}-sweep{suffix}", group=self.sweep_id, job_type="sweep",
+        kwargs = dict(name=f"{self.name}-sweep{suffix}", group=self.sweep_id, job_type="sweep", run_id=new_run_id(),
                       config={**params, "sweep_id": self.sweep_id, "mlflow_parent_run_id": self.parent_id})
+        return self.executor.sweep_run(self.sweep_id, self.wandb, kwargs) or LaterRun(self.wandb, **kwargs)
 
     @property
-    def mirror(self) -> Mirror:
-        return self._mirror.result()
+    def mirror(self) -> Any:
+        return self._mirror
+
+    def _end_mirror(self, failed: bool) -> None:
+        """Finish the sweep's W&B run; where this process writes it, wait for that (its W&B
+        process finishes it before it retires)."""
+        self.mirror.finish(failed=failed)
+        if not drain(MIRROR_WAIT_S):
+            logger.warning("the sweep's W&B run was still being written after %.0f s", MIRROR_WAIT_S)
 
     def _reconcile(self) -> None:
         """On resume: take stock of the study; trials the dead controller left
@@ -462,6 +474,10 @@ class Controller:
             with self._display() as refresh:
                 self._loop(refresh)
             status = "FAILED" if self.failed_out else "KILLED" if self._interrupts else "FINISHED"
+            # the sweep's W&B run ends before Ray does: a node's W&B process may be writing it
+            self.mirror.summary({"trials_finished": self.finished,
+                                 **{f"trials_{k.lower()}": v for k, v in self.counts.items()}})
+            self._end_mirror(failed=status != "FINISHED")
             # the plots are drawn while Ray shuts down
             plots = _Background(self._draw_plots)
             self.executor.shutdown()
@@ -741,8 +757,6 @@ class Controller:
         self.best_curve.flush()
         tracking.set_tags(self.uri, self.parent_id, {"sweeps.stop_reason": self.stop_reason or "done"})
         tracking.end_run(self.uri, self.parent_id, status)
-        self.mirror.summary({"trials_finished": self.finished, **{f"trials_{k.lower()}": v for k, v in self.counts.items()}})
-        self.mirror.finish(failed=status != "FINISHED")
         self.record.status = status.lower()
         self.record.stop_reason = self.stop_reason
         self.record.ended = _now()
@@ -800,7 +814,7 @@ class Controller:
                 self.record.ended = _now()
                 self.record.save(self.state)
             if hasattr(self, "_mirror"):
-                self.mirror.finish(failed=True)
+                self._end_mirror(failed=True)
         except Exception as exc:  # noqa: BLE001
             logger.warning("could not close the parent run: %s", exc)
 

@@ -33,7 +33,7 @@ from typing import Any, Protocol
 
 from .errors import FatalError
 from . import tracking
-from .mirror import WandbSettings, close, warm
+from .mirror import LaterRun, WandbSettings, close, warm
 from .runner import (TrialEnd, TrialMirror, TrialRecord, TrialRequest, TrialResult, environment_tags, quietly,
                      run_trial)
 from .cluster import AGENT_RESOURCE
@@ -252,6 +252,16 @@ class RayExecutor:
                     num_cpus=0, max_restarts=0, name=f"sweeps-recorder-{os.getpid()}-{id(self):x}-{node[:12]}",
                     scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False),
                 ).remote(*self._tracking)
+
+    def sweep_run(self, key: str, settings: WandbSettings, kwargs: dict[str, Any]) -> _RecorderRun | None:
+        """The sweep's own W&B run (``Mirror``'s ``kwargs``, with a run id), written by the W&B process
+        of this node's recorder, so that the controller imports no W&B; None where this node has no
+        recorder that mirrors (the caller writes the run itself)."""
+        node = self._ray.get_runtime_context().get_node_id()
+        if self._tracking is None or self._tracking[1] is None or self._tracking[1].mode == "disabled" \
+                or node not in self._recorders:
+            return None
+        return _RecorderRun(self, node, key, settings, kwargs)
 
     def forget_record(self, request: TrialRequest, state: str, reason: str) -> bool:
         """A trial given up: its node's recorder keeps what it reported and ends its W&B run as lost.
@@ -600,6 +610,7 @@ class NodeRecorder:
         self._mirrors = 0  # W&B processes started so far (each has a name of its own)
         self._mirror: Any = self._new_mirror() if self._wandb is not None else None
         self._last_call: Any = None  # the last call to the W&B process: it fails once that process has died
+        self._others: dict[str, tuple[WandbSettings, dict[str, Any]]] = {}  # the controller's runs open there
         threading.Thread(target=_warm_tracking, args=(uri, None), name="sweeps-warm", daemon=True).start()
 
     def _new_mirror(self) -> Any:
@@ -636,7 +647,22 @@ class NodeRecorder:
                     self._mirror = self._new_mirror()
                 except Exception as again:  # noqa: BLE001 - the MLflow record goes on without W&B
                     logger.warning("no new W&B process for this node: %s", again)
+                for key, (settings, kwargs) in self._others.items():  # the sweep's run goes on in the new one
+                    self._to_mirror("open_run", key, settings, {**kwargs, "resume": True})
             self._last_call = None
+
+    def sweep_run(self, method: str, key: str, *args: Any) -> None:
+        """A W&B run of the controller's on this node (the sweep's own), written by this node's W&B
+        process: ``open_run(settings, kwargs)`` (``kwargs`` name a run id), then ``summary(values)``
+        and ``finish(failed)``. A new W&B process, after one died, resumes it."""
+        if self._mirror is None:
+            return
+        if method == "open_run":
+            self._others[key] = args
+        elif method == "finish":
+            self._others.pop(key, None)
+        self._replace_dead_mirror()
+        self._to_mirror(method, key, *args)
 
     def _guard(self, key: str, fn: Any) -> None:
         try:
@@ -726,12 +752,47 @@ class _NodeMirrorRun:
         self.recorder._to_mirror("close", self.req.key, summary, failed)
 
 
+class _RecorderRun:
+    """A W&B run of the controller's written by the W&B process of the controller's node, through that
+    node's recorder (:meth:`RayExecutor.sweep_run`), with :class:`~sweeps.mirror.Mirror`'s ``summary``
+    and ``finish``. Nothing is waited for. A recorder that died is replaced by the executor: the run
+    is resumed in the new one's W&B process."""
+
+    def __init__(self, executor: RayExecutor, node: str, key: str, settings: WandbSettings,
+                 kwargs: dict[str, Any]) -> None:
+        self.executor, self.node, self.key = executor, node, key
+        self.opened: tuple[WandbSettings, dict[str, Any]] = (settings, kwargs)
+        self._recorder: Any = None
+        self._send("open_run")
+
+    def _send(self, method: str, *args: Any) -> None:
+        recorder = self.executor._recorders.get(self.node)
+        if recorder is None:
+            return
+        try:
+            if recorder is not self._recorder and method != "open_run":
+                settings, kwargs = self.opened
+                recorder.sweep_run.remote("open_run", self.key, settings, {**kwargs, "resume": True})
+            self._recorder = recorder
+            recorder.sweep_run.remote(method, self.key, *(self.opened if method == "open_run" else args))
+        except Exception as exc:  # noqa: BLE001 - W&B never fails a sweep
+            logger.warning("W&B mirror: the sweep's %s not sent: %s", method, exc)
+
+    def summary(self, values: dict[str, Any]) -> None:
+        self._send("summary", values)
+
+    def finish(self, failed: bool = False) -> None:
+        self._send("finish", failed)
+
+
 class NodeMirror:
     """A node's W&B process (a Ray actor, started and owned by the node's :class:`NodeRecorder`):
-    the W&B runs of the node's trials, each a :class:`TrialMirror`, written on its W&B thread."""
+    the W&B runs of the node's trials, each a :class:`TrialMirror`, and on the controller's node the
+    sweep's own W&B run (``open_run``, ``summary``, ``finish``), written on its W&B thread."""
 
     def __init__(self, wandb: WandbSettings) -> None:
         self._runs: dict[str, TrialMirror] = {}
+        self._others: dict[str, LaterRun] = {}
         threading.Thread(target=warm, args=(wandb,), name="sweeps-warm", daemon=True).start()
 
     def open(self, request: TrialRequest) -> None:
@@ -746,6 +807,18 @@ class NodeMirror:
         run = self._runs.pop(key, None)
         if run is not None:
             run.close(summary, failed)
+
+    def open_run(self, key: str, settings: WandbSettings, kwargs: dict[str, Any]) -> None:
+        self._others[key] = LaterRun(settings, **kwargs)
+
+    def summary(self, key: str, values: dict[str, Any]) -> None:
+        if key in self._others:
+            self._others[key].summary(values)
+
+    def finish(self, key: str, failed: bool) -> None:
+        run = self._others.pop(key, None)
+        if run is not None:
+            run.finish(failed)
 
     def retire(self, wait_s: float) -> None:
         """Finish the W&B runs and stop the W&B service (within ``wait_s``), then end this process."""

@@ -97,6 +97,39 @@ class Mirror:
         self._run = None
 
 
+class LaterRun:
+    """A W&B run (a :class:`Mirror`) opened, updated and finished on this process's W&B thread
+    (:func:`later`), in the order of the calls: its caller never waits for W&B. ``drain`` waits
+    for what was sent."""
+
+    def __init__(self, settings: WandbSettings | None, **kwargs: Any) -> None:
+        self._run: Mirror | None = None
+        later(lambda: self._open(settings, kwargs))
+
+    def _open(self, settings: WandbSettings | None, kwargs: dict[str, Any]) -> None:
+        self._run = Mirror(settings, **kwargs)
+
+    def log(self, batch: list[tuple[int, dict[str, float]]]) -> None:
+        """Reports, as ``(step, values)`` in the order they were made."""
+        later(lambda: self._log(batch))
+
+    def _log(self, batch: list[tuple[int, dict[str, float]]]) -> None:
+        for step, values in batch:
+            if self._run is not None:
+                self._run.log(values, step)
+
+    def summary(self, values: dict[str, Any]) -> None:
+        later(lambda: self._run.summary(values) if self._run is not None else None)
+
+    def finish(self, failed: bool = False) -> None:
+        later(lambda: self._finish(failed))
+
+    def _finish(self, failed: bool) -> None:
+        if self._run is not None:
+            self._run.finish(failed=failed)
+            self._run = None
+
+
 def warm(settings: WandbSettings | None) -> None:
     """Start this process's W&B service ahead of its first run (over a second, once).
 

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from . import tracking
-from .mirror import Mirror, WandbSettings, later
+from .mirror import LaterRun, WandbSettings
 
 logger = logging.getLogger(__name__)
 
@@ -161,38 +161,28 @@ class TrialEnd:
 
 
 class TrialMirror:
-    """A trial's W&B run, written on this process's W&B thread (``mirror.later``), in call order:
+    """A trial's W&B run, written on this process's W&B thread (a :class:`LaterRun`), in call order:
     ``open``, ``log`` (a batch of reports), ``close``. Kept by the process that records the trial, or
     (on Ray) by its node's W&B process (``execution.NodeMirror``)."""
 
     def __init__(self, req: TrialRequest) -> None:
         self.req = req
-        self.run: Mirror | None = None
+        self.run: LaterRun | None = None
 
     def open(self) -> None:
-        later(self._open)
-
-    def _open(self) -> None:
         req = self.req
-        self.run = Mirror(req.wandb, name=req.run_name, group=req.sweep_id, job_type="trial", config=req.params,
-                          run_id=req.wandb_id, requirements=False)
+        self.run = LaterRun(req.wandb, name=req.run_name, group=req.sweep_id, job_type="trial", config=req.params,
+                            run_id=req.wandb_id, requirements=False)
         self.run.summary({"sweeps/mlflow_run_id": req.run_id, "sweeps/trial": req.number, "sweeps/seed": req.seed})
 
     def log(self, batch: list[tuple[int, dict[str, float]]]) -> None:
-        later(lambda: self._log(batch))
-
-    def _log(self, batch: list[tuple[int, dict[str, float]]]) -> None:
-        for step, values in batch:
-            if self.run is not None:
-                self.run.log(values, step)
+        if self.run is not None:
+            self.run.log(batch)
 
     def close(self, summary: dict[str, Any], failed: bool) -> None:
-        later(lambda: self._close(summary, failed))
-
-    def _close(self, summary: dict[str, Any], failed: bool) -> None:
         if self.run is not None:
             self.run.summary(summary)
-            self.run.finish(failed=failed)
+            self.run.finish(failed)
             self.run = None
 
 

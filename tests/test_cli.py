@@ -22,20 +22,24 @@ def _sweeps(*args: str, cwd: Path | None = None, env: dict[str, str] | None = No
     )
 
 
-def _imported_after(argv: list[str]) -> set[str]:
+def _imported_after(argv: list[str], cwd: Path | None = None,
+                    env: dict[str, str] | None = None) -> tuple[set[str], subprocess.CompletedProcess]:
+    """The heavy modules a `sweeps` command left imported in its process (printed last), and its run."""
     code = (
         "import sys\n"
         "from sweeps.cli import main\n"
-        f"try:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
+        f"try:\n    main({argv!r})\nexcept SystemExit as e:\n    code = e.code\nelse:\n    code = 0\n"
         f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
+        "sys.exit(code)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
-    return set(eval(out.stdout.strip().splitlines()[-1]))  # noqa: S307 - our own printed list
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=cwd,
+                         stdin=subprocess.DEVNULL, env={**os.environ, **env} if env else None)
+    return set(eval(out.stdout.strip().splitlines()[-1])), out  # noqa: S307 - our own printed list
 
 
 def test_help_and_validate_import_no_framework() -> None:
-    assert _imported_after(["--help"]) == set()
-    assert _imported_after(["validate", str(SPACES / "wandb" / "extensions.yaml")]) == set()
+    assert _imported_after(["--help"])[0] == set()
+    assert _imported_after(["validate", str(SPACES / "wandb" / "extensions.yaml")])[0] == set()
 
 
 def test_validate_prints_a_summary_of_a_valid_file() -> None:
@@ -94,8 +98,10 @@ def test_launch_runs_a_sweep_with_a_trainer_from_the_working_directory_then_stat
     )
     ray_tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths must stay short
     try:
-        out = _sweeps("launch", "s.yaml", "--parallel", "2", cwd=tmp_path, env={"RAY_TMPDIR": ray_tmp})
+        imported, out = _imported_after(["launch", "s.yaml", "--parallel", "2"], cwd=tmp_path, env={"RAY_TMPDIR": ray_tmp})
         assert out.returncode == 0, out.stderr
+        # the sweep's own W&B run is written by the node's W&B process: the controller imports no W&B
+        assert imported == {"ray", "mlflow"}
         # the workers stop their W&B service before Ray shuts down: no exit-handler traceback from them
         assert "Traceback" not in out.stderr and "Exception ignored" not in out.stderr, out.stderr
         # the sweep's processes: a worker per slot, the node's recorder and its W&B process. The worker processes Ray

@@ -149,6 +149,7 @@ def test_w_and_b_mirror_has_every_trial_with_group_config_and_metrics(env) -> No
         assert r.summary["sweeps/mlflow_run_id"] == child.info.run_id
     assert sweeps[0].summary["best_loss"] == pytest.approx(summary.best_value)
     assert sweeps[0].summary["best_run_id"] == summary.best_run_id
+    assert sweeps[0].summary["trials_finished"] == 3 and sweeps[0].exit_code == 0
 
 
 def test_a_trainer_that_raises_fails_its_trial_and_the_sweep_finishes(env) -> None:
