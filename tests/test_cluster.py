@@ -18,6 +18,7 @@ from typing import Iterator
 
 import psutil
 import pytest
+from wandb_offline import offline_runs
 
 # one test process runs them all: they share a `sweeps head` (module fixture)
 pytestmark = pytest.mark.xdist_group("cluster")
@@ -192,6 +193,9 @@ def test_trials_run_on_agents_and_log_to_the_tracking_server(head: Head, tmp_pat
         assert c.info.artifact_uri.startswith("mlflow-artifacts:")
         assert [a.path for a in client.list_artifacts(c.info.run_id)] == ["config.json"]
     assert list((head.dir / "artifacts").rglob("config.json"))
+    # the launch's node holds no trial, so no recorder there: the launch writes the sweep's own W&B run itself
+    sweep_runs = [r for r in offline_runs(work) if r.job_type == "sweep"]
+    assert len(sweep_runs) == 1 and sweep_runs[0].exit_code == 0 and sweep_runs[0].summary["trials_finished"] == 3
 
 
 def test_quarter_gpus_share_one_gpu_and_a_two_gpu_trial_gets_two_ids(head: Head, tmp_path: Path) -> None:
