@@ -1,6 +1,6 @@
 """Orchestration overhead, side by side: sweeps against the peers on the same work.
 
-    .venv/bin/python benchmarks/overhead.py [--workloads W1 W2] [--systems ...] [--repeats 3]
+    .venv/bin/python benchmarks/overhead.py [--workloads W1 W2] [--systems ...] [--repeats 3] [--ray-running]
 
 Workloads (2 trials at a time, TPE over the same space where the system samples):
   W1  40 trials of an instant objective reported over 10 steps;
@@ -20,6 +20,11 @@ Systems, each run in a fresh process (its own Ray where it uses Ray), interleave
   ray           the baseline for start-up: a local `ray.init` and one empty task
                 (its "first running" is when that task starts; no trials)
 
+With --ray-running, one Ray head is started first (`ray start --head`, as `sweeps head`
+does on a cluster) and every system that uses Ray joins it instead of starting its own:
+what a sweep costs where Ray is already up (sweeps ships the launch directory as Ray's
+working_dir then, as on a cluster; MLflow stays in sqlite).
+
 Prints per system the median total wall (process start to process end), the time
 to the first trial running and to the first trial result, the per-trial overhead (wall minus the trials' own
 compute over the parallelism, divided by trials; "after start-up": from the
@@ -34,8 +39,10 @@ tree, and the ratio of each peer's wall to sweeps'. Every trial must be recorded
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -43,17 +50,21 @@ import tempfile
 import textwrap
 import time
 from pathlib import Path
+from typing import Iterator
 
 ROOT = Path(__file__).resolve().parents[1]
 PARALLEL = 2
 WORKLOADS = {"W1": {"trials": 40, "steps": 10}, "W2": {"trials": 16, "epochs": 5}}
 SYSTEMS = ["sweeps", "sweeps-untracked", "hand", "tune", "optuna", "optuna-mlflow", "ray"]
+#: the address of the Ray the benchmark started for every system (--ray-running), in the children's environment
+ADDRESS_ENV = "BENCH_RAY_ADDRESS"
 
 TRAINERS = '''
 import json, os, time
 
 def _log(start):
-    with open(os.environ["BENCH_TIMES"], "a") as f:
+    # TIMES: written above this module by write_trainers (workers of a running Ray lack the launch's environment)
+    with open(os.environ.get("BENCH_TIMES", TIMES), "a") as f:
         f.write(json.dumps({"start": start, "end": time.time(), "pid": os.getpid()}) + "\\n")
 
 def w1(config, report):
@@ -167,11 +178,22 @@ def metric(workload: str) -> tuple[str, str]:
     return ("loss", "minimize") if workload == "W1" else ("val_acc", "maximize")
 
 
+def ray_init(runtime_env: dict) -> None:
+    """A local Ray of this system's own, or the one the benchmark started for every system (--ray-running)."""
+    import ray
+
+    address = os.environ.get(ADDRESS_ENV)
+    if address:
+        ray.init(address=address, log_to_driver=False, configure_logging=False, runtime_env=runtime_env)
+    else:
+        ray.init(address="local", include_dashboard=False, log_to_driver=False, configure_logging=False,
+                 runtime_env=runtime_env)
+
+
 def run_ray(workload: str, trials: int, uri: str, work: Path) -> None:
     import ray
 
-    ray.init(address="local", include_dashboard=False, log_to_driver=False, configure_logging=False,
-             runtime_env={"env_vars": {"PYTHONPATH": os.environ["PYTHONPATH"], "BENCH_TIMES": os.environ["BENCH_TIMES"]}})
+    ray_init({"env_vars": {"PYTHONPATH": os.environ["PYTHONPATH"], "BENCH_TIMES": os.environ["BENCH_TIMES"]}})
 
     @ray.remote(num_cpus=1)
     def empty() -> None:
@@ -201,6 +223,7 @@ def run_sweeps(workload: str, trials: int, uri: str, work: Path) -> None:
         parameters:""") + textwrap.indent(textwrap.dedent(space_yaml(workload)), "  ") + "\n"
     spec = parse_spec(text, str(work / "bench.yaml"))
     Controller(spec, LaunchOptions(trials=trials, parallel=PARALLEL, tracking_uri=uri, wandb_dir=str(work),
+                                   address=os.environ.get(ADDRESS_ENV),
                                    wandb_mode="disabled" if uri == "none" else "offline",
                                    state_dir=work / ".sweeps", workdir=work, progress=False)).run()
 
@@ -211,9 +234,8 @@ def run_hand(workload: str, trials: int, uri: str, work: Path) -> None:
     import ray
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    ray.init(address="local", include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {k: os.environ[k] for k in ("PYTHONPATH", "BENCH_TIMES", "WANDB_SILENT", "WANDB_DIR",
-                                                                   "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT")}})
+    ray_init({"env_vars": {k: os.environ[k] for k in ("PYTHONPATH", "BENCH_TIMES", "WANDB_SILENT", "WANDB_DIR",
+                                                       "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT")}})
     mlflow.set_tracking_uri(uri)
     mlflow.set_experiment("bench")
     name, goal = metric(workload)
@@ -263,8 +285,7 @@ def run_tune(workload: str, trials: int, uri: str, work: Path) -> None:
     from ray.tune.search.optuna import OptunaSearch
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    ray.init(address="local", include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {k: os.environ[k] for k in ("PYTHONPATH", "BENCH_TIMES", "WANDB_SILENT", "WANDB_DIR")}})
+    ray_init({"env_vars": {k: os.environ[k] for k in ("PYTHONPATH", "BENCH_TIMES", "WANDB_SILENT", "WANDB_DIR")}})
     name, goal = metric(workload)
 
     def trainable(config: dict) -> None:
@@ -343,11 +364,21 @@ def run_optuna_mlflow(workload: str, trials: int, uri: str, work: Path) -> None:
 # -- the parent: run each system in a fresh process, measure, compare ----------------------
 
 
+def write_trainers(work: Path, workload: str) -> None:
+    """The benchmark's trainer module in ``work``, where each trial logs its times, and for W2 a copy of
+    the repo's ``trainers`` package: on a running Ray (--ray-running) a sweep's workers see the launch
+    directory only, shipped as Ray's working_dir."""
+    header = f"TIMES = {str(work / 'times.jsonl')!r}\n"
+    (work / "bench_trainers.py").write_text(header + TRAINERS + (W2_TRAINER if workload == "W2" else ""))
+    if workload == "W2":
+        shutil.copytree(ROOT / "trainers", work / "trainers", ignore=shutil.ignore_patterns("__pycache__"))
+
+
 def measure(system: str, workload: str, base: Path) -> dict:
     import psutil
 
     work = Path(tempfile.mkdtemp(prefix=f"{system}-{workload}-", dir=base))
-    (work / "bench_trainers.py").write_text(TRAINERS + (W2_TRAINER if workload == "W2" else ""))
+    write_trainers(work, workload)
     result = work / "result.json"
     proc = subprocess.Popen([sys.executable, __file__, "--child", system, workload, str(work), str(result), repr(time.time())],
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -366,18 +397,46 @@ def measure(system: str, workload: str, base: Path) -> dict:
     return {**json.loads(result.read_text()), "peak_mb": peak / 2**20}
 
 
+@contextlib.contextmanager
+def ray_head(start: bool, tmp: Path) -> Iterator[None]:
+    """With ``start``: a Ray head for the whole run, its address in ``ADDRESS_ENV`` for the children."""
+    if not start:
+        yield
+        return
+    import socket
+
+    from sweeps.cluster import start_ray_head, stop_ray_head
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (tmp / "head").mkdir()
+    head = start_ray_head("127.0.0.1", port, None, None, tmp / "head", dict(os.environ, RAY_USAGE_STATS_ENABLED="0"))
+    os.environ[ADDRESS_ENV] = address = f"127.0.0.1:{port}"
+    os.environ["RAY_AUTH_MODE"] = "token"  # as `sweeps launch --address` sets it: `ray start` clusters use tokens
+    print(f"a Ray head runs at {address} for every system", flush=True)
+    try:
+        yield
+    finally:
+        os.environ.pop(ADDRESS_ENV, None)
+        stop_ray_head(head, address)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
     ap.add_argument("--systems", nargs="+", default=SYSTEMS, choices=SYSTEMS)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--ray-running", action="store_true",
+                    help="start one Ray head first (`ray start --head`, as `sweeps head` does on a cluster) and have every "
+                         "system that uses Ray join it, instead of starting a local Ray of its own")
     ap.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         system, workload, work, out, born = args.child
         Path(out).write_text(json.dumps(child(system, workload, Path(work), float(born))))
         return
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, ray_head(args.ray_running, Path(tmp)):
         for workload in args.workloads:
             trials = WORKLOADS[workload]["trials"]
             runs: dict[str, list[dict]] = {s: [] for s in args.systems}
@@ -396,7 +455,8 @@ def main() -> None:
             for system, rs in runs.items():
                 running = statistics.median(r["running"] for r in rs)
                 if system == "ray":
-                    print(f"{system:>16} {'-':>8} {running:9.2f}   (local Ray start-up: ray.init and one task running)")
+                    what = "joining the running Ray" if args.ray_running else "local Ray start-up: ray.init"
+                    print(f"{system:>16} {'-':>8} {running:9.2f}   ({what} and one task running)")
                     continue
                 wall = statistics.median(r["wall"] for r in rs)
                 first = statistics.median(r["first"] for r in rs)

@@ -31,13 +31,13 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from overhead import TRAINERS, recorded, space_yaml  # noqa: E402
+from overhead import recorded, space_yaml, write_trainers  # noqa: E402
 
 SWEEPS = Path(sys.executable).parent / "sweeps"
 
 
 def sweep_file(work: Path) -> Path:
-    (work / "bench_trainers.py").write_text(TRAINERS)
+    write_trainers(work, "W1")
     path = work / "scale.yaml"
     path.write_text(textwrap.dedent("""
         name: scale

@@ -152,20 +152,26 @@ class Head:
         self.mlflow.terminate()
         self.ray.terminate()
         self.mlflow.stop()
-        self.ray.stop()
-        # Ray's pointer to "the cluster on this machine" would outlive the head and
-        # make a later plain ray.init() try to join a dead cluster
-        pointer = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
-        try:
-            if pointer.read_text().strip().endswith(f":{self.ray_address.rsplit(':', 1)[1]}"):
-                pointer.unlink()
-        except OSError:
-            pass
+        stop_ray_head(self.ray, self.ray_address)
 
 
-def start_head(host: str, port: int, mlflow_port: int, backend_store_uri: str, artifacts_destination: str,
-               cpus: float | None, gpus: float | None, logdir: Path, environ: dict[str, str]) -> Head:
-    """Start a Ray head and an MLflow tracking server that serves artifacts over HTTP."""
+def stop_ray_head(ray: Child, address: str) -> None:
+    """Stop a head that :func:`start_ray_head` started (only that one)."""
+    ray.stop()
+    # Ray's pointer to "the cluster on this machine" would outlive the head and
+    # make a later plain ray.init() try to join a dead cluster
+    pointer = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
+    try:
+        if pointer.read_text().strip().endswith(f":{address.rsplit(':', 1)[1]}"):
+            pointer.unlink()
+    except OSError:
+        pass
+
+
+def start_ray_head(host: str, port: int, cpus: float | None, gpus: float | None, logdir: Path,
+                   environ: dict[str, str]) -> Child:
+    """Start a Ray head (``ray start --head --block``, with a token made for it if there is none)
+    and wait until it runs."""
     env = _ray_env(environ)
     try:
         find_token(None, environ)
@@ -181,6 +187,13 @@ def start_head(host: str, port: int, mlflow_port: int, backend_store_uri: str, a
         argv.append(f"--num-gpus={gpus:g}")
     ray = start_child("ray-head", argv, env, logdir)
     wait_for(lambda: _ray_started(ray), ray, f"the Ray head on port {port}", 120)
+    return ray
+
+
+def start_head(host: str, port: int, mlflow_port: int, backend_store_uri: str, artifacts_destination: str,
+               cpus: float | None, gpus: float | None, logdir: Path, environ: dict[str, str]) -> Head:
+    """Start a Ray head and an MLflow tracking server that serves artifacts over HTTP."""
+    ray = start_ray_head(host, port, cpus, gpus, logdir, environ)
     mlflow_argv = [sys.executable, "-m", "mlflow", "server", "--host", host, "--port", str(mlflow_port),
                    "--backend-store-uri", backend_store_uri, "--artifacts-destination", artifacts_destination,
                    "--serve-artifacts", "--workers", "2"]
