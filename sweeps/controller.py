@@ -304,34 +304,25 @@ class Controller:
         else:
             self.say(f"resuming sweep {self.sweep_id} ({self.name}) from {self.state}")
         # the MLflow set-up (import, database, parent run) and Optuna's import run while Ray starts,
-        # the first at a lower priority: Ray's own processes start first (see BACKGROUND_NICE); the
-        # environment Ray's processes inherit is set first
-        prepare_local(self.opts.address, self.workdir)
-        parent = _Background(lambda: self._open_parent(params), nice=BACKGROUND_NICE)
+        # the first at a lower priority where this process starts Ray: Ray's own processes start first
+        # (see BACKGROUND_NICE); the environment Ray's processes inherit is set first
+        local = prepare_local(self.opts.address, self.workdir)
+        parent = _Background(lambda: self._open_parent(params), nice=BACKGROUND_NICE if local else 0)
         samplers = _Background(lambda: importlib.import_module("optuna.samplers"))
         try:
             self.executor = RayExecutor(self.opts.address, self.workdir)
+            # joining a running Ray takes about a second, MLflow's import several: the recorders and the
+            # first workers start meanwhile (they do not need the parent run). Where this process started
+            # Ray, the two took about as long, and workers started first only took the import's CPU
+            # (W1 on 2 cores: 0.3 to 0.6 s later)
+            if not local:
+                capacity = self._size_up()
         finally:
             parent.wait()
             samplers.wait()
         parent.result()
-        cpus, gpus = spec.resources.cpus, spec.resources.gpus
-        remote = self.executor.remote_nodes()
-        if remote and tracking.is_local(self.uri):
-            raise FatalError(f"the Ray cluster has nodes on other machines ({', '.join(remote)}) that cannot write to "
-                             f"{self.uri}: start a tracking server (`sweeps head` does) and pass --tracking-uri http://HEAD:5000")
-        capacity = self._capacity()
-        if capacity == 0:
-            where = "agent node" if spec.resources.agents_only else "node"
-            raise FatalError(f"no {where} of the Ray cluster can hold one trial of {cpus:g} CPUs and {gpus:g} GPUs "
-                             f"(cluster: {self.executor.cluster_resources()})")
-        if spec.early_terminate is not None:
-            self.executor.start_judge(spec.early_terminate, self.stop_metric or self.metric.name, self.stop_goal)
-        self.parallel = self.parallel_set or capacity
-        self._next_check = time.monotonic() + CHECK_EVERY_S
-        self.executor.reuse_workers = spec.resources.reuse_workers
-        self.executor.warm(min(self.parallel, capacity), cpus, gpus, self.uri, self.wandb, spec.trainer or "",
-                           spec.resources.agents_only)
+        if local:
+            capacity = self._size_up()
         self._mirror = self._open_mirror(params, self.resumed.resumed + 1 if self.resumed is not None else 0)
         if self.parallel > capacity:
             logger.warning("parallel %d is more than the cluster holds (%d); trials will queue", self.parallel, capacity)
@@ -358,6 +349,29 @@ class Controller:
         self.repro_tags, self.git_diff = git_state(self.workdir)
         if self.best is not None:
             self._publish_best()
+
+    def _size_up(self) -> int:
+        """Once Ray is up: how many trials the cluster holds; the judge, the recorders and the first
+        workers started."""
+        spec = self.spec
+        cpus, gpus = spec.resources.cpus, spec.resources.gpus
+        remote = self.executor.remote_nodes()
+        if remote and tracking.is_local(self.uri):
+            raise FatalError(f"the Ray cluster has nodes on other machines ({', '.join(remote)}) that cannot write to "
+                             f"{self.uri}: start a tracking server (`sweeps head` does) and pass --tracking-uri http://HEAD:5000")
+        capacity = self._capacity()
+        if capacity == 0:
+            where = "agent node" if spec.resources.agents_only else "node"
+            raise FatalError(f"no {where} of the Ray cluster can hold one trial of {cpus:g} CPUs and {gpus:g} GPUs "
+                             f"(cluster: {self.executor.cluster_resources()})")
+        if spec.early_terminate is not None:
+            self.executor.start_judge(spec.early_terminate, self.stop_metric or self.metric.name, self.stop_goal)
+        self.parallel = self.parallel_set or capacity
+        self._next_check = time.monotonic() + CHECK_EVERY_S
+        self.executor.reuse_workers = spec.resources.reuse_workers
+        self.executor.warm(min(self.parallel, capacity), cpus, gpus, self.uri, self.wandb, spec.trainer or "",
+                           spec.resources.agents_only)
+        return capacity
 
     def _open_parent(self, params: dict[str, Any]) -> None:
         spec = self.spec

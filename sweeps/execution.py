@@ -95,8 +95,9 @@ class Executor(Protocol):
     def cancel(self, handle: Any) -> None: ...
 
 
-def prepare_local(address: str | None, workdir: Path) -> None:
-    """Before this process starts a local Ray: the environment Ray's processes inherit.
+def prepare_local(address: str | None, workdir: Path) -> bool:
+    """Before this process starts a local Ray: the environment Ray's processes inherit. True when
+    this process is to start a local Ray (False: it joins one, or Ray runs in it already).
 
     On one machine the workers' environment (``WORKER_ENV``, and the launch
     directory on ``PYTHONPATH`` for the trainer's import) is set here, in this
@@ -109,12 +110,13 @@ def prepare_local(address: str | None, workdir: Path) -> None:
     """
     ray = sys.modules.get("ray")
     if address or (ray is not None and ray.is_initialized()):
-        return
+        return False
     if any(os.environ.get(k) != v for k, v in WORKER_ENV.items()):
         os.environ.update(WORKER_ENV)
     path = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     if str(workdir) not in path:
         os.environ["PYTHONPATH"] = os.pathsep.join([str(workdir), *path])
+    return True
 
 
 class RayExecutor:
