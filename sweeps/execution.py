@@ -265,6 +265,10 @@ class RayExecutor:
             return None
         return _RecorderRun(self, node, key, settings, kwargs)
 
+    def recorder_on(self, node: str) -> Any:
+        """The recorder of ``node`` now (a new one after one died), or None."""
+        return self._recorders.get(node)
+
     def forget_record(self, request: TrialRequest, state: str, reason: str) -> bool:
         """A trial given up: its node's recorder keeps what it reported and ends its W&B run as lost.
         False when no recorder had its record (it was kept by its worker, or the recorder is gone)."""
@@ -768,7 +772,7 @@ class _RecorderRun:
         self._send("open_run")
 
     def _send(self, method: str, *args: Any) -> None:
-        recorder = self.executor._recorders.get(self.node)
+        recorder = self.executor.recorder_on(self.node)
         if recorder is None:
             return
         try:

@@ -131,6 +131,9 @@ def test_a_dead_recorder_loses_the_trial_it_was_writing_and_a_new_one_records_it
     # the re-run and the trial after it were written by a new recorder, W&B runs included
     finished = {r.name: r for r in offline_runs(env.tmp) if r.job_type == "trial" and r.exit_code == 0}
     assert all(c.info.run_name in finished for c in done)
+    # and the sweep's own W&B run, which the dead recorder's W&B process wrote, goes on in the new one
+    ended = [r for r in offline_runs(env.tmp) if r.job_type == "sweep" and r.exit_code == 0]
+    assert len(ended) == 1 and ended[0].summary["trials_complete"] == 2 and ended[0].summary["trials_fail"] == 1
 
 
 def test_with_mlflow_off_the_recorder_still_tells_apart_the_trials_it_mirrors_to_wandb(env) -> None:
