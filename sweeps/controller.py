@@ -323,7 +323,7 @@ class Controller:
         parent.result()
         if local:
             capacity = self._size_up()
-        self._mirror = self._open_mirror(params, self.resumed.resumed + 1 if self.resumed is not None else 0)
+        self.mirror = self._open_mirror(params, self.resumed.resumed + 1 if self.resumed is not None else 0)
         if self.parallel > capacity:
             logger.warning("parallel %d is more than the cluster holds (%d); trials will queue", self.parallel, capacity)
         tracking.set_tags(self.uri, self.parent_id, {"sweeps.parallel": self.parallel})
@@ -402,10 +402,6 @@ class Controller:
                       config={**params, "sweep_id": self.sweep_id, "mlflow_parent_run_id": self.parent_id})
         return self.executor.sweep_run(self.sweep_id, self.wandb, kwargs) or LaterRun(self.wandb, **kwargs)
 
-    @property
-    def mirror(self) -> Any:
-        return self._mirror
-
     def _end_mirror(self, failed: bool) -> None:
         """Finish the sweep's W&B run; where this process writes it, wait for that (its W&B
         process finishes it before it retires)."""
@@ -476,9 +472,7 @@ class Controller:
         reason = "the controller stopped while it ran"
         self.study.tell(frozen.number, state=optuna.trial.TrialState.FAIL)
         if run_id and run is not None and run.info.status == "RUNNING":
-            tracking.set_tags(self.uri, run_id, {"sweeps.error": reason, "sweeps.lost": "true"},
-                              params=frozen.user_attrs.get("config"))
-            tracking.end_run(self.uri, run_id, "FAILED")
+            tracking.end_given_up(self.uri, run_id, reason, "FAIL", frozen.user_attrs.get("config"))
             if frozen.user_attrs.get("wandb_id"):
                 close_lost(self.wandb, frozen.user_attrs["wandb_id"], name=run.info.run_name, group=self.sweep_id,
                            state="FAIL", reason=reason)
@@ -834,7 +828,7 @@ class Controller:
                 self.record.status = "failed"
                 self.record.ended = _now()
                 self.record.save(self.state)
-            if hasattr(self, "_mirror"):
+            if hasattr(self, "mirror"):
                 self._end_mirror(failed=True)
         except Exception as exc:  # noqa: BLE001
             logger.warning("could not close the parent run: %s", exc)

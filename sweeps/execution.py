@@ -33,7 +33,7 @@ from typing import Any, Protocol
 
 from .errors import FatalError
 from . import tracking
-from .mirror import LaterRun, WandbSettings, close, warm
+from .mirror import LaterRun, WandbSettings, close, lost_summary, warm
 from .runner import (TrialEnd, TrialMirror, TrialRecord, TrialRequest, TrialResult, environment_tags, quietly,
                      run_trial)
 from .cluster import AGENT_RESOURCE
@@ -258,12 +258,10 @@ class RayExecutor:
     def sweep_run(self, key: str, settings: WandbSettings, kwargs: dict[str, Any]) -> _RecorderRun | None:
         """The sweep's own W&B run (``Mirror``'s ``kwargs``, with a run id), written by the W&B process
         of this node's recorder, so that the controller imports no W&B; None where this node has no
-        recorder that mirrors (the caller writes the run itself)."""
+        recorder (the caller writes the run itself). The caller mirrors to W&B, so this node's recorder,
+        started with the same settings, has a W&B process."""
         node = self._ray.get_runtime_context().get_node_id()
-        if self._tracking is None or self._tracking[1] is None or self._tracking[1].mode == "disabled" \
-                or node not in self._recorders:
-            return None
-        return _RecorderRun(self, node, key, settings, kwargs)
+        return _RecorderRun(self, node, key, settings, kwargs) if node in self._recorders else None
 
     def recorder_on(self, node: str) -> Any:
         """The recorder of ``node`` now (a new one after one died), or None."""
@@ -724,8 +722,7 @@ class NodeRecorder:
             record.buffer.flush()
         except Exception as exc:  # noqa: BLE001 - the controller closes the MLflow run all the same
             logger.warning("could not write the last metrics of %s: %s", key, exc)
-        record.close_mirror({"sweeps/state": state, "sweeps/error": reason, "sweeps/lost": state == "FAIL"},
-                            failed=state == "FAIL")
+        record.close_mirror(lost_summary(state, reason), failed=state == "FAIL")
         return True
 
     def retire(self, wait_s: float) -> None:
@@ -768,21 +765,23 @@ class _RecorderRun:
                  kwargs: dict[str, Any]) -> None:
         self.executor, self.node, self.key = executor, node, key
         self.opened: tuple[WandbSettings, dict[str, Any]] = (settings, kwargs)
-        self._recorder: Any = None
-        self._send("open_run")
+        self._recorder: Any = None  # the recorder the run was opened through
+        self._send(None)
 
-    def _send(self, method: str, *args: Any) -> None:
+    def _send(self, method: str | None, *args: Any) -> None:
         recorder = self.executor.recorder_on(self.node)
         if recorder is None:
             return
         try:
-            if recorder is not self._recorder and method != "open_run":
+            if recorder is not self._recorder:  # the first call, or a new recorder: the run (re)opened there
                 settings, kwargs = self.opened
-                recorder.sweep_run.remote("open_run", self.key, settings, {**kwargs, "resume": True})
-            self._recorder = recorder
-            recorder.sweep_run.remote(method, self.key, *(self.opened if method == "open_run" else args))
+                recorder.sweep_run.remote("open_run", self.key, settings,
+                                          {**kwargs, "resume": self._recorder is not None})
+                self._recorder = recorder
+            if method is not None:
+                recorder.sweep_run.remote(method, self.key, *args)
         except Exception as exc:  # noqa: BLE001 - W&B never fails a sweep
-            logger.warning("W&B mirror: the sweep's %s not sent: %s", method, exc)
+            logger.warning("W&B mirror: the sweep's %s not sent: %s", method or "run", exc)
 
     def summary(self, values: dict[str, Any]) -> None:
         self._send("summary", values)

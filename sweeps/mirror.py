@@ -228,8 +228,13 @@ def new_run_id() -> str:
     return secrets.token_hex(4)
 
 
+def lost_summary(state: str, reason: str) -> dict[str, Any]:
+    """The summary of a trial's W&B run that was given up (``state``: KILLED, stopped; FAIL, lost)."""
+    return {"sweeps/state": state, "sweeps/error": reason, "sweeps/lost": state == "FAIL"}
+
+
 def close_lost(settings: WandbSettings | None, run_id: str, *, name: str, group: str, state: str, reason: str) -> None:
     """Mark a trial's W&B run whose process died: same run id, its end state in the summary."""
     mirror = Mirror(settings, name=name, group=group, job_type="trial", run_id=run_id, resume=True, requirements=False)
-    mirror.summary({"sweeps/state": state, "sweeps/error": reason, "sweeps/lost": state == "FAIL"})
+    mirror.summary(lost_summary(state, reason))
     mirror.finish(failed=state == "FAIL")
