@@ -25,7 +25,9 @@ does on a cluster) and every system that uses Ray joins it instead of starting i
 what a sweep costs where Ray is already up (sweeps ships the launch directory as Ray's
 working_dir then, as on a cluster; MLflow stays in sqlite).
 
-Prints per system the median total wall (process start to process end), the time
+Prints per system the median total wall (process start to process end: what a user waits for,
+the interpreter's own exit included, also shown apart as "exit s"; before the eighth
+measurement in RESULTS.md the wall stopped when the work was done, before that exit), the time
 to the first trial running and to the first trial result, the per-trial overhead (wall minus the trials' own
 compute over the parallelism, divided by trials; "after start-up": from the
 first result to the end; "steady": the median time a worker spends between one
@@ -48,6 +50,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from pathlib import Path
 from typing import Iterator
@@ -380,8 +383,12 @@ def measure(system: str, workload: str, base: Path) -> dict:
     work = Path(tempfile.mkdtemp(prefix=f"{system}-{workload}-", dir=base))
     write_trainers(work, workload)
     result = work / "result.json"
-    proc = subprocess.Popen([sys.executable, __file__, "--child", system, workload, str(work), str(result), repr(time.time())],
+    born = time.time()
+    proc = subprocess.Popen([sys.executable, __file__, "--child", system, workload, str(work), str(result), repr(born)],
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    ended: list[float] = []  # the moment the process is gone, interpreter's exit included: what a user waits for
+    waiter = threading.Thread(target=lambda: (proc.wait(), ended.append(time.time())), daemon=True)
+    waiter.start()
     peak = 0
     root = psutil.Process(proc.pid)
     while proc.poll() is None:
@@ -391,10 +398,12 @@ def measure(system: str, workload: str, base: Path) -> dict:
         except psutil.Error:
             pass
         time.sleep(0.2)
+    waiter.join()
     output = proc.stdout.read()  # type: ignore[union-attr]
     if proc.returncode != 0 or not result.exists():
         raise SystemExit(f"{system} on {workload} failed:\n{output[-3000:]}")
-    return {**json.loads(result.read_text()), "peak_mb": peak / 2**20}
+    done = json.loads(result.read_text())
+    return {**done, "done": done["wall"], "wall": ended[0] - born, "peak_mb": peak / 2**20}
 
 
 @contextlib.contextmanager
@@ -444,13 +453,13 @@ def main() -> None:
                 for system in args.systems:
                     r = measure(system, workload, Path(tmp))
                     runs[system].append(r)
-                    print(f"{workload} #{rep + 1} {system:>16}: wall {r['wall']:7.1f} s, first running {r['running']:5.1f} s, "
+                    print(f"{workload} #{rep + 1} {system:>16}: wall {r['wall']:7.1f} s (exit {r['wall'] - r['done']:.1f} s), first running {r['running']:5.1f} s, "
                           f"first result {r['first']:5.1f} s, "
                           f"peak {r['peak_mb']:6.0f} MB, recorded {({k: v for k, v in r.items() if k in ('mlflow_runs', 'wandb_runs')})}",
                           flush=True)
             print(f"\n{workload}: {trials} trials, {PARALLEL} at a time; medians of {args.repeats}")
             print(f"{'system':>16} {'wall s':>8} {'running s':>9} {'first s':>8} {'overhead/trial s':>17} {'after start-up':>15} "
-                  f"{'steady':>7} {'end s':>6} {'peak MB':>8} {'wall / sweeps':>14}")
+                  f"{'steady':>7} {'end s':>6} {'exit s':>6} {'peak MB':>8} {'wall / sweeps':>14}")
             base = statistics.median(r["wall"] for r in runs["sweeps"]) if "sweeps" in runs else None
             for system, rs in runs.items():
                 running = statistics.median(r["running"] for r in rs)
@@ -465,8 +474,9 @@ def main() -> None:
                 after = (wall - first - compute / PARALLEL * (trials - 1) / trials) / max(trials - 1, 1)
                 last = statistics.median(r["last"] for r in rs)
                 per_slot = statistics.median(r["steady"] for r in rs)
+                exit_s = statistics.median(r["wall"] - r["done"] for r in rs)
                 ratio = f"x{wall / base:.2f}" if base else "-"
-                print(f"{system:>16} {wall:8.1f} {running:9.2f} {first:8.1f} {per:17.3f} {after:15.3f} {per_slot:7.3f} {wall - last:6.1f} "
+                print(f"{system:>16} {wall:8.1f} {running:9.2f} {first:8.1f} {per:17.3f} {after:15.3f} {per_slot:7.3f} {wall - last:6.1f} {exit_s:6.1f} "
                       f"{statistics.median(r['peak_mb'] for r in rs):8.0f} {ratio:>14}")
             print()
 
