@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from . import tracking
+from . import heap, tracking
 from .errors import ConfigError, FatalError
 from .mirror import LaterRun, Mirror, WandbSettings, close_lost, drain, new_run_id
 from .runner import TrialRequest, TrialResult
@@ -485,7 +485,8 @@ class Controller:
         status = "FAILED"
         restore = self._install_signals()
         try:
-            self._start()
+            with heap.start_up():  # imports, Ray, the stores: kept for the process's life (see heap)
+                self._start()
             with self._display() as refresh:
                 self._loop(refresh)
             status = "FAILED" if self.failed_out else "KILLED" if self._interrupts else "FINISHED"
@@ -498,6 +499,7 @@ class Controller:
             self.executor.shutdown()
             return self._finish(status, plots.result())
         finally:
+            heap.thaw()
             restore()
             if status == "FAILED" and not self.failed_out and hasattr(self, "parent_id"):
                 self._close_after_crash()

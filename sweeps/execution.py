@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .errors import FatalError
-from . import tracking
+from . import heap, tracking
 from .mirror import LaterRun, WandbSettings, close, lost_summary, warm
 from .runner import (TrialEnd, TrialMirror, TrialRecord, TrialRequest, TrialResult, environment_tags, quietly,
                      run_trial)
@@ -485,7 +485,7 @@ class TrialWorker:
         here = self.node_id in recorders
         # the trainer's module (and the store and the W&B service, where this worker records): once per
         # worker, before or beside its first trial
-        threading.Thread(target=_warm_worker, args=(uri, wandb, trainer, not here),
+        threading.Thread(target=heap.starting_up(_warm_worker), args=(uri, wandb, trainer, not here),
                          name="sweeps-warm", daemon=True).start()
 
     def run(self, request: TrialRequest, judge: Any, recorders: dict[str, Any]) -> TrialResult:
@@ -615,7 +615,8 @@ class NodeRecorder:
         self._mirror: Any = self._new_mirror() if self._wandb is not None else None
         self._last_call: Any = None  # the last call to the W&B process: it fails once that process has died
         self._others: dict[str, tuple[WandbSettings, dict[str, Any]]] = {}  # the controller's runs open there
-        threading.Thread(target=_warm_tracking, args=(uri, None), name="sweeps-warm", daemon=True).start()
+        threading.Thread(target=heap.starting_up(_warm_tracking), args=(uri, None), name="sweeps-warm",
+                         daemon=True).start()
 
     def _new_mirror(self) -> Any:
         import ray
@@ -798,7 +799,7 @@ class NodeMirror:
     def __init__(self, wandb: WandbSettings) -> None:
         self._runs: dict[str, TrialMirror] = {}
         self._others: dict[str, LaterRun] = {}
-        threading.Thread(target=warm, args=(wandb,), name="sweeps-warm", daemon=True).start()
+        threading.Thread(target=heap.starting_up(warm), args=(wandb,), name="sweeps-warm", daemon=True).start()
 
     def open(self, request: TrialRequest) -> None:
         run = self._runs[request.key] = TrialMirror(request)

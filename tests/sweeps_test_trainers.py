@@ -208,3 +208,16 @@ def dies_while_recorded(config, report):
     else:
         report(step=0, loss=float(config["x"]))
     return {"loss": float(config["x"])}
+
+
+def collector_seen(config, report):
+    """Waits (up to 60 s) for the worker's warm-up to hand the collector back, then reports what it saw."""
+    import gc
+
+    deadline = time.monotonic() + 60
+    while not gc.isenabled() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    walked = gc.get_objects()  # what a collection walks; frozen objects are not in it
+    report(step=0, gc_enabled=float(gc.isenabled()), frozen=float(gc.get_freeze_count()),
+           trainer_frozen=float(not any(o is collector_seen for o in walked)))
+    return {"loss": float(config["x"])}

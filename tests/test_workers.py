@@ -172,3 +172,26 @@ def test_a_dead_wandb_process_fails_no_trial_and_a_new_one_mirrors_the_next_ones
     ended = [r for r in offline_runs(env.tmp) if r.job_type == "sweep" and r.exit_code == 0]
     assert len(ended) == 1 and ended[0].summary["trials_finished"] == 4
     assert ended[0].summary["best_loss"] == 1.0
+
+
+def test_a_workers_warm_up_hands_the_collector_back_with_its_imports_frozen(env) -> None:
+    import gc
+
+    frozen_before = gc.get_freeze_count()
+    summary = env.launch("""
+        name: collector
+        method: grid
+        metric: {name: loss}
+        trainer: sweeps_test_trainers:collector_seen
+        parameters:
+          x: {values: [1, 2]}
+    """, parallel=2)
+    _, children = env.runs(summary)
+    assert len(children) == 2
+    for c in children:
+        # the worker's warm-up (the trainer's import) ran with the collector paused; it is back on,
+        # and what the warm-up left (the trainer's module among it) is out of the collector's walks
+        assert c.data.metrics["gc_enabled"] == 1.0 and c.data.metrics["frozen"] > 0, c.data.metrics
+        assert c.data.metrics["trainer_frozen"] == 1.0
+    # the launch froze its start-up too, and handed it back at the end: this process goes on
+    assert gc.isenabled() and gc.get_freeze_count() == frozen_before

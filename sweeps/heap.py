@@ -1,0 +1,79 @@
+"""Python's cyclic garbage collector and what a process keeps for its whole life.
+
+Each full collection walks every object the collector tracks. A sweep's
+processes import MLflow, Ray, Optuna, W&B or torch: some 300,000 objects that
+live until the process ends, walked again on every full collection. In the
+launch of a W1 sweep (benchmarks/overhead.py) that was 7 full collections and
+1.4 s of CPU while Ray started, and 1.2 s more at the interpreter's exit, on a
+machine whose 2 cores the sweep keeps busy.
+
+So start-up work (imports, opening stores) runs with the collector paused, and
+what it leaves alive is frozen (``gc.freeze``): later collections, and the one
+at exit, pass over it. Refcounting still frees frozen objects as usual; only
+garbage cycles among them are never collected (a start-up leaves a few
+thousand such objects behind, well under 1 MB). The ``sweeps`` command also
+freezes everything at exit (``freeze_at_exit``): the process is ending, and
+the operating system takes its memory back at once.
+"""
+
+from __future__ import annotations
+
+import atexit
+import gc
+import threading
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
+
+_LOCK = threading.Lock()
+_paused = 0  # start-ups under way in this process
+_was_enabled = True  # the collector's state before the first of them
+
+
+@contextmanager
+def start_up() -> Iterator[None]:
+    """Work whose objects mostly live as long as the process: the collector pauses for it, and what is
+    alive at its end is frozen. Overlapping start-ups (threads, nesting) end together, with the last
+    one; a collector the program had turned off stays off."""
+    global _paused, _was_enabled
+    with _LOCK:
+        if _paused == 0:
+            _was_enabled = gc.isenabled()
+        _paused += 1
+        gc.disable()
+    try:
+        yield
+    finally:
+        with _LOCK:
+            _paused -= 1
+            if _paused == 0:
+                gc.freeze()
+                if _was_enabled:
+                    gc.enable()
+
+
+def starting_up(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` run as a :func:`start_up` (a warm-up thread's target)."""
+    def run(*args: Any, **kwargs: Any) -> Any:
+        with start_up():
+            return fn(*args, **kwargs)
+    return run
+
+
+def thaw() -> None:
+    """Hand what start-ups froze back to the collector: a process that goes on after its sweep (a
+    notebook, a test session) collects the sweep's cycles again."""
+    with _LOCK:
+        if _paused == 0:
+            gc.unfreeze()
+
+
+_AT_EXIT = False
+
+
+def freeze_at_exit() -> None:
+    """Freeze everything once this process begins to exit (after the exit handlers registered later):
+    the interpreter's last collections then skip it. For a command's own process, never a library's."""
+    global _AT_EXIT
+    if not _AT_EXIT:
+        atexit.register(gc.freeze)
+        _AT_EXIT = True
