@@ -27,6 +27,8 @@ from typing import Any, Callable, Iterator
 _LOCK = threading.Lock()
 _paused = 0  # start-ups under way in this process
 _was_enabled = True  # the collector's state before the first of them
+_program_froze = False  # objects were frozen before any start-up of ours: the program freezes on its own
+_started = False
 
 
 @contextmanager
@@ -34,8 +36,10 @@ def start_up() -> Iterator[None]:
     """Work whose objects mostly live as long as the process: the collector pauses for it, and what is
     alive at its end is frozen. Overlapping start-ups (threads, nesting) end together, with the last
     one; a collector the program had turned off stays off."""
-    global _paused, _was_enabled
+    global _paused, _was_enabled, _program_froze, _started
     with _LOCK:
+        if not _started:
+            _program_froze, _started = gc.get_freeze_count() > 0, True
         if _paused == 0:
             _was_enabled = gc.isenabled()
         _paused += 1
@@ -61,9 +65,11 @@ def starting_up(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def thaw() -> None:
     """Hand what start-ups froze back to the collector: a process that goes on after its sweep (a
-    notebook, a test session) collects the sweep's cycles again."""
+    notebook, a test session) collects the sweep's cycles again. Nothing is thawed while another
+    start-up runs, nor in a program that had frozen objects itself before (``gc.unfreeze`` would
+    hand those back too)."""
     with _LOCK:
-        if _paused == 0:
+        if _paused == 0 and not _program_froze:
             gc.unfreeze()
 
 

@@ -98,3 +98,20 @@ atexit.register(lambda: print("handler ran", flush=True))
     assert plain.returncode == frozen.returncode == 0, plain.stderr + frozen.stderr
     assert plain.stdout.splitlines() == ["handler ran", "collected at exit"]
     assert frozen.stdout.splitlines() == ["handler ran"]
+
+
+def test_a_program_that_froze_objects_itself_keeps_them_frozen() -> None:
+    code = """
+import gc
+from sweeps import heap
+kept = [[] for _ in range(100)]
+gc.freeze()
+before = gc.get_freeze_count()
+with heap.start_up():
+    more = [[] for _ in range(100)]
+heap.thaw()
+print(before > 0, gc.get_freeze_count() >= before + 100, gc.isenabled())
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "True", "True"]
