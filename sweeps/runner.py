@@ -360,9 +360,20 @@ def environment_tags() -> dict[str, str]:
     }
 
 
-@functools.cache
+_SCAN_LOCK = threading.Lock()
+
+
 def requirements() -> tuple[str, str]:
-    """This process's installed packages as ``name==version`` lines, and a digest of them."""
+    """This process's installed packages as ``name==version`` lines, and a digest of them.
+
+    Read once per process: a worker's warm-up and its first trial may both ask at once, and the
+    scan (50 ms alone) is not done twice."""
+    with _SCAN_LOCK:
+        return _requirements()
+
+
+@functools.cache
+def _requirements() -> tuple[str, str]:
     from importlib import metadata
 
     # each distribution's metadata parsed once (``d.version`` parses it again: 0.12 s against 0.04 s
