@@ -51,7 +51,6 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import threading
 import time
 from pathlib import Path
 from typing import Iterator
@@ -390,24 +389,25 @@ def measure(system: str, workload: str, base: Path) -> dict:
     born = time.time()
     proc = subprocess.Popen([sys.executable, __file__, "--child", system, workload, str(work), str(result), repr(born)],
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    ended: list[float] = []  # the moment the process is gone, interpreter's exit included: what a user waits for
-    waiter = threading.Thread(target=lambda: (proc.wait(), ended.append(time.time())), daemon=True)
-    waiter.start()
     peak = 0
     root = psutil.Process(proc.pid)
-    while proc.poll() is None:
+    while True:
         try:
             rss = sum(p.memory_info().rss for p in [root, *root.children(recursive=True)] if p.is_running())
             peak = max(peak, rss)
         except psutil.Error:
             pass
-        time.sleep(0.2)
-    waiter.join()
+        try:
+            proc.wait(timeout=0.2)
+            break
+        except subprocess.TimeoutExpired:
+            pass
+    ended = time.time()  # the process is gone, the interpreter's exit included: what a user waits for
     output = proc.stdout.read()  # type: ignore[union-attr]
     if proc.returncode != 0 or not result.exists():
         raise SystemExit(f"{system} on {workload} failed:\n{output[-3000:]}")
     done = json.loads(result.read_text())
-    return {**done, "done": done["wall"], "wall": ended[0] - born, "peak_mb": peak / 2**20}
+    return {**done, "done": done["wall"], "wall": ended - born, "peak_mb": peak / 2**20}
 
 
 @contextlib.contextmanager

@@ -485,8 +485,7 @@ class TrialWorker:
         here = self.node_id in recorders
         # the trainer's module (and the store and the W&B service, where this worker records): once per
         # worker, before or beside its first trial
-        threading.Thread(target=heap.starting_up(_warm_worker), args=(uri, wandb, trainer, not here),
-                         name="sweeps-warm", daemon=True).start()
+        _warm_up(_warm_worker, uri, wandb, trainer, not here)
 
     def run(self, request: TrialRequest, judge: Any, recorders: dict[str, Any]) -> TrialResult:
         import ray
@@ -615,8 +614,7 @@ class NodeRecorder:
         self._mirror: Any = self._new_mirror() if self._wandb is not None else None
         self._last_call: Any = None  # the last call to the W&B process: it fails once that process has died
         self._others: dict[str, tuple[WandbSettings, dict[str, Any]]] = {}  # the controller's runs open there
-        threading.Thread(target=heap.starting_up(_warm_tracking), args=(uri, None), name="sweeps-warm",
-                         daemon=True).start()
+        _warm_up(_warm_tracking, uri, None)
 
     def _new_mirror(self) -> Any:
         import ray
@@ -799,7 +797,7 @@ class NodeMirror:
     def __init__(self, wandb: WandbSettings) -> None:
         self._runs: dict[str, TrialMirror] = {}
         self._others: dict[str, LaterRun] = {}
-        threading.Thread(target=heap.starting_up(warm), args=(wandb,), name="sweeps-warm", daemon=True).start()
+        _warm_up(warm, wandb)
 
     def open(self, request: TrialRequest) -> None:
         run = self._runs[request.key] = TrialMirror(request)
@@ -838,6 +836,12 @@ def _retire(wait_s: float, whose: str) -> None:
     if not close(wait_s):
         logger.warning("W&B runs of %s were still being written after %.0f s", whose, wait_s)
     ray.actor.exit_actor()
+
+
+def _warm_up(fn: Any, *args: Any) -> None:
+    """An actor's start-up work on a thread of its own (its first calls need not wait for it), with
+    the collector paused and what it leaves frozen (see :mod:`sweeps.heap`)."""
+    threading.Thread(target=heap.starting_up(fn), args=args, name="sweeps-warm", daemon=True).start()
 
 
 def _warm_tracking(uri: str, wandb: WandbSettings | None) -> None:

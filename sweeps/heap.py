@@ -28,8 +28,7 @@ from typing import Any, Callable, Iterator
 _LOCK = threading.Lock()
 _paused = 0  # start-ups under way in this process
 _was_enabled = True  # the collector's state before the first of them
-_program_froze = False  # objects were frozen before any start-up of ours: the program freezes on its own
-_started = False
+_program_froze: bool | None = None  # objects were frozen before our first start-up (None: none yet)
 
 
 @contextmanager
@@ -37,10 +36,10 @@ def start_up() -> Iterator[None]:
     """Work whose objects mostly live as long as the process: the collector pauses for it, and what is
     alive at its end is frozen. Overlapping start-ups (threads, nesting) end together, with the last
     one; a collector the program had turned off stays off."""
-    global _paused, _was_enabled, _program_froze, _started
+    global _paused, _was_enabled, _program_froze
     with _LOCK:
-        if not _started:
-            _program_froze, _started = gc.get_freeze_count() > 0, True
+        if _program_froze is None:
+            _program_froze = gc.get_freeze_count() > 0
         if _paused == 0:
             _was_enabled = gc.isenabled()
         _paused += 1
