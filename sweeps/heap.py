@@ -15,6 +15,11 @@ left included (2,708 objects, 0.96 MB, after importing MLflow, Ray, Optuna and
 pandas; 9,566 objects, 1.8 MB, with torch, scikit-learn and W&B too). The ``sweeps`` command also
 freezes everything at exit (``freeze_at_exit``): the process is ending, and
 the operating system takes its memory back at once.
+
+A pause is bounded: start-up work still running after ``PAUSE_LIMIT_S`` (a
+warm-up waiting on an unreachable tracking server, say, while a trial runs
+beside it) gets the collector back, and what it leaves is frozen at its end
+all the same.
 """
 
 from __future__ import annotations
@@ -29,6 +34,10 @@ _LOCK = threading.Lock()
 _paused = 0  # start-ups under way in this process
 _was_enabled = True  # the collector's state before the first of them
 _program_froze: bool | None = None  # objects were frozen before our first start-up (None: none yet)
+#: how long start-ups may keep the collector paused (seconds)
+PAUSE_LIMIT_S = 30.0
+_overdue = False  # the running start-ups outlasted PAUSE_LIMIT_S: the collector runs again
+_timer: threading.Timer | None = None
 
 
 @contextmanager
@@ -36,23 +45,41 @@ def start_up() -> Iterator[None]:
     """Work whose objects mostly live as long as the process: the collector pauses for it, and what is
     alive at its end is frozen. Overlapping start-ups (threads, nesting) end together, with the last
     one; a collector the program had turned off stays off."""
-    global _paused, _was_enabled, _program_froze
+    global _paused, _was_enabled, _program_froze, _overdue, _timer
     with _LOCK:
         if _program_froze is None:
             _program_froze = gc.get_freeze_count() > 0
         if _paused == 0:
             _was_enabled = gc.isenabled()
+            _timer = threading.Timer(PAUSE_LIMIT_S, _resume)
+            _timer.daemon = True  # never keeps a process from exiting
+            _timer.start()
         _paused += 1
-        gc.disable()
+        if not _overdue:
+            gc.disable()
     try:
         yield
     finally:
         with _LOCK:
             _paused -= 1
             if _paused == 0:
+                if _timer is not None:
+                    _timer.cancel()
+                    _timer = None
+                _overdue = False
                 gc.freeze()
                 if _was_enabled:
                     gc.enable()
+
+
+def _resume() -> None:
+    """The start-ups under way outlasted ``PAUSE_LIMIT_S``: the collector runs again until they end."""
+    global _overdue
+    with _LOCK:
+        if _paused > 0 and threading.current_thread() is _timer:
+            _overdue = True
+            if _was_enabled:
+                gc.enable()
 
 
 def starting_up(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -6,6 +6,7 @@ import gc
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
@@ -115,3 +116,33 @@ print(before > 0, gc.get_freeze_count() >= before + 100, gc.isenabled())
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["True", "True", "True"]
+
+
+def test_a_start_up_that_outlasts_the_limit_gets_the_collector_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a warm-up stuck on an unreachable store must not keep a worker's trials running uncollected
+    monkeypatch.setattr(heap, "PAUSE_LIMIT_S", 0.2)
+    gc.unfreeze()
+    with heap.start_up():
+        assert not gc.isenabled()
+        deadline = time.monotonic() + 10
+        while not gc.isenabled() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert gc.isenabled()
+        with heap.start_up():  # one more start-up, while overdue: the collector stays on
+            assert gc.isenabled()
+        kept = _cycle()
+    # the end freezes all the same, and the next start-up pauses again
+    assert gc.isenabled() and not any(o is kept for o in gc.get_objects())
+    monkeypatch.setattr(heap, "PAUSE_LIMIT_S", 30.0)
+    with heap.start_up():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+
+
+def test_the_limit_leaves_a_collector_the_program_turned_off_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(heap, "PAUSE_LIMIT_S", 0.05)
+    gc.disable()
+    with heap.start_up():
+        time.sleep(0.3)
+        assert not gc.isenabled()
+    assert not gc.isenabled()
