@@ -617,7 +617,7 @@ class Controller:
         if given_up and isinstance(outcome, Lost):
             outcome = Lost(outcome.number, given_up)
         self.finished += 1
-        self.executor.forget(request)
+        self.executor.forget(request, lost=isinstance(outcome, Lost))
         node = self._nodes_of.pop(request.number, "")
         if isinstance(outcome, TrialResult):
             node = outcome.node or node

@@ -163,6 +163,8 @@ class RayExecutor:
         self._tracking: tuple[str, WandbSettings | None] | None = None
         #: the nodes that hold at least one trial, as the last ``capacity`` found them
         self._fitting: list[str] = []
+        #: the sweep whose trials this runs (its heartbeats are removed at the end)
+        self._sweep_id = ""
 
     def _beside_me(self, cls: type) -> Any:
         """An actor on the controller's own node: it must not die with an agent."""
@@ -211,15 +213,14 @@ class RayExecutor:
             out[req.number] = (now - seen[1], value.decode().partition(" ")[2])
         return out
 
-    def forget(self, request: TrialRequest) -> None:
-        from ray.experimental import internal_kv
-
+    def forget(self, request: TrialRequest, lost: bool) -> None:
+        """A trial ended: its heartbeat is no longer watched. A worker removes its trial's beat from
+        the GCS itself once the trial has ended (off the controller's loop, which would wait for the
+        GCS each time); a ``lost`` trial's worker may not have, so it is removed here."""
         key = beat_key(request.sweep_id, request.number)
         self._beats.pop(key, None)
-        try:
-            internal_kv._internal_kv_del(key, namespace=BEAT_NAMESPACE)
-        except Exception as exc:  # noqa: BLE001
-            logger.debug("heartbeat of trial %s not removed: %s", request.number, exc)
+        if lost:
+            _drop_beats(key)
 
     def warm(self, slots: int, cpus: float, gpus: float, uri: str, wandb: WandbSettings | None, trainer: str,
              agents_only: bool = False) -> None:
@@ -369,6 +370,7 @@ class RayExecutor:
     def submit(self, request: TrialRequest, cpus: float, gpus: float, agents_only: bool = False,
                excluded: set[str] | None = None) -> Any:
         job = _Job(request, cpus, gpus, agents_only, frozenset(excluded or ()))
+        self._sweep_id = request.sweep_id
         self._queue.append(job)
         self._dispatch()
         return job
@@ -444,6 +446,9 @@ class RayExecutor:
         for actor in [*late, *(j.slot.actor for j in self._running.values() if j.slot is not None)]:
             self._kill(actor)
         self._idle, self._running, self._queue, self._recorders = [], {}, [], {}
+        if self._sweep_id and not self._owned:  # a cluster that goes on: no beat of this sweep's is left in it
+            _drop_beats(beat_key(self._sweep_id), prefix=True)
+            self._sweep_id = ""
         if self._owned:
             _stop_monitor()
             self._ray.shutdown()
@@ -468,8 +473,19 @@ def _stop_monitor() -> None:
         logger.debug("could not stop Ray's monitor ahead: %s", exc)
 
 
-def beat_key(sweep_id: str, number: int) -> str:
+def beat_key(sweep_id: str, number: int | str = "") -> str:
+    """The GCS key of a trial's heartbeat; with no number, the prefix of every one of the sweep's."""
     return f"{sweep_id}/trial-{number}"
+
+
+def _drop_beats(key: str, prefix: bool = False) -> None:
+    """Remove a heartbeat from the GCS (every one under ``key`` with ``prefix``)."""
+    from ray.experimental import internal_kv
+
+    try:
+        internal_kv._internal_kv_del(key, del_by_prefix=prefix, namespace=BEAT_NAMESPACE)
+    except Exception as exc:  # noqa: BLE001 - a stale beat is never read again
+        logger.debug("heartbeat %s not removed: %s", key, exc)
 
 
 class TrialWorker:
@@ -508,6 +524,7 @@ class TrialWorker:
                     beat()
                 except Exception as exc:  # noqa: BLE001 - a missed beat is what the controller looks for
                     logger.debug("heartbeat not sent: %s", exc)
+            _drop_beats(key)  # the trial has ended: while the next one starts
 
         beat()  # the first one is stored before the trainer runs: a worker that freezes at once is seen
         threading.Thread(target=heartbeat, name="sweeps-heartbeat", daemon=True).start()

@@ -195,3 +195,24 @@ def test_a_workers_warm_up_hands_the_collector_back_with_its_imports_frozen(env)
         assert c.data.metrics["trainer_frozen"] == 1.0
     # the launch froze its start-up too, and handed it back at the end: this process goes on
     assert gc.isenabled() and gc.get_freeze_count() == frozen_before
+
+
+def test_a_trials_heartbeat_is_gone_from_the_gcs_once_it_ends_and_none_is_left_after_the_sweep(env) -> None:
+    from ray.experimental import internal_kv
+
+    from sweeps.execution import BEAT_NAMESPACE
+
+    internal_kv._internal_kv_del("", del_by_prefix=True, namespace=BEAT_NAMESPACE)  # this test process's Ray
+    summary = env.launch("""
+        name: beats
+        method: grid
+        metric: {name: loss}
+        trainer: sweeps_test_trainers:beats_left
+        parameters:
+          x: {values: [1, 2, 3]}
+    """, parallel=1)
+    _, children = env.runs(summary)
+    # one after another on one worker: each trial found the beats of those before it removed (its worker
+    # removes a trial's beat once the trial has ended), its own alone
+    assert sorted(c.data.metrics["beats"] for c in children) == [1.0, 1.0, 1.0]
+    assert internal_kv._internal_kv_list("", namespace=BEAT_NAMESPACE) == []
