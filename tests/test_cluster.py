@@ -217,7 +217,9 @@ def test_quarter_gpus_share_one_gpu_and_a_two_gpu_trial_gets_two_ids(head: Head,
 
 
 def test_an_agent_that_joins_mid_sweep_gets_trials(head: Head, tmp_path: Path) -> None:
-    work = _sweep_dir(tmp_path, "joins", "{cpus: 1}", 8, 2.0)
+    # the first trial waits for a second one to start: whenever the new agent comes up (seconds on a busy
+    # machine), the two run at once; an agent never used leaves it alone after 120 s, and the test fails
+    work = _sweep_dir(tmp_path, "joins", "{cpus: 1}", 8, 2.0, together=2)
     with agent(head, gpus=0, cpus=1):
         before = set(_node_ids(head))
         launch = _launch(head, work, wait=False)
