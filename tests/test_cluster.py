@@ -238,10 +238,13 @@ def test_an_agent_that_joins_mid_sweep_gets_trials(head: Head, tmp_path: Path) -
 
 
 def test_a_node_that_dies_mid_trial_has_its_trial_run_again_elsewhere(head: Head, tmp_path: Path) -> None:
-    work = _sweep_dir(tmp_path, "dies", "{cpus: 1}", 4, 5.0)
+    # the first two trials wait for each other: once both have started, each agent is running one
+    work = _sweep_dir(tmp_path, "dies", "{cpus: 1}", 4, 5.0, together=2)
     with agent(head, gpus=0, cpus=1), agent(head, gpus=0, cpus=1) as doomed:
         launch = _launch(head, work, "--parallel", "2", wait=False)
-        time.sleep(8)  # both agents are running a trial now
+        deadline = time.time() + 120
+        while len(list((work / "out").glob("started-*"))) < 2 and time.time() < deadline:
+            time.sleep(0.1)
         _kill_tree(doomed.pid)  # the machine dies: its raylet and workers with it
         launch.wait(600)
         output = launch.stdout.read()  # type: ignore[union-attr]
