@@ -33,8 +33,11 @@ compute over the parallelism, divided by trials; "after start-up": from the
 first result to the end; "steady": the median time a worker spends between one
 trial's training and the next, leaving out start-up and the fixed cost at the
 end, shown as "end s"), the peak memory of the process
-tree, and the ratio of each peer's wall to sweeps' ("done / sweeps": the same with every wall
-stopped before the interpreter's exit). Every trial must be recorded
+tree, the machine's busy CPU seconds while the system ran ("CPU s": every core, every process,
+so a quiet machine is assumed; with --ray-running it includes the running Ray's processes
+and the workers it starts for the system, which are not in the process tree), and the ratio
+of each peer's wall to sweeps' ("done / sweeps": the same with every wall stopped before the
+interpreter's exit). Every trial must be recorded
 (MLflow children, W&B runs) or the run fails loudly. Needs the `bench` extra
 (ray[tune], psutil).
 """
@@ -390,6 +393,7 @@ def measure(system: str, workload: str, base: Path) -> dict:
     proc = subprocess.Popen([sys.executable, __file__, "--child", system, workload, str(work), str(result), repr(born)],
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     peak = 0
+    busy = machine_busy_s()
     root = psutil.Process(proc.pid)
     while True:
         try:
@@ -403,11 +407,21 @@ def measure(system: str, workload: str, base: Path) -> dict:
         except subprocess.TimeoutExpired:
             pass
     ended = time.time()  # the process is gone, the interpreter's exit included: what a user waits for
+    busy = machine_busy_s() - busy
     output = proc.stdout.read()  # type: ignore[union-attr]
     if proc.returncode != 0 or not result.exists():
         raise SystemExit(f"{system} on {workload} failed:\n{output[-3000:]}")
     done = json.loads(result.read_text())
-    return {**done, "done": done["wall"], "wall": ended - born, "peak_mb": peak / 2**20}
+    return {**done, "done": done["wall"], "wall": ended - born, "peak_mb": peak / 2**20, "cpu": busy}
+
+
+def machine_busy_s() -> float:
+    """CPU seconds the machine has spent busy since boot, over all cores (psutil's system-wide times;
+    on Linux guest time is already in user time)."""
+    import psutil
+
+    t = psutil.cpu_times()
+    return sum(getattr(t, f, 0.0) for f in ("user", "nice", "system", "irq", "softirq", "steal"))
 
 
 @contextlib.contextmanager
@@ -459,18 +473,22 @@ def main() -> None:
                     runs[system].append(r)
                     print(f"{workload} #{rep + 1} {system:>16}: wall {r['wall']:7.1f} s (exit {r['wall'] - r['done']:.1f} s), first running {r['running']:5.1f} s, "
                           f"first result {r['first']:5.1f} s, "
-                          f"peak {r['peak_mb']:6.0f} MB, recorded {({k: v for k, v in r.items() if k in ('mlflow_runs', 'wandb_runs')})}",
+                          f"peak {r['peak_mb']:6.0f} MB, CPU {r['cpu']:5.1f} s, recorded {({k: v for k, v in r.items() if k in ('mlflow_runs', 'wandb_runs')})}",
                           flush=True)
             print(f"\n{workload}: {trials} trials, {PARALLEL} at a time; medians of {args.repeats}")
             print(f"{'system':>16} {'wall s':>8} {'running s':>9} {'first s':>8} {'overhead/trial s':>17} {'after start-up':>15} "
-                  f"{'steady':>7} {'end s':>6} {'exit s':>6} {'peak MB':>8} {'wall / sweeps':>14} {'done / sweeps':>14}")
+                  f"{'steady':>7} {'end s':>6} {'exit s':>6} {'peak MB':>8} {'CPU s':>6} {'wall / sweeps':>14} {'done / sweeps':>14} "
+                  f"{'CPU / sweeps':>13}")
             base = statistics.median(r["wall"] for r in runs["sweeps"]) if "sweeps" in runs else None
             base_done = statistics.median(r["done"] for r in runs["sweeps"]) if "sweeps" in runs else None
+            base_cpu = statistics.median(r["cpu"] for r in runs["sweeps"]) if "sweeps" in runs else None
             for system, rs in runs.items():
                 running = statistics.median(r["running"] for r in rs)
                 if system == "ray":
                     what = "joining the running Ray" if args.ray_running else "local Ray start-up: ray.init"
-                    print(f"{system:>16} {'-':>8} {running:9.2f}   ({what} and one task running)")
+                    cpu = statistics.median(r["cpu"] for r in rs)
+                    print(f"{system:>16} {'-':>8} {running:9.2f}   ({what} and one task running; {cpu:.1f} s of CPU to the end "
+                          f"of its process)")
                     continue
                 wall = statistics.median(r["wall"] for r in rs)
                 first = statistics.median(r["first"] for r in rs)
@@ -484,8 +502,10 @@ def main() -> None:
                 # the same ratio with each wall stopped before the interpreter's exit (as before the eighth measurement)
                 done = statistics.median(r["done"] for r in rs)
                 ratio_done = f"x{done / base_done:.2f}" if base_done else "-"
+                cpu = statistics.median(r["cpu"] for r in rs)
+                ratio_cpu = f"x{cpu / base_cpu:.2f}" if base_cpu else "-"
                 print(f"{system:>16} {wall:8.1f} {running:9.2f} {first:8.1f} {per:17.3f} {after:15.3f} {per_slot:7.3f} {wall - last:6.1f} {exit_s:6.1f} "
-                      f"{statistics.median(r['peak_mb'] for r in rs):8.0f} {ratio:>14} {ratio_done:>14}")
+                      f"{statistics.median(r['peak_mb'] for r in rs):8.0f} {cpu:6.1f} {ratio:>14} {ratio_done:>14} {ratio_cpu:>13}")
             print()
 
 
