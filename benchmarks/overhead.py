@@ -479,33 +479,30 @@ def main() -> None:
             print(f"{'system':>16} {'wall s':>8} {'running s':>9} {'first s':>8} {'overhead/trial s':>17} {'after start-up':>15} "
                   f"{'steady':>7} {'end s':>6} {'exit s':>6} {'peak MB':>8} {'CPU s':>6} {'wall / sweeps':>14} {'done / sweeps':>14} "
                   f"{'CPU / sweeps':>13}")
-            base = statistics.median(r["wall"] for r in runs["sweeps"]) if "sweeps" in runs else None
-            base_done = statistics.median(r["done"] for r in runs["sweeps"]) if "sweeps" in runs else None
-            base_cpu = statistics.median(r["cpu"] for r in runs["sweeps"]) if "sweeps" in runs else None
+            def median(rs: list[dict], key: str) -> float:
+                return statistics.median(r[key] for r in rs)
+
+            # each ratio against sweeps' median; "done": the walls stopped before the interpreter's exit
+            # (as before the eighth measurement)
+            base = {k: median(runs["sweeps"], k) for k in ("wall", "done", "cpu")} if "sweeps" in runs else {}
+
+            def ratio(value: float, key: str) -> str:
+                return f"x{value / base[key]:.2f}" if base.get(key) else "-"
+
             for system, rs in runs.items():
-                running = statistics.median(r["running"] for r in rs)
+                running, cpu = median(rs, "running"), median(rs, "cpu")
                 if system == "ray":
                     what = "joining the running Ray" if args.ray_running else "local Ray start-up: ray.init"
-                    cpu = statistics.median(r["cpu"] for r in rs)
                     print(f"{system:>16} {'-':>8} {running:9.2f}   ({what} and one task running; {cpu:.1f} s of CPU to the end "
                           f"of its process)")
                     continue
-                wall = statistics.median(r["wall"] for r in rs)
-                first = statistics.median(r["first"] for r in rs)
-                compute = statistics.median(r["compute"] for r in rs)
+                wall, done, first, compute = median(rs, "wall"), median(rs, "done"), median(rs, "first"), median(rs, "compute")
                 per = (wall - compute / PARALLEL) / trials
                 after = (wall - first - compute / PARALLEL * (trials - 1) / trials) / max(trials - 1, 1)
-                last = statistics.median(r["last"] for r in rs)
-                per_slot = statistics.median(r["steady"] for r in rs)
                 exit_s = statistics.median(r["wall"] - r["done"] for r in rs)
-                ratio = f"x{wall / base:.2f}" if base else "-"
-                # the same ratio with each wall stopped before the interpreter's exit (as before the eighth measurement)
-                done = statistics.median(r["done"] for r in rs)
-                ratio_done = f"x{done / base_done:.2f}" if base_done else "-"
-                cpu = statistics.median(r["cpu"] for r in rs)
-                ratio_cpu = f"x{cpu / base_cpu:.2f}" if base_cpu else "-"
-                print(f"{system:>16} {wall:8.1f} {running:9.2f} {first:8.1f} {per:17.3f} {after:15.3f} {per_slot:7.3f} {wall - last:6.1f} {exit_s:6.1f} "
-                      f"{statistics.median(r['peak_mb'] for r in rs):8.0f} {cpu:6.1f} {ratio:>14} {ratio_done:>14} {ratio_cpu:>13}")
+                print(f"{system:>16} {wall:8.1f} {running:9.2f} {first:8.1f} {per:17.3f} {after:15.3f} {median(rs, 'steady'):7.3f} "
+                      f"{wall - median(rs, 'last'):6.1f} {exit_s:6.1f} {median(rs, 'peak_mb'):8.0f} {cpu:6.1f} "
+                      f"{ratio(wall, 'wall'):>14} {ratio(done, 'done'):>14} {ratio(cpu, 'cpu'):>13}")
             print()
 
 
