@@ -216,11 +216,8 @@ def run_sweeps_untracked(workload: str, trials: int, uri: str, work: Path) -> No
 
 
 def run_sweeps(workload: str, trials: int, uri: str, work: Path) -> None:
-    from sweeps import heap
     from sweeps.controller import Controller, LaunchOptions
     from sweeps.space import parse_spec
-
-    heap.freeze_at_exit()  # as the `sweeps` command does in its process
 
     name, goal = metric(workload)
     text = textwrap.dedent(f"""

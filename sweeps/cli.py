@@ -13,7 +13,6 @@ from typing import Any
 
 import click
 
-from . import heap
 from .errors import ConfigError, SweepsError
 
 logger = logging.getLogger(__name__)
@@ -39,7 +38,6 @@ class _Group(click.Group):
 def main(ctx: click.Context, debug: bool) -> None:
     """Hyperparameter sweeps: W&B sweep files, Optuna search, Ray workers, MLflow records."""
     ctx.meta["sweeps.debug"] = debug
-    heap.freeze_at_exit()  # this process's last collections would walk every import again (see sweeps.heap)
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
 

@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from . import heap, tracking
+from . import tracking
 from .errors import ConfigError, FatalError
 from .mirror import LaterRun, Mirror, WandbSettings, close_lost, drain, new_run_id
 from .runner import TrialRequest, TrialResult
@@ -50,11 +50,6 @@ _MAX_DIFF = 5_000_000
 MAX_LOST_RERUNS = 3
 #: how long the end of a sweep waits for its own W&B run to be written, where this process writes it
 MIRROR_WAIT_S = 60.0
-#: the niceness of the thread that imports MLflow and opens the sweep's parent run while Ray starts:
-#: Ray's start-up waits on its own processes (the GCS, the raylet, its agents), and on a machine
-#: with few cores this import (about 2.5 s of CPU) took their CPU; at 10, a local Ray was up about
-#: 1 s sooner, and the parent run was still ready before the first trial (W1 on 2 cores)
-BACKGROUND_NICE = 10
 #: seconds between looks at the cluster's size and at the trials' heartbeats
 CHECK_EVERY_S = 2.0
 #: stop reasons that still let lost or failed trials run again
@@ -303,11 +298,10 @@ class Controller:
             self.say(f"sweep {self.sweep_id} ({self.name}): state in {self.state}")
         else:
             self.say(f"resuming sweep {self.sweep_id} ({self.name}) from {self.state}")
-        # the MLflow set-up (import, database, parent run) and Optuna's import run while Ray starts,
-        # the first at a lower priority where this process starts Ray: Ray's own processes start first
-        # (see BACKGROUND_NICE); the environment Ray's processes inherit is set first
+        # the MLflow set-up (import, database, parent run) and Optuna's import run while Ray starts;
+        # the environment Ray's processes inherit is set first
         local = prepare_local(self.opts.address, self.workdir)
-        parent = _Background(lambda: self._open_parent(params), nice=BACKGROUND_NICE if local else 0)
+        parent = _Background(lambda: self._open_parent(params))
         samplers = _Background(lambda: importlib.import_module("optuna.samplers"))
         try:
             self.executor = RayExecutor(self.opts.address, self.workdir)
@@ -485,8 +479,7 @@ class Controller:
         status = "FAILED"
         restore = self._install_signals()
         try:
-            with heap.start_up():  # imports, Ray, the stores: kept for the process's life (see heap)
-                self._start()
+            self._start()
             with self._display() as refresh:
                 self._loop(refresh)
             status = "FAILED" if self.failed_out else "KILLED" if self._interrupts else "FINISHED"
@@ -499,7 +492,6 @@ class Controller:
             self.executor.shutdown()
             return self._finish(status, plots.result())
         finally:
-            heap.thaw()
             restore()
             if status == "FAILED" and not self.failed_out and hasattr(self, "parent_id"):
                 self._close_after_crash()
@@ -601,7 +593,7 @@ class Controller:
             sweep_id=self.sweep_id, run_name=run_name, number=number, config=spec.nest(flat), params=flat, seed=seed,
             trainer=spec.trainer or "", metric=self.metric.name, tracking_uri=self.uri, run_id=run_id,
             wandb=self.wandb, parent_run_id=self.parent_id, git_diff=self.git_diff, stop_metric=self.stop_metric,
-            wandb_id=trial.user_attrs["wandb_id"], artifact_uri=tracking.artifact_uri(run_id),
+            wandb_id=trial.user_attrs["wandb_id"],
         )
         handle = self.executor.submit(request, spec.resources.cpus, spec.resources.gpus, spec.resources.agents_only,
                                       self.excluded)
@@ -859,20 +851,13 @@ class Controller:
 
 
 class _Background:
-    """Runs ``fn`` in a thread; ``result()`` waits for it and raises what it raised. With ``nice``,
-    on Linux, that thread alone runs that much nicer (Linux schedules each thread on its own)."""
+    """Runs ``fn`` in a thread; ``result()`` waits for it and raises what it raised."""
 
-    def __init__(self, fn: Callable[[], Any], nice: int = 0) -> None:
+    def __init__(self, fn: Callable[[], Any]) -> None:
         self._value: Any = None
         self._error: BaseException | None = None
 
         def run() -> None:
-            if nice and sys.platform.startswith("linux"):
-                try:
-                    me = threading.get_native_id()
-                    os.setpriority(os.PRIO_PROCESS, me, min(19, os.getpriority(os.PRIO_PROCESS, me) + nice))
-                except OSError as exc:
-                    logger.debug("could not lower the priority of a set-up thread: %s", exc)
             try:
                 self._value = fn()
             except BaseException as exc:  # noqa: BLE001 - handed to result()

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .errors import FatalError
-from . import heap, tracking
+from . import tracking
 from .mirror import LaterRun, WandbSettings, close, lost_summary, warm
 from .runner import (TrialEnd, TrialMirror, TrialRecord, TrialRequest, TrialResult, environment_tags, quietly,
                      run_trial)
@@ -45,8 +45,6 @@ logger = logging.getLogger(__name__)
 HEARTBEAT_S = 1.0
 #: how long a worker that is let go waits for its W&B runs to finish
 RETIRE_WAIT_S = 60.0
-#: where heartbeats are kept in Ray's key-value store
-BEAT_NAMESPACE = "sweeps-heartbeats"
 #: Ray's label that every node carries
 NODE_ID_LABEL = "ray.io/node-id"
 #: set in every worker: no prompts, no per-run banners from MLflow
@@ -156,15 +154,13 @@ class RayExecutor:
         #: False: a fresh worker process for every trial
         self.reuse_workers = True
         self.judge: Any = None
-        #: per heartbeat key: the last value seen, and when (this process's clock) it was first seen
-        self._beats: dict[str, tuple[bytes, float]] = {}
+        #: the actor the running trials' workers beat to (started with the first trial)
+        self._board: Any = None
         #: the recording process of each node that can hold a trial (by node id), once ``warm`` said what to record
         self._recorders: dict[str, Any] = {}
         self._tracking: tuple[str, WandbSettings | None] | None = None
         #: the nodes that hold at least one trial, as the last ``capacity`` found them
         self._fitting: list[str] = []
-        #: the sweep whose trials this runs (its heartbeats are removed at the end)
-        self._sweep_id = ""
 
     def _beside_me(self, cls: type) -> Any:
         """An actor on the controller's own node: it must not die with an agent."""
@@ -190,37 +186,21 @@ class RayExecutor:
     def heartbeats(self, requests: list[TrialRequest]) -> dict[int, tuple[float, str]]:
         """Seconds since each running trial last beat, and its node (trials yet to beat are left out).
 
-        A worker's beat is a count it raises every second in Ray's key-value
-        store (the GCS); a trial's age is the time since this controller first
-        saw its current count, so no clocks of other machines are compared.
-        """
-        from ray.experimental import internal_kv
-
-        now = time.monotonic()
-        out: dict[int, tuple[float, str]] = {}
-        for req in requests:
-            key = beat_key(req.sweep_id, req.number)
-            try:
-                value = internal_kv._internal_kv_get(key, namespace=BEAT_NAMESPACE)
-            except Exception as exc:  # noqa: BLE001 - a slow GCS must not stop the sweep
-                logger.warning("no heartbeats this time: %s", str(exc).splitlines()[0])
-                return {}
-            if value is None:
-                continue
-            seen = self._beats.get(key)
-            if seen is None or seen[0] != value:
-                seen = self._beats[key] = (value, now)
-            out[req.number] = (now - seen[1], value.decode().partition(" ")[2])
-        return out
+        Workers send a beat every second to a :class:`Heartbeats` actor beside the controller, which
+        times them with its own clock: no clocks of other machines are compared."""
+        if self._board is None or not requests:
+            return {}
+        try:
+            ages = self._ray.get(self._board.ages.remote([r.key for r in requests]), timeout=10)
+        except Exception as exc:  # noqa: BLE001 - a slow actor must not stop the sweep
+            logger.warning("no heartbeats this time: %s", str(exc).splitlines()[0])
+            return {}
+        return {r.number: ages[r.key] for r in requests if r.key in ages}
 
     def forget(self, request: TrialRequest, lost: bool) -> None:
-        """A trial ended: its heartbeat is no longer watched. A worker removes its trial's beat from
-        the GCS itself once the trial has ended (off the controller's loop, which would wait for the
-        GCS each time); a ``lost`` trial's worker may not have, so it is removed here."""
-        key = beat_key(request.sweep_id, request.number)
-        self._beats.pop(key, None)
-        if lost:
-            _drop_beats(key)
+        """A trial ended: its heartbeat is no longer watched."""
+        if self._board is not None:
+            self._board.drop.remote(request.key)
 
     def warm(self, slots: int, cpus: float, gpus: float, uri: str, wandb: WandbSettings | None, trainer: str,
              agents_only: bool = False) -> None:
@@ -307,7 +287,7 @@ class RayExecutor:
             self._queue.pop(0)
             job.slot = slot
             job.ref = slot.actor.run.options(name=f"trial-{job.request.number}").remote(job.request, self.judge,
-                                                                                          self._recorders)
+                                                                                          self._board, self._recorders)
             self._running[job.ref] = job
 
     def _kill(self, actor: Any) -> None:
@@ -370,7 +350,8 @@ class RayExecutor:
     def submit(self, request: TrialRequest, cpus: float, gpus: float, agents_only: bool = False,
                excluded: set[str] | None = None) -> Any:
         job = _Job(request, cpus, gpus, agents_only, frozenset(excluded or ()))
-        self._sweep_id = request.sweep_id
+        if self._board is None:
+            self._board = self._beside_me(Heartbeats).remote()
         self._queue.append(job)
         self._dispatch()
         return job
@@ -445,47 +426,30 @@ class RayExecutor:
         late = [actor for ref, actor in idle.items() if ref not in ready]
         for actor in [*late, *(j.slot.actor for j in self._running.values() if j.slot is not None)]:
             self._kill(actor)
-        self._idle, self._running, self._queue, self._recorders = [], {}, [], {}
-        if self._sweep_id and not self._owned:  # a cluster that goes on: no beat of this sweep's is left in it
-            _drop_beats(beat_key(self._sweep_id), prefix=True)
-            self._sweep_id = ""
+        if self._board is not None:
+            self._kill(self._board)
+        self._idle, self._running, self._queue, self._recorders, self._board = [], {}, [], {}, None
         if self._owned:
-            _stop_monitor()
             self._ray.shutdown()
             self._owned = False
 
 
-def _stop_monitor() -> None:
-    """Stop the autoscaler monitor of the Ray instance this process started.
+class Heartbeats:
+    """The running trials' heartbeats (a Ray actor beside the controller): when each trial's worker
+    last said it was alive, by this actor's clock, and on which node."""
 
-    ``ray.shutdown()`` asks it to stop and waits a full second for it to ignore
-    the request before killing it: a second at the end of every sweep. A local
-    instance has nothing to autoscale, and the monitor keeps no state of ours.
-    (Ray's private structures: where they differ, Ray shuts down as before.)
-    """
-    try:
-        from ray._private import worker
+    def __init__(self) -> None:
+        self._last: dict[str, tuple[float, str]] = {}
 
-        for info in (worker._global_node.all_processes.get("monitor") or []):
-            info.process.kill()
-            info.process.wait(timeout=5)
-    except Exception as exc:  # noqa: BLE001
-        logger.debug("could not stop Ray's monitor ahead: %s", exc)
+    def beat(self, key: str, node: str) -> None:
+        self._last[key] = (time.monotonic(), node)
 
+    def drop(self, key: str) -> None:
+        self._last.pop(key, None)
 
-def beat_key(sweep_id: str, number: int | str = "") -> str:
-    """The GCS key of a trial's heartbeat; with no number, the prefix of every one of the sweep's."""
-    return f"{sweep_id}/trial-{number}"
-
-
-def _drop_beats(key: str, prefix: bool = False) -> None:
-    """Remove a heartbeat from the GCS (every one under ``key`` with ``prefix``)."""
-    from ray.experimental import internal_kv
-
-    try:
-        internal_kv._internal_kv_del(key, del_by_prefix=prefix, namespace=BEAT_NAMESPACE)
-    except Exception as exc:  # noqa: BLE001 - a stale beat is never read again
-        logger.debug("heartbeat %s not removed: %s", key, exc)
+    def ages(self, keys: list[str]) -> dict[str, tuple[float, str]]:
+        now = time.monotonic()
+        return {k: (now - self._last[k][0], self._last[k][1]) for k in keys if k in self._last}
 
 
 class TrialWorker:
@@ -503,20 +467,16 @@ class TrialWorker:
         # worker, before or beside its first trial
         _warm_up(_warm_worker, uri, wandb, trainer, not here)
 
-    def run(self, request: TrialRequest, judge: Any, recorders: dict[str, Any]) -> TrialResult:
+    def run(self, request: TrialRequest, judge: Any, board: Any, recorders: dict[str, Any]) -> TrialResult:
         import ray
-        from ray.experimental import internal_kv
 
         def decide(value: float) -> str | None:
             return ray.get(judge.report.remote(request.number, value))
 
         done = threading.Event()
-        key, count = beat_key(request.sweep_id, request.number), 0
 
         def beat() -> None:
-            nonlocal count
-            count += 1
-            internal_kv._internal_kv_put(key, f"{count} {self.node_id}", overwrite=True, namespace=BEAT_NAMESPACE)
+            board.beat.remote(request.key, self.node_id)
 
         def heartbeat() -> None:
             while not done.wait(HEARTBEAT_S):
@@ -524,9 +484,8 @@ class TrialWorker:
                     beat()
                 except Exception as exc:  # noqa: BLE001 - a missed beat is what the controller looks for
                     logger.debug("heartbeat not sent: %s", exc)
-            _drop_beats(key)  # the trial has ended: while the next one starts
 
-        beat()  # the first one is stored before the trainer runs: a worker that freezes at once is seen
+        beat()  # the first one is sent before the trainer runs: a worker that freezes at once is seen
         threading.Thread(target=heartbeat, name="sweeps-heartbeat", daemon=True).start()
         recorder = recorders.get(self.node_id)
         try:
@@ -856,9 +815,8 @@ def _retire(wait_s: float, whose: str) -> None:
 
 
 def _warm_up(fn: Any, *args: Any) -> None:
-    """An actor's start-up work on a thread of its own (its first calls need not wait for it), with
-    the collector paused and what it leaves frozen (see :mod:`sweeps.heap`)."""
-    threading.Thread(target=heap.starting_up(fn), args=args, name="sweeps-warm", daemon=True).start()
+    """An actor's start-up work on a thread of its own (its first calls need not wait for it)."""
+    threading.Thread(target=fn, args=args, name="sweeps-warm", daemon=True).start()
 
 
 def _warm_tracking(uri: str, wandb: WandbSettings | None) -> None:

@@ -66,8 +66,6 @@ class TrialRequest:
     stop_metric: str | None = None
     #: the trial's W&B run id, chosen by the controller
     wandb_id: str | None = None
-    #: where the trial's MLflow artifacts go (known when the controller creates its run)
-    artifact_uri: str | None = None
 
     @property
     def key(self) -> str:
@@ -212,9 +210,9 @@ class TrialRecord:
             self.buffer.describe(tags(), req.params)  # written with the first metrics, within a second
             quietly(lambda: keep_requirements(uri, req.parent_run_id, packages()))
             tracking.log_text(uri, run_id, json.dumps({"config": req.config, "seed": req.seed, "trainer": req.trainer},
-                                                      indent=2, default=str), "config.json", req.artifact_uri)
+                                                      indent=2, default=str), "config.json")
             if req.git_diff:
-                tracking.log_text(uri, run_id, req.git_diff, "git.diff", req.artifact_uri)
+                tracking.log_text(uri, run_id, req.git_diff, "git.diff")
         if self.mirror is not None:
             self.mirror.open()
 
@@ -234,8 +232,7 @@ class TrialRecord:
         uri, run_id = self.req.tracking_uri, self.req.run_id
         if how.error is not None:
             if how.traceback:
-                quietly(lambda: tracking.log_text(uri, run_id, how.traceback or "", "traceback.txt",
-                                                   self.req.artifact_uri))
+                quietly(lambda: tracking.log_text(uri, run_id, how.traceback or "", "traceback.txt"))
             self.buffer.describe({"sweeps.error": how.error})
         if how.pruned:
             self.buffer.describe({"sweeps.pruned": "true", "sweeps.pruned_reason": how.pruned})

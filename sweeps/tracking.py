@@ -12,10 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import posixpath
-import sqlite3
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -69,69 +65,8 @@ def client(uri: str) -> MlflowClient:
         if uri not in _CLIENTS:
             from mlflow import MlflowClient
 
-            if uri.startswith("sqlite:///") and "?" not in uri:  # options in the URI: MLflow makes the file
-                seed_sqlite(Path(uri[len("sqlite:///"):]))
             _CLIENTS[uri] = MlflowClient(tracking_uri=uri)
         return _CLIENTS[uri]
-
-
-def _cache_dir() -> Path:
-    return Path(os.environ.get("SWEEPS_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sweeps")
-
-
-def seed_sqlite(path: Path) -> None:
-    """Start a new sqlite store from an empty one made before by this MLflow version.
-
-    MLflow builds a new database by running every schema migration since its
-    first release: about a second of CPU before a sweep's first trial can be
-    recorded. The empty result is the same every time, so it is built once per
-    MLflow version (under ``~/.cache/sweeps``), without the Default experiment
-    (MLflow adds that on opening, with this store's artifact location), and
-    copied. Nothing happens when ``path`` exists, and any failure here leaves
-    the work to MLflow as before.
-    """
-    if path.exists() or not path.parent.is_dir():
-        return
-    try:
-        template = _sqlite_template()
-        tmp = path.parent / f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, as to MLflow's own
-        try:
-            with os.fdopen(fd, "wb") as out, open(template, "rb") as src:
-                out.write(src.read())
-            os.link(tmp, path)  # never over a store another process has just made
-        finally:
-            os.unlink(tmp)
-    except FileExistsError:
-        pass
-    except Exception as exc:  # noqa: BLE001 - MLflow makes the store itself
-        logger.debug("no template store for %s: %s", path, exc)
-
-
-def _sqlite_template() -> Path:
-    import mlflow
-    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
-
-    cache = _cache_dir()
-    template = cache / f"mlflow-{mlflow.__version__}-empty.db"
-    if template.exists():
-        return template
-    cache.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=cache, prefix=".template-", suffix=".db")
-    os.close(fd)
-    try:
-        os.unlink(tmp)  # MLflow makes the file
-        store = SqlAlchemyStore(f"sqlite:///{tmp}", (cache / "mlruns").as_uri())
-        store.engine.dispose()
-        with sqlite3.connect(tmp) as db:  # the Default experiment is made again on opening, where it belongs
-            db.execute("DELETE FROM experiment_tags WHERE experiment_id = 0")
-            db.execute("DELETE FROM experiments WHERE experiment_id = 0")
-        db.close()
-        os.replace(tmp, template)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return template
 
 
 def experiment_id(uri: str, name: str) -> str:
@@ -166,24 +101,14 @@ def flatten_params(flat: dict[str, Any]) -> dict[str, str]:
     return out
 
 
-#: where the artifacts of runs this process created go (MLflow looks the whole run up to find out)
-_ARTIFACT_URIS: dict[str, str] = {}
-
-
 def create_run(uri: str, exp_id: str, name: str, tags: dict[str, str], params: dict[str, Any] | None = None) -> str:
     """Create a run (RUNNING) and log its params; returns the run id."""
     if not enabled(uri):
         return ""
     info = client(uri).create_run(exp_id, run_name=name, tags=tags).info
-    _ARTIFACT_URIS[info.run_id] = info.artifact_uri
     if params:
         set_tags(uri, info.run_id, {}, params)
     return info.run_id
-
-
-def artifact_uri(run_id: str) -> str | None:
-    """The artifact location of a run this process created (None for other runs)."""
-    return _ARTIFACT_URIS.get(run_id)
 
 
 def end_run(uri: str, run_id: str, status: str) -> None:
@@ -212,26 +137,10 @@ def delete_tag(uri: str, run_id: str, key: str) -> None:
         client(uri).delete_tag(run_id, key)
 
 
-def log_text(uri: str, run_id: str, text: str, path: str, artifacts: str | None = None) -> None:
-    """Write ``text`` as the run's artifact ``path``. With the run's artifact location
-    (``artifacts``), straight to MLflow's artifact repository for it: MLflow's own
-    ``log_text`` first reads the whole run from the store to find that location."""
-    if not enabled(uri):
-        return
-    artifacts = artifacts or _ARTIFACT_URIS.get(run_id)
-    if artifacts is None:
+def log_text(uri: str, run_id: str, text: str, path: str) -> None:
+    """Write ``text`` as the run's artifact ``path``."""
+    if enabled(uri):
         client(uri).log_text(run_id, text, path)
-        return
-    client(uri)
-    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
-    from mlflow.utils.uri import add_databricks_profile_info_to_artifact_uri
-
-    folder, name = posixpath.split(path)
-    with tempfile.TemporaryDirectory() as tmp:
-        local = Path(tmp, name)
-        local.write_text(text, encoding="utf-8")
-        repo = get_artifact_repository(add_databricks_profile_info_to_artifact_uri(artifacts, uri), tracking_uri=uri)
-        repo.log_artifact(str(local), folder or None)
 
 
 def log_artifact(uri: str, run_id: str, local_path: str) -> None:

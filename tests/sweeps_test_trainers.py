@@ -208,31 +208,3 @@ def dies_while_recorded(config, report):
     else:
         report(step=0, loss=float(config["x"]))
     return {"loss": float(config["x"])}
-
-
-def collector_seen(config, report):
-    """Waits (up to 60 s) for the worker's warm-up to hand the collector back, then reports what it saw."""
-    import gc
-
-    deadline = time.monotonic() + 60
-    while not gc.isenabled() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    walked = gc.get_objects()  # what a collection walks; frozen objects are not in it
-    report(step=0, gc_enabled=float(gc.isenabled()), frozen=float(gc.get_freeze_count()),
-           trainer_frozen=float(not any(o is collector_seen for o in walked)))
-    return {"loss": float(config["x"])}
-
-
-def beats_left(config, report):
-    """Waits (up to 20 s) until its own heartbeat is the only one in the GCS, then reports how many there were."""
-    from ray.experimental import internal_kv
-
-    from sweeps.execution import BEAT_NAMESPACE
-
-    deadline = time.monotonic() + 20
-    keys = internal_kv._internal_kv_list("", namespace=BEAT_NAMESPACE)
-    while len(keys) > 1 and time.monotonic() < deadline:
-        time.sleep(0.05)
-        keys = internal_kv._internal_kv_list("", namespace=BEAT_NAMESPACE)
-    report(step=0, beats=float(len(keys)))
-    return {"loss": float(config["x"])}

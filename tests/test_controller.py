@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sweeps.controller import BACKGROUND_NICE, _Background, open_study
+from sweeps.controller import open_study
 from wandb_offline import offline_runs
 
 QUADRATIC = """
@@ -352,13 +352,3 @@ def test_a_local_store_with_nodes_on_other_machines_is_refused(env, monkeypatch)
     with pytest.raises(FatalError, match=r"nodes on other machines \(10.0.0.7\) that cannot write to sqlite:///.*"
                                          r"start a tracking server \(`sweeps head` does\)"):
         env.launch(quad(), trials=1)
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread priorities are Linux's")
-def test_the_set_up_thread_alone_runs_at_a_lower_priority() -> None:
-    def mine() -> int:
-        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-
-    before = mine()
-    assert _Background(mine, nice=BACKGROUND_NICE).result() == min(19, before + BACKGROUND_NICE)
-    assert _Background(mine).result() == before and mine() == before  # the process and other threads keep theirs
