@@ -155,7 +155,8 @@ def resume(sweep: str, state_dir: str, trials: int | None, parallel: int | None,
     import os
     from pathlib import Path
 
-    from .controller import Controller, LaunchOptions, load_for_resume
+    from .controller import Controller, LaunchOptions
+    from .state import load_for_resume
 
     spec, record = load_for_resume(Path(state_dir), sweep)
     spec, console = _prepare(spec, agents_only, address)

@@ -11,51 +11,68 @@ the one controller running the sweep). Resuming is loading that study.
 from __future__ import annotations
 
 import importlib
-import json
 import logging
 import os
 import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from . import tracking
 from .errors import ConfigError, FatalError
 from .mirror import LaterRun, Mirror, WandbSettings, close_lost, drain, new_run_id
-from .runner import TrialRequest, TrialResult
+from .trial import Lost, LostCause, TrialRequest, TrialResult, TrialState
 from .samplers import make_sampler, sampler_type
-from .space import SweepSpec, parse_spec
+from .space import SweepSpec
+from .state import SPEC_FILE, SweepLock, SweepRecord, SweepSummary, git_state, now, open_study, trials_frame
 
 if TYPE_CHECKING:
     import optuna
 
-    from .execution import Lost
+    from .live import Progress
 
 logger = logging.getLogger(__name__)
 
-STUDY_FILE = "study.log"
-SWEEP_FILE = "sweep.json"
-SPEC_FILE = "sweep.yaml"
-LOCK_FILE = "controller.lock"
-HOLDER_FILE = "controller.json"
-_MAX_DIFF = 5_000_000
 #: how many times the params of a trial whose worker or node was lost run again
 MAX_LOST_RERUNS = 3
 #: how long the end of a sweep waits for its own W&B run to be written, where this process writes it
 MIRROR_WAIT_S = 60.0
 #: seconds between looks at the cluster's size and at the trials' heartbeats
 CHECK_EVERY_S = 2.0
-#: stop reasons that still let lost or failed trials run again
-BUDGET_REASONS = ("trial budget", "grid exhausted", "space exhausted")
 #: finite spaces up to this many points are drawn without repeats
 MAX_FINITE_POINTS = 200_000
+
+
+class Stop(str, Enum):
+    """Why a sweep stopped starting new trials (the value is what people read)."""
+
+    TRIAL_BUDGET = "trial budget"
+    GRID_EXHAUSTED = "grid exhausted"
+    SPACE_EXHAUSTED = "space exhausted"
+    TIME_BUDGET = "time budget"
+    TARGET = "target reached"
+    INTERRUPTED = "interrupted"
+    NODES_EXCLUDED = "every node is excluded"
+    FAILURES = "too many failures"
+
+    @property
+    def lets_reruns_go_on(self) -> bool:
+        """A spent budget still lets lost or failed trials run again; a user, a deadline or a target does not."""
+        return self in (Stop.TRIAL_BUDGET, Stop.GRID_EXHAUSTED, Stop.SPACE_EXHAUSTED)
+
+
+@dataclass(frozen=True)
+class Best:
+    """The best trial so far."""
+
+    value: float
+    number: int
+    run_id: str
+    params: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -76,127 +93,11 @@ class LaunchOptions:
     progress: bool = True
 
 
-@dataclass
-class SweepRecord:
-    """``sweep.json``: what a sweep was launched with and where it records."""
-
-    id: str
-    name: str
-    file: str
-    created: str
-    method: str
-    sampler: str
-    metric: str
-    goal: str
-    seed: int
-    parallel: int
-    trials: int | None
-    time_s: float | None
-    target: float | None
-    tracking_uri: str
-    experiment: str
-    experiment_id: str
-    parent_run_id: str
-    wandb_mode: str
-    parallel_set: int | None = None
-    status: str = "running"
-    stop_reason: str | None = None
-    ended: str | None = None
-    resumed: int = 0
-
-    def save(self, directory: Path) -> None:
-        tmp = directory / (SWEEP_FILE + ".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2))
-        tmp.replace(directory / SWEEP_FILE)
-
-    @classmethod
-    def load(cls, directory: Path) -> SweepRecord:
-        return cls(**json.loads((directory / SWEEP_FILE).read_text()))
-
-
-@dataclass(frozen=True)
-class SweepSummary:
-    id: str
-    state_dir: Path
-    record: SweepRecord
-    best_value: float | None
-    best_params: dict[str, Any] | None
-    best_run_id: str | None
-    best_trial: int | None
-    counts: dict[str, int]
-
-
 def trial_seed(sweep_seed: int, number: int) -> int:
     """Each trial's seed, derived from the sweep's seed and the trial number."""
     import numpy as np
 
     return int(np.random.SeedSequence([sweep_seed, number]).generate_state(1)[0])
-
-
-def git_state(workdir: Path) -> tuple[dict[str, str], str | None]:
-    """Commit and dirty flag of the launch directory, and the diff when dirty."""
-
-    def git(*args: str) -> str | None:
-        try:
-            out = subprocess.run(["git", "-C", str(workdir), *args], capture_output=True, text=True, timeout=30)
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        return out.stdout if out.returncode == 0 else None
-
-    commit = git("rev-parse", "HEAD")
-    if commit is None:
-        return {"sweeps.git.commit": "none (not a git repository)"}, None
-    status = git("status", "--porcelain", "--untracked-files=no") or ""
-    dirty = bool(status.strip())
-    tags = {"sweeps.git.commit": commit.strip(), "mlflow.source.git.commit": commit.strip(), "sweeps.git.dirty": str(dirty).lower()}
-    diff = git("diff", "HEAD") if dirty else None
-    if diff and len(diff) > _MAX_DIFF:
-        diff = diff[:_MAX_DIFF] + "\n[diff cut at 5 MB]\n"
-    return tags, diff
-
-
-def open_study(state: Path, sweep_id: str, direction: str, sampler: optuna.samplers.BaseSampler | None = None,
-               *, create: bool) -> optuna.Study:
-    import optuna
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = JournalStorage(JournalFileBackend(str(state / STUDY_FILE)))
-    if create:
-        return optuna.create_study(study_name=sweep_id, storage=storage, sampler=sampler, direction=direction)
-    return optuna.load_study(study_name=sweep_id, storage=storage, sampler=sampler)
-
-
-class SweepLock:
-    """One controller per sweep: an OS file lock (freed when its process dies,
-    even by kill -9) plus who holds it, for the message to a second one."""
-
-    def __init__(self, state: Path, sweep_id: str) -> None:
-        from filelock import FileLock
-
-        self.state, self.sweep_id = state, sweep_id
-        self.lock = FileLock(str(state / LOCK_FILE))
-
-    def acquire(self) -> None:
-        from filelock import Timeout
-
-        try:
-            self.lock.acquire(timeout=0)
-        except Timeout:
-            try:
-                holder = json.loads((self.state / HOLDER_FILE).read_text())
-                who = f"pid {holder['pid']} on {holder['host']} (since {holder['since']})"
-            except (OSError, ValueError, KeyError):
-                who = "another controller"
-            raise ConfigError(f"sweep {self.sweep_id} is already being run by {who}; "
-                              "stop that one first (Ctrl-C there), or wait for it to end") from None
-        (self.state / HOLDER_FILE).write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": _now()}))
-
-    def release(self) -> None:
-        if self.lock.is_locked:
-            (self.state / HOLDER_FILE).unlink(missing_ok=True)
-            self.lock.release()
 
 
 class Controller:
@@ -244,7 +145,7 @@ class Controller:
         self._interrupts = 0
         self.running: dict[Any, tuple[optuna.trial.Trial, TrialRequest, float]] = {}
         self.finished = 0
-        self.best: tuple[float, int, str, dict[str, Any]] | None = None
+        self.best: Best | None = None
         self.counts = {"COMPLETE": 0, "PRUNED": 0, "FAIL": 0}
         self.launched = 0
         self._waiting = 0
@@ -259,7 +160,9 @@ class Controller:
         et = spec.early_terminate
         self.stop_metric = (et.metric or self.metric.name) if et else None
         self.stop_goal = (et.goal or self.metric.goal) if et and et.metric else self.metric.goal
-        self.stop_reason: str | None = None
+        self.stop: Stop | None = None
+        #: what people read of the stop (the stop's value, or more where it says more)
+        self.stop_message: str | None = None
 
     def _points(self) -> tuple[list[dict[str, Any]] | None, str | None]:
         """The points a grid runs in order; for random search in a finite space,
@@ -323,7 +226,7 @@ class Controller:
         tracking.set_tags(self.uri, self.parent_id, {"sweeps.parallel": self.parallel})
         if self.resumed is None:
             self.record = SweepRecord(
-                id=self.sweep_id, name=self.name, file=str(Path(spec.file).resolve()), created=_now(), method=spec.method,
+                id=self.sweep_id, name=self.name, file=str(Path(spec.file).resolve()), created=now(), method=spec.method,
                 sampler=sampler_type(spec), metric=self.metric.name, goal=self.metric.goal, seed=self.seed,
                 parallel=self.parallel, trials=self.max_trials, time_s=spec.budget.time_s, target=spec.budget.target,
                 tracking_uri=self.uri, experiment=self.experiment, experiment_id=self.exp_id, parent_run_id=self.parent_id,
@@ -437,7 +340,7 @@ class Controller:
                     self.executor.judge_replay(frozen.number, curve, key, end_value)
         try:
             best = self.study.best_trial
-            self.best = (best.value, best.number, best.user_attrs.get("mlflow_run_id", ""), best.user_attrs.get("config", {}))
+            self.best = Best(best.value, best.number, best.user_attrs.get("mlflow_run_id", ""), best.user_attrs.get("config", {}))
         except ValueError:
             pass
         # the curve reaches what was settled here: the dead controller's last points may be lost,
@@ -449,7 +352,7 @@ class Controller:
     def _best_point(self) -> None:
         """The best-so-far curve's point for the trials finished now (written in batches)."""
         if self.best is not None:
-            self.best_curve.add(self.finished, {f"best_{self.metric.name}": self.best[0]})
+            self.best_curve.add(self.finished, {f"best_{self.metric.name}": self.best.value})
 
     def _settle_orphan(self, frozen: optuna.trial.FrozenTrial) -> None:
         import optuna
@@ -500,33 +403,45 @@ class Controller:
             if hasattr(self, "lock"):
                 self.lock.release()
 
-    def _loop(self, refresh: Callable[[], None]) -> None:
+    def progress(self) -> Progress:
+        """A snapshot of the sweep for the live view."""
+        from .live import Progress
+
+        best = self.best
+        return Progress(
+            sweep_id=self.sweep_id, metric=self.metric.name, total=self.max_trials, finished=self.finished,
+            counts=dict(self.counts), running=tuple((r.number, t0, r.params) for _, r, t0 in self.running.values()),
+            best=(best.value, best.number, best.run_id, best.params) if best else None,
+            reruns=len(self.reruns), excluded=tuple(sorted(self.excluded)),
+        )
+
+    def _loop(self, refresh: Callable[[Progress], None]) -> None:
         deadline = self.started_at + self.spec.budget.time_s if self.spec.budget.time_s else None
         while True:
             if self._interrupts >= 2:
+                self._stop(Stop.INTERRUPTED, force=True)
                 self._cancel_all("interrupted twice")
-                self.stop_reason = "interrupted"
                 return
-            if self._interrupts == 1 and self.stop_reason is None:
-                self.stop_reason = "interrupted"
+            if self._interrupts == 1 and self.stop is None:
+                self._stop(Stop.INTERRUPTED)
                 self.say(f"stopping: no new trials; waiting for {len(self.running)} running (Ctrl-C again to stop them)")
-            if deadline is not None and time.monotonic() >= deadline and self.stop_reason in (None, "time budget"):
-                self.stop_reason = "time budget"
+            if deadline is not None and time.monotonic() >= deadline and self.stop in (None, Stop.TIME_BUDGET):
+                self._stop(Stop.TIME_BUDGET)
                 if self.running:
                     self._cancel_all("time budget reached")
             if time.monotonic() >= self._next_check:
                 self._check_cluster()
             # runs of the same params again do not count against the budget: they
             # go on after it is spent, not after a user, a deadline or a target stopped the sweep
-            again = self.stop_reason in (None, *BUDGET_REASONS)
+            again = self.stop is None or self.stop.lets_reruns_go_on
             while again and self.reruns and len(self.running) < self.parallel:
                 self._launch_one()
-            while self.stop_reason is None and len(self.running) < self.parallel:
+            while self.stop is None and len(self.running) < self.parallel:
                 if self.max_trials is not None and self.started() >= self.max_trials:
                     if self.points is not None and self.max_trials == len(self.points):
-                        self.stop_reason = "grid exhausted" if self.points_kind == "grid" else "space exhausted"
+                        self._stop(Stop.GRID_EXHAUSTED if self.points_kind == "grid" else Stop.SPACE_EXHAUSTED)
                     else:
-                        self.stop_reason = "trial budget"
+                        self._stop(Stop.TRIAL_BUDGET)
                     break
                 self._launch_one()
             if not self.running and not (again and self.reruns):
@@ -534,7 +449,7 @@ class Controller:
             timeout = 0.2 if deadline is None else max(0.0, min(0.2, deadline - time.monotonic()))
             for handle, outcome in self.executor.wait(list(self.running), timeout=timeout):
                 self._finish_trial(handle, outcome)
-            refresh()
+            refresh(self.progress())
 
     def _check_cluster(self) -> None:
         """Every few seconds: the cluster's size (agents come and go) and the
@@ -602,12 +517,10 @@ class Controller:
     def _finish_trial(self, handle: Any, outcome: TrialResult | Lost) -> None:
         import optuna
 
-        from .execution import Lost
-
         trial, request, t0 = self.running.pop(handle)
         given_up = self._given_up.pop(handle, None)
         if given_up and isinstance(outcome, Lost):
-            outcome = Lost(outcome.number, given_up)
+            outcome = Lost(outcome.number, given_up, LostCause.SILENT, outcome.node)
         self.finished += 1
         self.executor.forget(request, lost=isinstance(outcome, Lost))
         node = self._nodes_of.pop(request.number, "")
@@ -621,13 +534,13 @@ class Controller:
                 trial.report(v, i)
             curve_end = outcome.curve[-1] if outcome.curve else None
             end_value = outcome.value if self.stop_metric == self.metric.name else curve_end
-            if outcome.state == "COMPLETE" and outcome.value is not None:
+            if outcome.state is TrialState.COMPLETE and outcome.value is not None:
                 self.study.tell(trial, outcome.value)
                 self.counts["COMPLETE"] += 1
                 self._maybe_best(outcome.value, request)
                 self.executor.judge_end(request.number, "COMPLETE", end_value)
                 self._node_result(node, ok=True)
-            elif outcome.state == "PRUNED":
+            elif outcome.state is TrialState.PRUNED:
                 trial.set_user_attr("pruned_reason", outcome.pruned_reason)
                 self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
                 self.counts["PRUNED"] += 1
@@ -646,12 +559,12 @@ class Controller:
             trial.set_user_attr("error", outcome.reason)
             if node:
                 trial.set_user_attr("node", node)
-            if outcome.reason == "interrupted twice":
+            if outcome.cancelled and self.stop is Stop.INTERRUPTED:
                 trial.set_user_attr("interrupted", True)  # a resume runs its params again
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
             self.counts["FAIL"] += 1
             self.executor.judge_end(request.number, "FAIL", None)
-            killed = outcome.reason in ("cancelled", "time budget reached", "interrupted twice")
+            killed = outcome.cancelled
             state = "KILLED" if killed else "FAIL"
             # first the node's recorder gives the record up: it answers after whatever it was writing of
             # this trial (a worker can die while the recorder writes its end, as FINISHED), so the end state
@@ -673,11 +586,16 @@ class Controller:
         self._best_point()
         self._check_failures()
         target = self.spec.budget.target
-        if target is not None and self.best is not None and self.stop_reason is None:
-            reached = self.best[0] >= target if self.metric.goal == "maximize" else self.best[0] <= target
+        if target is not None and self.best is not None and self.stop is None:
+            reached = self.best.value >= target if self.metric.goal == "maximize" else self.best.value <= target
             if reached:
-                self.stop_reason = "target reached"
-                self.say(f"target {target:g} reached by trial {self.best[1]}")
+                self._stop(Stop.TARGET)
+                self.say(f"target {target:g} reached by trial {self.best.number}")
+
+    def _stop(self, why: Stop, message: str | None = None, *, force: bool = False) -> None:
+        """Start no new trials, for ``why`` (the first reason stays, unless ``force``)."""
+        if self.stop is None or force:
+            self.stop, self.stop_message = why, message or why.value
 
     def _queue_again(self, params: dict[str, Any], attrs: dict[str, Any], number: int, reason: str, *, lost: bool) -> None:
         """Run the same params again: a lost trial (up to MAX_LOST_RERUNS times),
@@ -706,8 +624,8 @@ class Controller:
             self.excluded.add(node)
             self.say(f"node {node[:12]} gets no more trials in this sweep: {limit} failures in a row")
             tracking.set_tags(self.uri, self.parent_id, {"sweeps.excluded_nodes": ",".join(sorted(self.excluded))})
-            if self._capacity() == 0 and self.stop_reason is None:
-                self.stop_reason = "every node is excluded"
+            if self._capacity() == 0 and self.stop is None:
+                self._stop(Stop.NODES_EXCLUDED)
                 self.failed_out = True
 
     def _check_failures(self) -> None:
@@ -716,20 +634,21 @@ class Controller:
         if limit is not None and failures > limit and not self.failed_out:
             self.failed_out = True
             self.reruns.clear()
-            self.stop_reason = f"too many failures: {failures} of {self.finished} trials failed (max_failures allows {limit})"
-            self.say(f"stopping: {self.stop_reason}")
+            self._stop(Stop.FAILURES, f"too many failures: {failures} of {self.finished} trials failed "
+                                      f"(max_failures allows {limit})", force=True)
+            self.say(f"stopping: {self.stop_message}")
 
     def _maybe_best(self, value: float, request: TrialRequest) -> None:
-        better = self.best is None or (value > self.best[0] if self.metric.goal == "maximize" else value < self.best[0])
+        better = self.best is None or (value > self.best.value if self.metric.goal == "maximize" else value < self.best.value)
         if not better:
             return
-        old = self.best[3] if self.best else {}
-        self.best = (value, request.number, request.run_id, request.params)
+        old = self.best.params if self.best else {}
+        self.best = Best(value, request.number, request.run_id, request.params)
         self._publish_best(old)
 
     def _publish_best(self, old: dict[str, Any] | None = None) -> None:
         assert self.best is not None
-        value, number, run_id, params = self.best
+        value, number, run_id, params = self.best.value, self.best.number, self.best.run_id, self.best.params
         tags = {"best_run_id": run_id, "best_trial": str(number),
                 **{f"best.{k}": v for k, v in tracking.flatten_params(params).items()}}
         tracking.set_tags(self.uri, self.parent_id, tags)
@@ -739,8 +658,6 @@ class Controller:
                              "best_run_id": run_id, **{f"best.{k}": v for k, v in params.items()}})
 
     def _cancel_all(self, reason: str) -> None:
-        from .execution import Lost
-
         for handle in list(self.running):
             self.executor.cancel(handle)
         # a cancelled trial may still finish first; wait for each outcome
@@ -748,10 +665,10 @@ class Controller:
         while self.running and time.monotonic() < deadline:
             for handle, outcome in self.executor.wait(list(self.running), timeout=1.0):
                 if isinstance(outcome, Lost):
-                    outcome = Lost(outcome.number, reason)
+                    outcome = Lost(outcome.number, reason, LostCause.CANCELLED, outcome.node)
                 self._finish_trial(handle, outcome)
         for handle in list(self.running):
-            self._finish_trial(handle, Lost(self.running[handle][1].number, reason))
+            self._finish_trial(handle, Lost(self.running[handle][1].number, reason, LostCause.CANCELLED))
 
     # -- the end -----------------------------------------------------------
 
@@ -764,17 +681,18 @@ class Controller:
         for path in (table, *plots):
             tracking.log_artifact(self.uri, self.parent_id, str(path))
         self.best_curve.flush()
-        tracking.set_tags(self.uri, self.parent_id, {"sweeps.stop_reason": self.stop_reason or "done"})
+        tracking.set_tags(self.uri, self.parent_id, {"sweeps.stop_reason": self.stop_message or "done"})
         tracking.end_run(self.uri, self.parent_id, status)
         self.record.status = status.lower()
-        self.record.stop_reason = self.stop_reason
-        self.record.ended = _now()
+        self.record.stop_reason = self.stop_message
+        self.record.ended = now()
         self.record.save(self.state)
         best = self.best
         return SweepSummary(
             id=self.sweep_id, state_dir=self.state, record=self.record,
-            best_value=best[0] if best else None, best_params=best[3] if best else None,
-            best_run_id=best[2] if best else None, best_trial=best[1] if best else None, counts=dict(self.counts),
+            best_value=best.value if best else None, best_params=best.params if best else None,
+            best_run_id=best.run_id if best else None, best_trial=best.number if best else None,
+            counts=dict(self.counts),
         )
 
     def _draw_plots(self) -> list[Path]:
@@ -820,7 +738,7 @@ class Controller:
             tracking.end_run(self.uri, self.parent_id, "FAILED")
             if hasattr(self, "record"):
                 self.record.status = "failed"
-                self.record.ended = _now()
+                self.record.ended = now()
                 self.record.save(self.state)
             if hasattr(self, "mirror"):
                 self._end_mirror(failed=True)
@@ -847,7 +765,7 @@ class Controller:
     def _display(self) -> Any:
         from .live import LiveView
 
-        return LiveView(self, enabled=self.opts.progress)
+        return LiveView(self.progress(), enabled=self.opts.progress)
 
 
 class _Background:
@@ -876,43 +794,3 @@ class _Background:
         return self._value
 
 
-def sweep_dir(root: Path, sweep_id: str) -> Path:
-    """The state directory of sweep ``sweep_id``; ConfigError naming the known ones when missing."""
-    directory = root / sweep_id
-    if not (directory / SWEEP_FILE).exists():
-        known = ", ".join(p.parent.name for p in root.glob(f"*/{SWEEP_FILE}")) or "none"
-        raise ConfigError(f"no sweep '{sweep_id}' in {root} (sweeps there: {known})")
-    return directory
-
-
-def load_for_resume(root: Path, sweep_id: str) -> tuple[SweepSpec, SweepRecord]:
-    """The spec and record of a sweep in ``root``, to resume it."""
-    directory = sweep_dir(root, sweep_id)
-    record = SweepRecord.load(directory)
-    spec = parse_spec((directory / SPEC_FILE).read_text(), record.file)
-    return spec, record
-
-
-def trials_frame(study: optuna.Study) -> Any:
-    """One row per trial: number, state, value, params, duration, run id."""
-    import pandas as pd
-
-    rows = []
-    for t in study.get_trials(deepcopy=False):
-        rows.append({
-            "number": t.number,
-            "state": t.state.name,
-            "value": t.value,
-            **{f"params.{k}": v for k, v in (t.user_attrs.get("config") or {}).items()},
-            "duration_s": t.user_attrs.get("duration_s"),
-            "mlflow_run_id": t.user_attrs.get("mlflow_run_id"),
-            "retry_of": t.user_attrs.get("retry_of"),
-            "node": t.user_attrs.get("node"),
-            "error": t.user_attrs.get("error"),
-            "pruned_reason": t.user_attrs.get("pruned_reason"),
-        })
-    return pd.DataFrame(rows)
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")

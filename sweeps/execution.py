@@ -34,7 +34,7 @@ from typing import Any, Protocol
 from .errors import FatalError
 from . import tracking
 from .mirror import LaterRun, WandbSettings, close, lost_summary, warm
-from .runner import (TrialEnd, TrialMirror, TrialRecord, TrialRequest, TrialResult, environment_tags, quietly,
+from .trial import (Lost, LostCause, TrialEnd, TrialState, TrialMirror, TrialRecord, TrialRequest, TrialResult, environment_tags, quietly,
                      run_trial)
 from .cluster import AGENT_RESOURCE
 from .space import EarlyTerminate
@@ -76,14 +76,6 @@ class _Job:
     slot: _Slot | None = None
     ref: Any = None
     cancelled: bool = False
-
-
-@dataclass(frozen=True)
-class Lost:
-    """A trial whose worker or node died, or that was cancelled."""
-
-    number: int
-    reason: str
 
 
 class Executor(Protocol):
@@ -358,7 +350,8 @@ class RayExecutor:
 
     def wait(self, handles: list[Any], timeout: float) -> list[tuple[Any, TrialResult | Lost]]:
         """Whichever of these trials ended (at once when one has), within ``timeout``."""
-        out: list[tuple[Any, TrialResult | Lost]] = [(j, Lost(j.request.number, "cancelled")) for j in self._dropped]
+        out: list[tuple[Any, TrialResult | Lost]] = [(j, Lost(j.request.number, "cancelled", LostCause.CANCELLED))
+                                                     for j in self._dropped]
         self._dropped = []
         if out:
             return out
@@ -383,12 +376,15 @@ class RayExecutor:
                     self._recorders.pop(cause.node, None)
                     self._start_recorders()
                     exc = cause  # type: ignore[assignment]
-                reason = "cancelled" if job.cancelled else f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
-                out.append((job, Lost(job.request.number, reason)))
+                if job.cancelled:
+                    out.append((job, Lost(job.request.number, "cancelled", LostCause.CANCELLED, slot.node or "")))
+                else:
+                    reason = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+                    out.append((job, Lost(job.request.number, reason, LostCause.DIED, slot.node or "")))
                 continue
             slot.node = result.node or slot.node
             # a failed GPU trial may leave CUDA broken in its process: that worker is replaced
-            fresh = not self.reuse_workers or (result.state == "FAIL" and slot.gpus > 0) or job.cancelled
+            fresh = not self.reuse_workers or (result.state is TrialState.FAIL and slot.gpus > 0) or job.cancelled
             if job.cancelled:
                 self._kill(slot.actor)
             elif fresh or len(self._idle) + len(self._running) >= self._limit:

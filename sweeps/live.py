@@ -1,12 +1,29 @@
-"""The live view of a running sweep: a progress bar, the running trials, the best so far."""
+"""The live view of a running sweep: a progress bar, the running trials, the best so far.
+
+The loop publishes a :class:`Progress` snapshot; this module only renders it."""
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
-if TYPE_CHECKING:
-    from .controller import Controller
+
+@dataclass(frozen=True)
+class Progress:
+    """What a running sweep shows: plain data, taken by the loop."""
+
+    sweep_id: str
+    metric: str
+    total: int | None
+    finished: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    #: the running trials: (number, when it started on the monotonic clock, params)
+    running: tuple[tuple[int, float, dict[str, Any]], ...] = ()
+    #: the best so far: (value, trial number, MLflow run id, params)
+    best: tuple[float, int, str, dict[str, Any]] | None = None
+    reruns: int = 0
+    excluded: tuple[str, ...] = ()
 
 
 def short(params: dict[str, Any], width: int = 60) -> str:
@@ -19,58 +36,59 @@ def _fmt(v: Any) -> str:
 
 
 class LiveView:
-    """Context manager; calling the value it yields redraws (at most 4 times a second)."""
+    """Context manager; calling the value it yields with a :class:`Progress` redraws (at most 4 times a
+    second)."""
 
-    def __init__(self, controller: Controller, *, enabled: bool) -> None:
-        self.c = controller
+    def __init__(self, first: Progress, *, enabled: bool) -> None:
         self.enabled = enabled
+        self._progress = first
         self._last = 0.0
 
-    def __enter__(self) -> Callable[[], None]:
+    def __enter__(self) -> Callable[[Progress], None]:
         if not self.enabled:
-            return lambda: None
-        from rich.console import Console, Group
+            return lambda progress: None
+        from rich.console import Console
         from rich.live import Live
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeElapsedColumn
 
         self.console = Console(stderr=True)
-        self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), console=self.console)
-        self.task = self.progress.add_task(f"sweep {self.c.sweep_id}", total=self.c.max_trials)
-        self._group = Group
+        self.bar = Bar(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                       TimeElapsedColumn(), console=self.console)
+        self.task = self.bar.add_task(f"sweep {self._progress.sweep_id}", total=self._progress.total)
         self.live = Live(self._render(), console=self.console, refresh_per_second=4, transient=False)
         self.live.__enter__()
-        return self.refresh
+        return self.show
 
     def _render(self) -> Any:
+        from rich.console import Group
         from rich.table import Table
 
-        c = self.c
-        self.progress.update(self.task, completed=c.finished)
+        p = self._progress
+        self.bar.update(self.task, completed=p.finished)
         table = Table(box=None, pad_edge=False, show_header=True, header_style="dim")
         table.add_column("trial", justify="right")
         table.add_column("state")
         table.add_column("for", justify="right")
         table.add_column("params")
         now = time.monotonic()
-        for _, request, t0 in list(c.running.values())[:12]:
-            table.add_row(str(request.number), "running", f"{now - t0:.0f}s", short(request.params))
-        metric = c.metric.name
-        if c.best is not None:
-            value, number, run_id, params = c.best
-            best = f"best {metric} = {_fmt(value)} (trial {number}, run {run_id[:8]}): {short(params)}"
+        for number, t0, params in p.running[:12]:
+            table.add_row(str(number), "running", f"{now - t0:.0f}s", short(params))
+        if p.best is not None:
+            value, number, run_id, params = p.best
+            best = f"best {p.metric} = {_fmt(value)} (trial {number}, run {run_id[:8]}): {short(params)}"
         else:
-            best = f"best {metric}: none yet"
-        counts = (f"{c.counts['COMPLETE']} complete, {c.counts['PRUNED']} stopped early, {c.counts['FAIL']} failed, "
-                  f"{len(c.running)} running")
-        lines = [self.progress, table, counts, best]
-        if c.reruns:
-            lines.append(f"{len(c.reruns)} trials waiting to run again (same params)")
-        if c.excluded:
-            lines.append(f"nodes given up on (node_failure_limit): {', '.join(n[:12] for n in sorted(c.excluded))}")
-        return self._group(*lines)
+            best = f"best {p.metric}: none yet"
+        counts = (f"{p.counts.get('COMPLETE', 0)} complete, {p.counts.get('PRUNED', 0)} stopped early, "
+                  f"{p.counts.get('FAIL', 0)} failed, {len(p.running)} running")
+        lines = [self.bar, table, counts, best]
+        if p.reruns:
+            lines.append(f"{p.reruns} trials waiting to run again (same params)")
+        if p.excluded:
+            lines.append(f"nodes given up on (node_failure_limit): {', '.join(n[:12] for n in p.excluded)}")
+        return Group(*lines)
 
-    def refresh(self) -> None:
+    def show(self, progress: Progress) -> None:
+        self._progress = progress
         now = time.monotonic()
         if now - self._last >= 0.25:
             self._last = now

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .controller import SWEEP_FILE, SweepRecord, open_study, sweep_dir
+from .state import SWEEP_FILE, SweepRecord, open_study, sweep_dir
 
 
 def _best(study: Any) -> tuple[int | None, float | None]:

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import subprocess
-import sys
-import threading
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from sweeps.controller import open_study
+from sweeps.state import open_study
 from wandb_offline import offline_runs
 
 QUADRATIC = """

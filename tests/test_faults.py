@@ -12,7 +12,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from sweeps.controller import open_study
+from sweeps.state import open_study
 from wandb_offline import offline_runs
 
 STATE = {"COMPLETE": "FINISHED", "FAIL": "FAILED", "PRUNED": "KILLED", "KILLED": "KILLED"}

@@ -184,7 +184,7 @@ def test_known_curves_stop_at_the_expected_band_with_the_reason(env) -> None:
     # the stopped one would have reached its second value
     assert history[3][0].timestamp - history[2][0].timestamp < 5 * 500
     # the study knows them as pruned, with their curves
-    from sweeps.controller import open_study
+    from sweeps.state import open_study
 
     study = open_study(summary.state_dir, summary.id, "minimize", create=False)
     trials = sorted(study.get_trials(), key=lambda t: t.number)

@@ -34,6 +34,7 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any, Callable
 
 from . import tracking
@@ -42,6 +43,36 @@ from .mirror import LaterRun, WandbSettings
 logger = logging.getLogger(__name__)
 
 PACKAGES = ("sweeps-orchestrator", "optuna", "mlflow", "wandb", "ray", "torch", "numpy", "pandas", "scikit-learn")
+
+
+class TrialState(str, Enum):
+    """How a trial that ran to its end ended (Optuna's names for them)."""
+
+    COMPLETE = "COMPLETE"
+    PRUNED = "PRUNED"  # stopped early by early termination
+    FAIL = "FAIL"  # the trainer raised, or gave no usable metric
+
+
+class LostCause(str, Enum):
+    """Why the controller gave a trial up before it ended."""
+
+    DIED = "died"  # its worker, its node or its recorder died: its params run again
+    SILENT = "silent"  # no heartbeat for heartbeat_timeout: handled as DIED
+    CANCELLED = "cancelled"  # stopped on purpose (time budget, a second Ctrl-C): not run again
+
+
+@dataclass(frozen=True)
+class Lost:
+    """A trial the controller gave up on; ``reason`` is for people (MLflow's ``sweeps.error``)."""
+
+    number: int
+    reason: str
+    cause: LostCause = LostCause.DIED
+    node: str = ""
+
+    @property
+    def cancelled(self) -> bool:
+        return self.cause is LostCause.CANCELLED
 
 
 @dataclass(frozen=True)
@@ -77,7 +108,7 @@ class TrialRequest:
 @dataclass(frozen=True)
 class TrialResult:
     number: int
-    state: str  # "COMPLETE", "PRUNED" or "FAIL"
+    state: TrialState
     value: float | None
     metrics: dict[str, float]
     run_id: str
@@ -151,7 +182,7 @@ class Recorder:
 class TrialEnd:
     """How a trial ended, as its record keeps it."""
 
-    state: str  # "COMPLETE", "PRUNED" or "FAIL"
+    state: TrialState
     final: dict[str, float]
     error: str | None = None
     traceback: str | None = None
@@ -447,7 +478,7 @@ def run_trial(req: TrialRequest, decide: Callable[[float], str | None] | None = 
         tb = traceback.format_exc()
         logger.warning("trial %s failed: %s", req.number, error)
     pruned = report.stopped if error is None else None
-    state = "FAIL" if error else "PRUNED" if pruned else "COMPLETE"
+    state = TrialState.FAIL if error else TrialState.PRUNED if pruned else TrialState.COMPLETE
     how = TrialEnd(state, final, error, tb, pruned)
     recorder.do(lambda: record.end(how))
     recorder.close()

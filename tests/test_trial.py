@@ -1,11 +1,11 @@
-"""What a trial's record names of its environment (sweeps.runner)."""
+"""What a trial's record names of its environment (sweeps.trial)."""
 
 from __future__ import annotations
 
 import threading
 from importlib import metadata
 
-from sweeps import runner
+from sweeps import trial as runner
 
 
 def test_the_package_scan_runs_once_when_a_warm_up_and_a_trial_ask_at_once(monkeypatch) -> None:

@@ -1,0 +1,190 @@
+"""A sweep's state directory: what it was launched with, its Optuna study, and who runs it.
+
+``<state dir>/<sweep id>/`` holds ``sweep.json`` (:class:`SweepRecord`: settings, parent
+run, status), ``sweep.yaml`` (the file as launched), ``study.log`` (the Optuna study, a
+journal file: the one source of truth for trial state, written by one controller at a
+time) and ``controller.lock`` (:class:`SweepLock`). Resuming is loading that study.
+Reading sweeps back (``sweeps status``) never writes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import ConfigError
+from .space import SweepSpec, parse_spec
+
+if TYPE_CHECKING:
+    import optuna
+
+STUDY_FILE = "study.log"
+SWEEP_FILE = "sweep.json"
+SPEC_FILE = "sweep.yaml"
+LOCK_FILE = "controller.lock"
+HOLDER_FILE = "controller.json"
+_MAX_DIFF = 5_000_000
+
+
+@dataclass
+class SweepRecord:
+    """``sweep.json``: what a sweep was launched with and where it records."""
+
+    id: str
+    name: str
+    file: str
+    created: str
+    method: str
+    sampler: str
+    metric: str
+    goal: str
+    seed: int
+    parallel: int
+    trials: int | None
+    time_s: float | None
+    target: float | None
+    tracking_uri: str
+    experiment: str
+    experiment_id: str
+    parent_run_id: str
+    wandb_mode: str
+    parallel_set: int | None = None
+    status: str = "running"
+    stop_reason: str | None = None
+    ended: str | None = None
+    resumed: int = 0
+
+    def save(self, directory: Path) -> None:
+        tmp = directory / (SWEEP_FILE + ".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2))
+        tmp.replace(directory / SWEEP_FILE)
+
+    @classmethod
+    def load(cls, directory: Path) -> SweepRecord:
+        return cls(**json.loads((directory / SWEEP_FILE).read_text()))
+
+
+@dataclass(frozen=True)
+class SweepSummary:
+    id: str
+    state_dir: Path
+    record: SweepRecord
+    best_value: float | None
+    best_params: dict[str, Any] | None
+    best_run_id: str | None
+    best_trial: int | None
+    counts: dict[str, int]
+
+
+def git_state(workdir: Path) -> tuple[dict[str, str], str | None]:
+    """Commit and dirty flag of the launch directory, and the diff when dirty."""
+
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(["git", "-C", str(workdir), *args], capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return out.stdout if out.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    if commit is None:
+        return {"sweeps.git.commit": "none (not a git repository)"}, None
+    status = git("status", "--porcelain", "--untracked-files=no") or ""
+    dirty = bool(status.strip())
+    tags = {"sweeps.git.commit": commit.strip(), "mlflow.source.git.commit": commit.strip(), "sweeps.git.dirty": str(dirty).lower()}
+    diff = git("diff", "HEAD") if dirty else None
+    if diff and len(diff) > _MAX_DIFF:
+        diff = diff[:_MAX_DIFF] + "\n[diff cut at 5 MB]\n"
+    return tags, diff
+
+
+def open_study(state: Path, sweep_id: str, direction: str, sampler: optuna.samplers.BaseSampler | None = None,
+               *, create: bool) -> optuna.Study:
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = JournalStorage(JournalFileBackend(str(state / STUDY_FILE)))
+    if create:
+        return optuna.create_study(study_name=sweep_id, storage=storage, sampler=sampler, direction=direction)
+    return optuna.load_study(study_name=sweep_id, storage=storage, sampler=sampler)
+
+
+class SweepLock:
+    """One controller per sweep: an OS file lock (freed when its process dies,
+    even by kill -9) plus who holds it, for the message to a second one."""
+
+    def __init__(self, state: Path, sweep_id: str) -> None:
+        from filelock import FileLock
+
+        self.state, self.sweep_id = state, sweep_id
+        self.lock = FileLock(str(state / LOCK_FILE))
+
+    def acquire(self) -> None:
+        from filelock import Timeout
+
+        try:
+            self.lock.acquire(timeout=0)
+        except Timeout:
+            try:
+                holder = json.loads((self.state / HOLDER_FILE).read_text())
+                who = f"pid {holder['pid']} on {holder['host']} (since {holder['since']})"
+            except (OSError, ValueError, KeyError):
+                who = "another controller"
+            raise ConfigError(f"sweep {self.sweep_id} is already being run by {who}; "
+                              "stop that one first (Ctrl-C there), or wait for it to end") from None
+        (self.state / HOLDER_FILE).write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": now()}))
+
+    def release(self) -> None:
+        if self.lock.is_locked:
+            (self.state / HOLDER_FILE).unlink(missing_ok=True)
+            self.lock.release()
+
+
+def sweep_dir(root: Path, sweep_id: str) -> Path:
+    """The state directory of sweep ``sweep_id``; ConfigError naming the known ones when missing."""
+    directory = root / sweep_id
+    if not (directory / SWEEP_FILE).exists():
+        known = ", ".join(p.parent.name for p in root.glob(f"*/{SWEEP_FILE}")) or "none"
+        raise ConfigError(f"no sweep '{sweep_id}' in {root} (sweeps there: {known})")
+    return directory
+
+
+def load_for_resume(root: Path, sweep_id: str) -> tuple[SweepSpec, SweepRecord]:
+    """The spec and record of a sweep in ``root``, to resume it."""
+    directory = sweep_dir(root, sweep_id)
+    record = SweepRecord.load(directory)
+    spec = parse_spec((directory / SPEC_FILE).read_text(), record.file)
+    return spec, record
+
+
+def trials_frame(study: optuna.Study) -> Any:
+    """One row per trial: number, state, value, params, duration, run id."""
+    import pandas as pd
+
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        rows.append({
+            "number": t.number,
+            "state": t.state.name,
+            "value": t.value,
+            **{f"params.{k}": v for k, v in (t.user_attrs.get("config") or {}).items()},
+            "duration_s": t.user_attrs.get("duration_s"),
+            "mlflow_run_id": t.user_attrs.get("mlflow_run_id"),
+            "retry_of": t.user_attrs.get("retry_of"),
+            "node": t.user_attrs.get("node"),
+            "error": t.user_attrs.get("error"),
+            "pruned_reason": t.user_attrs.get("pruned_reason"),
+        })
+    return pd.DataFrame(rows)
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
