@@ -10,7 +10,6 @@ the one controller running the sweep). Resuming is loading that study.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import signal
@@ -23,12 +22,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from . import tracking
-from .errors import ConfigError, FatalError
-from .mirror import LaterRun, Mirror, WandbSettings, close_lost, drain, new_run_id
+from .errors import ConfigError
+from .mirror import WandbSettings, WandbSweep, new_run_id
+from .executors import Executor, JudgeSpec, LocalExecutor, Plan
+from .trackers import Best, Fanout, SweepEnd
 from .trial import Lost, LostCause, TrialRequest, TrialResult, TrialState
 from .samplers import make_sampler, sampler_type
 from .space import SweepSpec
-from .state import SPEC_FILE, SweepLock, SweepRecord, SweepSummary, git_state, now, open_study, trials_frame
+from .state import (SPEC_FILE, SweepLock, SweepRecord, SweepSummary, git_state, now, open_study, reconcile,
+                    trials_frame)
 
 if TYPE_CHECKING:
     import optuna
@@ -39,8 +41,6 @@ logger = logging.getLogger(__name__)
 
 #: how many times the params of a trial whose worker or node was lost run again
 MAX_LOST_RERUNS = 3
-#: how long the end of a sweep waits for its own W&B run to be written, where this process writes it
-MIRROR_WAIT_S = 60.0
 #: seconds between looks at the cluster's size and at the trials' heartbeats
 CHECK_EVERY_S = 2.0
 #: finite spaces up to this many points are drawn without repeats
@@ -66,16 +66,6 @@ class Stop(str, Enum):
 
 
 @dataclass(frozen=True)
-class Best:
-    """The best trial so far."""
-
-    value: float
-    number: int
-    run_id: str
-    params: dict[str, Any]
-
-
-@dataclass(frozen=True)
 class LaunchOptions:
     """What the command line (or a caller) sets over the file."""
 
@@ -91,6 +81,8 @@ class LaunchOptions:
     state_dir: Path = Path(".sweeps")
     workdir: Path = field(default_factory=Path.cwd)
     progress: bool = True
+    #: where trials run: "ray" (a local Ray, or the cluster at ``address``) or "local" (threads of this process)
+    executor: str = "ray"
 
 
 def trial_seed(sweep_seed: int, number: int) -> int:
@@ -151,9 +143,6 @@ class Controller:
         self._waiting = 0
         #: trials to run again with the same params: (Optuna params, user attrs)
         self.reruns: list[tuple[dict[str, Any], dict[str, Any]]] = []
-        #: why a running trial was given up on (no heartbeat), by its handle
-        self._given_up: dict[Any, str] = {}
-        self._nodes_of: dict[int, str] = {}
         self.node_streak: dict[str, int] = {}
         self.excluded: set[str] = set()
         self.failed_out = False
@@ -184,7 +173,7 @@ class Controller:
     # -- set-up ------------------------------------------------------------
 
     def _start(self) -> None:
-        from .execution import RayExecutor, prepare_local
+        from .execution import prepare_local
 
         spec = self.spec
         params = {
@@ -192,38 +181,40 @@ class Controller:
             "budget.trials": self.max_trials, "budget.time_s": spec.budget.time_s, "budget.target": spec.budget.target,
             "seed": self.seed, "file": spec.file,
         }
+        if self.opts.executor == "ray":  # the environment Ray's processes inherit, before this process starts threads
+            prepare_local(self.opts.address, self.workdir)
         if self.resumed is None:
             self.state.mkdir(parents=True, exist_ok=False)
         self.lock = SweepLock(self.state, self.sweep_id)
         self.lock.acquire()
+        history: tuple[Any, ...] = ()
         if self.resumed is None:
             (self.state / SPEC_FILE).write_text(spec.text)
             self.say(f"sweep {self.sweep_id} ({self.name}): state in {self.state}")
         else:
             self.say(f"resuming sweep {self.sweep_id} ({self.name}) from {self.state}")
-        # the MLflow set-up (import, database, parent run) and Optuna's import run while Ray starts;
-        # the environment Ray's processes inherit is set first
-        local = prepare_local(self.opts.address, self.workdir)
+            # a resumed sampler continues from what the study holds; its seed moves on with it
+            n = len(open_study(self.state, self.sweep_id, self.metric.goal, create=False).get_trials(deepcopy=False))
+            self.study = open_study(self.state, self.sweep_id, self.metric.goal, make_sampler(spec, self.seed + n), create=False)
+            history = self._reconcile()
+        # the MLflow set-up (import, database, parent run) runs while the executor starts
         parent = _Background(lambda: self._open_parent(params))
-        samplers = _Background(lambda: importlib.import_module("optuna.samplers"))
         try:
-            self.executor = RayExecutor(self.opts.address, self.workdir)
-            # joining a running Ray takes about a second, MLflow's import several: the recorders and the
-            # first workers start meanwhile (they do not need the parent run). Where this process started
-            # Ray, the two took about as long, and workers started first only took the import's CPU
-            # (W1 on 2 cores: 0.3 to 0.6 s later)
-            if not local:
-                capacity = self._size_up()
+            self.executor = self._new_executor(history)
         finally:
             parent.wait()
-            samplers.wait()
-        parent.result()
-        if local:
-            capacity = self._size_up()
-        self.mirror = self._open_mirror(params, self.resumed.resumed + 1 if self.resumed is not None else 0)
+        self.parent: tracking.MlflowSweep = parent.result()
+        self.exp_id, self.parent_id = self.parent.experiment_id, self.parent.run_id
+        capacity = self._capacity()
+        self.parallel = self.parallel_set or capacity
+        self._next_check = time.monotonic() + CHECK_EVERY_S
+        resumed = self.resumed.resumed + 1 if self.resumed is not None else 0
+        self.trackers = Fanout(self.parent, WandbSweep(
+            self.wandb, name=f"{self.name}-sweep" + (f" (resumed {resumed})" if resumed else ""), group=self.sweep_id,
+            metric=self.metric.name, config={**params, "sweep_id": self.sweep_id, "mlflow_parent_run_id": self.parent_id}))
         if self.parallel > capacity:
             logger.warning("parallel %d is more than the cluster holds (%d); trials will queue", self.parallel, capacity)
-        tracking.set_tags(self.uri, self.parent_id, {"sweeps.parallel": self.parallel})
+        self.parent.tags({"sweeps.parallel": self.parallel})
         if self.resumed is None:
             self.record = SweepRecord(
                 id=self.sweep_id, name=self.name, file=str(Path(spec.file).resolve()), created=now(), method=spec.method,
@@ -238,142 +229,56 @@ class Controller:
             self.record.status, self.record.stop_reason, self.record.ended = "running", None, None
             self.record.resumed += 1
             self.record.trials, self.record.tracking_uri, self.record.wandb_mode = self.max_trials, self.uri, self.wandb.mode
-            # a resumed sampler continues from what the study holds; its seed moves on with it
-            n = len(open_study(self.state, self.sweep_id, self.metric.goal, create=False).get_trials(deepcopy=False))
-            self.study = open_study(self.state, self.sweep_id, self.metric.goal, make_sampler(spec, self.seed + n), create=False)
-            self._reconcile()
+            # the curve reaches what was settled: the dead controller's last points may be lost,
+            # and when its last trials ended after it died, no trial of this run adds one
+            self._best_point()
         self.record.save(self.state)
         self.repro_tags, self.git_diff = git_state(self.workdir)
         if self.best is not None:
-            self._publish_best()
+            self.trackers.best(self.best, None)
 
-    def _size_up(self) -> int:
-        """Once Ray is up: how many trials the cluster holds; the judge, the recorders and the first
-        workers started."""
+    def _new_executor(self, history: tuple[Any, ...]) -> Executor:
+        """The executor the options name, built for this sweep's trials."""
+        spec, r = self.spec, self.spec.resources
+        et = spec.early_terminate
+        plan = Plan(cpus=r.cpus, gpus=r.gpus, agents_only=r.agents_only, reuse_workers=r.reuse_workers,
+                    heartbeat_timeout_s=spec.faults.heartbeat_timeout_s, trainer=spec.trainer or "",
+                    tracking_uri=self.uri, wandb=self.wandb, parallel=self.parallel_set, workdir=str(self.workdir),
+                    judge=JudgeSpec(et, self.stop_metric or self.metric.name, self.stop_goal, history) if et else None)
+        if self.opts.executor == "local":
+            return LocalExecutor(plan)
+        from .execution import RayExecutor
+
+        return RayExecutor(plan, self.opts.address)
+
+    def _open_parent(self, params: dict[str, Any]) -> tracking.MlflowSweep:
         spec = self.spec
-        cpus, gpus = spec.resources.cpus, spec.resources.gpus
-        remote = self.executor.remote_nodes()
-        if remote and tracking.is_local(self.uri):
-            raise FatalError(f"the Ray cluster has nodes on other machines ({', '.join(remote)}) that cannot write to "
-                             f"{self.uri}: start a tracking server (`sweeps head` does) and pass --tracking-uri http://HEAD:5000")
-        capacity = self._capacity()
-        if capacity == 0:
-            where = "agent node" if spec.resources.agents_only else "node"
-            raise FatalError(f"no {where} of the Ray cluster can hold one trial of {cpus:g} CPUs and {gpus:g} GPUs "
-                             f"(cluster: {self.executor.cluster_resources()})")
-        if spec.early_terminate is not None:
-            self.executor.start_judge(spec.early_terminate, self.stop_metric or self.metric.name, self.stop_goal)
-        self.parallel = self.parallel_set or capacity
-        self._next_check = time.monotonic() + CHECK_EVERY_S
-        self.executor.reuse_workers = spec.resources.reuse_workers
-        self.executor.warm(min(self.parallel, capacity), cpus, gpus, self.uri, self.wandb, spec.trainer or "",
-                           spec.resources.agents_only)
-        return capacity
+        if self.resumed is not None:
+            return tracking.MlflowSweep.reopen(self.uri, self.metric.name, self.resumed.experiment_id,
+                                               self.resumed.parent_run_id)
+        return tracking.MlflowSweep.create(
+            self.uri, self.experiment, self.metric.name, self.name,
+            tags={"sweeps.sweep_id": self.sweep_id, "sweeps.role": "sweep",
+                  **({"mlflow.note.content": spec.description} if spec.description else {})},
+            params={k: v for k, v in params.items() if v is not None}, text=spec.text, filename=Path(spec.file).name)
 
-    def _open_parent(self, params: dict[str, Any]) -> None:
-        spec = self.spec
-        if self.resumed is None:
-            self.exp_id = tracking.experiment_id(self.uri, self.experiment)
-            self.parent_id = tracking.create_run(
-                self.uri, self.exp_id, self.name,
-                tags={"sweeps.sweep_id": self.sweep_id, "sweeps.role": "sweep",
-                      **({"mlflow.note.content": spec.description} if spec.description else {})},
-                params={k: v for k, v in params.items() if v is not None},
-            )
-            tracking.log_text(self.uri, self.parent_id, spec.text, Path(spec.file).name)
-        else:
-            self.exp_id, self.parent_id = self.resumed.experiment_id, self.resumed.parent_run_id
-            tracking.reopen_run(self.uri, self.parent_id)
-        # the best-so-far curve: written in batches, flushed at the end
-        self.best_curve = tracking.MetricBuffer(self.uri, self.parent_id)
-
-    def _open_mirror(self, params: dict[str, Any], resumed: int) -> Any:
-        """The sweep's own W&B run (``summary``, ``finish``): written by the W&B process of this node's
-        recorder, which has W&B imported and its service running already (in this process, W&B's
-        import, its service and the run's start cost over a second of CPU); by this process's W&B
-        thread where this node records no trials. Nothing here waits for W&B."""
-        if self.wandb is None or self.wandb.mode == "disabled":
-            return Mirror(None, name="", group="", job_type="sweep")
-        suffix = f" (resumed {resumed})" if resumed else ""
-        kwargs = dict(name=f"{self.name}-sweep{suffix}", group=self.sweep_id, job_type="sweep", run_id=new_run_id(),
-                      config={**params, "sweep_id": self.sweep_id, "mlflow_parent_run_id": self.parent_id})
-        return self.executor.sweep_run(self.sweep_id, self.wandb, kwargs) or LaterRun(self.wandb, **kwargs)
-
-    def _end_mirror(self, failed: bool) -> None:
-        """Finish the sweep's W&B run; where this process writes it, wait for that (its W&B
-        process finishes it before it retires)."""
-        self.mirror.finish(failed=failed)
-        if not drain(MIRROR_WAIT_S):
-            logger.warning("the sweep's W&B run was still being written after %.0f s", MIRROR_WAIT_S)
-
-    def _reconcile(self) -> None:
-        """On resume: take stock of the study; trials the dead controller left
-        running are settled from what MLflow recorded, or failed and run again."""
-        import optuna
-
-        TS = optuna.trial.TrialState
-        for frozen in self.study.get_trials(deepcopy=False):
-            if frozen.state == TS.WAITING:  # enqueued, never asked: the next ask takes it
-                self._waiting += 1
-                if "retry_of" not in frozen.user_attrs:
-                    self.launched += 1
-                continue
-            if "retry_of" not in frozen.user_attrs:
-                self.launched += 1
-            if frozen.state == TS.RUNNING:
-                self._settle_orphan(frozen)
-        trials = self.study.get_trials(deepcopy=False)
-        rerun_of = {(t.user_attrs["retry_of"], t.user_attrs.get("attempt")) for t in trials if "retry_of" in t.user_attrs}
-        for frozen in trials:
-            if frozen.user_attrs.get("interrupted"):
-                original = frozen.user_attrs.get("retry_of", frozen.number)
-                if (original, int(frozen.user_attrs.get("attempt", 1)) + 1) not in rerun_of:
-                    self._queue_again(frozen.params, frozen.user_attrs, frozen.number, "interrupted", lost=True)
-        for frozen in self.study.get_trials(deepcopy=False):
-            if frozen.state.is_finished():
-                self.finished += 1
-                key = {TS.COMPLETE: "COMPLETE", TS.PRUNED: "PRUNED"}.get(frozen.state, "FAIL")
-                self.counts[key] += 1
-                if self.executor.judge is not None:
-                    curve = [v for _, v in sorted(frozen.intermediate_values.items())]
-                    end_value = frozen.value if self.stop_metric == self.metric.name else (curve[-1] if curve else None)
-                    self.executor.judge_replay(frozen.number, curve, key, end_value)
-        try:
-            best = self.study.best_trial
-            self.best = Best(best.value, best.number, best.user_attrs.get("mlflow_run_id", ""), best.user_attrs.get("config", {}))
-        except ValueError:
-            pass
-        # the curve reaches what was settled here: the dead controller's last points may be lost,
-        # and when its last trials ended after it died, no trial of this run adds one
-        self._best_point()
+    def _reconcile(self) -> tuple[tuple[int, tuple[float, ...], str, float | None], ...]:
+        """On resume: take stock of the study (see :func:`state.reconcile`); returns the finished trials
+        as early termination's judge replays them."""
+        stock = reconcile(self.study, self.uri, self.wandb, self.metric.name, self.stop_metric)
+        self.launched, self._waiting, self.finished = stock.launched, stock.waiting, stock.finished
+        self.counts.update(stock.counts)
+        if stock.best is not None:
+            self.best = Best(*stock.best)
+        for params, attrs, number, reason in stock.again:
+            self._queue_again(params, attrs, number, reason, lost=True)
         self.say(f"{self.finished} trials done ({self.counts['COMPLETE']} complete, {self.counts['PRUNED']} stopped early, "
                  f"{self.counts['FAIL']} failed); {len(self.reruns)} to run again")
+        return stock.history
 
     def _best_point(self) -> None:
-        """The best-so-far curve's point for the trials finished now (written in batches)."""
-        if self.best is not None:
-            self.best_curve.add(self.finished, {f"best_{self.metric.name}": self.best.value})
-
-    def _settle_orphan(self, frozen: optuna.trial.FrozenTrial) -> None:
-        import optuna
-
-        run_id = frozen.user_attrs.get("mlflow_run_id")
-        run = tracking.get_run(self.uri, run_id) if run_id else None
-        if run is not None and run.info.status == "FINISHED" and self.metric.name in run.data.metrics:
-            # the trial ended after the controller died: its result is in MLflow
-            self.study.tell(frozen.number, run.data.metrics[self.metric.name])
-            return
-        if run is not None and run.info.status == "KILLED" and run.data.tags.get("sweeps.pruned") == "true":
-            self.study.tell(frozen.number, state=optuna.trial.TrialState.PRUNED)
-            return
-        reason = "the controller stopped while it ran"
-        self.study.tell(frozen.number, state=optuna.trial.TrialState.FAIL)
-        if run_id and run is not None and run.info.status == "RUNNING":
-            tracking.end_given_up(self.uri, run_id, reason, "FAIL", frozen.user_attrs.get("config"))
-            if frozen.user_attrs.get("wandb_id"):
-                close_lost(self.wandb, frozen.user_attrs["wandb_id"], name=run.info.run_name, group=self.sweep_id,
-                           state="FAIL", reason=reason)
-        self._queue_again(frozen.params, frozen.user_attrs, frozen.number, reason, lost=True)
+        """The best-so-far curve's point for the trials finished now."""
+        self.trackers.progress(self.finished, self.best)
 
     # -- the loop ----------------------------------------------------------
 
@@ -386,11 +291,7 @@ class Controller:
             with self._display() as refresh:
                 self._loop(refresh)
             status = "FAILED" if self.failed_out else "KILLED" if self._interrupts else "FINISHED"
-            # the sweep's W&B run ends before Ray does: a node's W&B process may be writing it
-            self.mirror.summary({"trials_finished": self.finished,
-                                 **{f"trials_{k.lower()}": v for k, v in self.counts.items()}})
-            self._end_mirror(failed=status != "FINISHED")
-            # the plots are drawn while Ray shuts down
+            # the plots are drawn while the executor shuts down
             plots = _Background(self._draw_plots)
             self.executor.shutdown()
             return self._finish(status, plots.result())
@@ -452,29 +353,18 @@ class Controller:
             refresh(self.progress())
 
     def _check_cluster(self) -> None:
-        """Every few seconds: the cluster's size (agents come and go) and the
-        trials' heartbeats (a trial whose worker went silent is given up)."""
+        """Every few seconds: the cluster's size (agents come and go)."""
         self._next_check = time.monotonic() + CHECK_EVERY_S
-        capacity = self._capacity()  # also tells the executor how many workers the cluster now holds
+        capacity = self._capacity()
         if not self.parallel_set:
             self.parallel = max(1, capacity)
-        beats = self.executor.heartbeats([request for _, request, _ in self.running.values()])
-        limit = self.spec.faults.heartbeat_timeout_s
-        for handle, (_, request, _) in list(self.running.items()):
-            if request.number in beats:
-                age, node = beats[request.number]
-                self._nodes_of[request.number] = node
-                if age > limit and handle not in self._given_up:
-                    self._given_up[handle] = f"no heartbeat for {age:.0f} s"
-                    self.executor.cancel(handle)
 
     def started(self) -> int:
         """Trials started against the budget (runs of the same params again do not count)."""
         return self.launched
 
     def _capacity(self) -> int:
-        r = self.spec.resources
-        return self.executor.capacity(r.cpus, r.gpus, r.agents_only, self.excluded)
+        return self.executor.capacity(frozenset(self.excluded))
 
     def _launch_one(self) -> None:
         spec = self.spec
@@ -510,79 +400,16 @@ class Controller:
             wandb=self.wandb, parent_run_id=self.parent_id, git_diff=self.git_diff, stop_metric=self.stop_metric,
             wandb_id=trial.user_attrs["wandb_id"],
         )
-        handle = self.executor.submit(request, spec.resources.cpus, spec.resources.gpus, spec.resources.agents_only,
-                                      self.excluded)
+        handle = self.executor.submit(request, frozenset(self.excluded))
         self.running[handle] = (trial, request, time.monotonic())
 
     def _finish_trial(self, handle: Any, outcome: TrialResult | Lost) -> None:
-        import optuna
-
         trial, request, t0 = self.running.pop(handle)
-        given_up = self._given_up.pop(handle, None)
-        if given_up and isinstance(outcome, Lost):
-            outcome = Lost(outcome.number, given_up, LostCause.SILENT, outcome.node)
         self.finished += 1
-        self.executor.forget(request, lost=isinstance(outcome, Lost))
-        node = self._nodes_of.pop(request.number, "")
         if isinstance(outcome, TrialResult):
-            node = outcome.node or node
-            trial.set_user_attr("duration_s", round(outcome.duration_s, 3))
-            trial.set_user_attr("host", outcome.host)
-            trial.set_user_attr("node", node)
-            trial.set_user_attr("gpu_ids", list(outcome.gpu_ids))
-            for i, v in enumerate(outcome.curve):  # the stopping metric's curve, for pruners and dashboards
-                trial.report(v, i)
-            curve_end = outcome.curve[-1] if outcome.curve else None
-            end_value = outcome.value if self.stop_metric == self.metric.name else curve_end
-            if outcome.state is TrialState.COMPLETE and outcome.value is not None:
-                self.study.tell(trial, outcome.value)
-                self.counts["COMPLETE"] += 1
-                self._maybe_best(outcome.value, request)
-                self.executor.judge_end(request.number, "COMPLETE", end_value)
-                self._node_result(node, ok=True)
-            elif outcome.state is TrialState.PRUNED:
-                trial.set_user_attr("pruned_reason", outcome.pruned_reason)
-                self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-                self.counts["PRUNED"] += 1
-                self.executor.judge_end(request.number, "PRUNED", None)
-                self._node_result(node, ok=True)
-            else:
-                self.executor.judge_end(request.number, "FAIL", None)
-                trial.set_user_attr("error", outcome.error)
-                self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
-                self.counts["FAIL"] += 1
-                self.say(f"trial {request.number} failed: {outcome.error}")
-                self._queue_again(trial.params, trial.user_attrs, request.number, outcome.error or "failed", lost=False)
-                self._node_result(node, ok=False)
-        else:  # the worker died, went silent, or the trial was cancelled
-            trial.set_user_attr("duration_s", round(time.monotonic() - t0, 3))
-            trial.set_user_attr("error", outcome.reason)
-            if node:
-                trial.set_user_attr("node", node)
-            if outcome.cancelled and self.stop is Stop.INTERRUPTED:
-                trial.set_user_attr("interrupted", True)  # a resume runs its params again
-            self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            self.counts["FAIL"] += 1
-            self.executor.judge_end(request.number, "FAIL", None)
-            killed = outcome.cancelled
-            state = "KILLED" if killed else "FAIL"
-            # first the node's recorder gives the record up: it answers after whatever it was writing of
-            # this trial (a worker can die while the recorder writes its end, as FINISHED), so the end state
-            # written next is the last (and where it answers late, it writes that state itself after its
-            # own). The worker died before it could end its W&B run: the recorder ends it, or it is ended
-            # here, with the same id
-            kept = self.executor.forget_record(request, state, outcome.reason)
-            try:  # with the params: the worker may not have written them
-                tracking.end_given_up(self.uri, request.run_id, outcome.reason, state, request.params)
-            except Exception as exc:  # noqa: BLE001 - keep the sweep going
-                logger.warning("could not close run %s: %s", request.run_id, exc)
-            if not kept:
-                close_lost(self.wandb, request.wandb_id or "", name=request.run_name, group=self.sweep_id,
-                           state=state, reason=outcome.reason)
-            if not killed:
-                self.say(f"trial {request.number} lost: {outcome.reason}")
-                self._queue_again(trial.params, trial.user_attrs, request.number, outcome.reason, lost=True)
-                self._node_result(node, ok=False)
+            self._tell_result(trial, request, outcome)
+        else:
+            self._tell_lost(trial, request, outcome, time.monotonic() - t0)
         self._best_point()
         self._check_failures()
         target = self.spec.budget.target
@@ -591,6 +418,58 @@ class Controller:
             if reached:
                 self._stop(Stop.TARGET)
                 self.say(f"target {target:g} reached by trial {self.best.number}")
+
+    def _tell_result(self, trial: optuna.trial.Trial, request: TrialRequest, outcome: TrialResult) -> None:
+        """A trial that ran to its end: the study learns how."""
+        import optuna
+
+        trial.set_user_attr("duration_s", round(outcome.duration_s, 3))
+        trial.set_user_attr("host", outcome.host)
+        trial.set_user_attr("node", outcome.node)
+        trial.set_user_attr("gpu_ids", list(outcome.gpu_ids))
+        for i, v in enumerate(outcome.curve):  # the stopping metric's curve, for pruners and dashboards
+            trial.report(v, i)
+        if outcome.state is TrialState.COMPLETE and outcome.value is not None:
+            self.study.tell(trial, outcome.value)
+            self.counts["COMPLETE"] += 1
+            self._maybe_best(outcome.value, request)
+            self._node_result(outcome.node, ok=True)
+        elif outcome.state is TrialState.PRUNED:
+            trial.set_user_attr("pruned_reason", outcome.pruned_reason)
+            self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            self.counts["PRUNED"] += 1
+            self._node_result(outcome.node, ok=True)
+        else:
+            trial.set_user_attr("error", outcome.error)
+            self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            self.counts["FAIL"] += 1
+            self.say(f"trial {request.number} failed: {outcome.error}")
+            self._queue_again(trial.params, trial.user_attrs, request.number, outcome.error or "failed", lost=False)
+            self._node_result(outcome.node, ok=False)
+
+    def _tell_lost(self, trial: optuna.trial.Trial, request: TrialRequest, outcome: Lost, duration_s: float) -> None:
+        """A trial given up (its worker died or went silent, or it was cancelled): failed in the study,
+        its MLflow run ended with the reason (the executor has closed what its workers kept of it), and
+        unless cancelled, its params run again."""
+        import optuna
+
+        trial.set_user_attr("duration_s", round(duration_s, 3))
+        trial.set_user_attr("error", outcome.reason)
+        if outcome.node:
+            trial.set_user_attr("node", outcome.node)
+        if outcome.cancelled and self.stop is Stop.INTERRUPTED:
+            trial.set_user_attr("interrupted", True)  # a resume runs its params again
+        self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        self.counts["FAIL"] += 1
+        state = "KILLED" if outcome.cancelled else "FAIL"
+        try:  # with the params: the worker may not have written them
+            tracking.end_given_up(self.uri, request.run_id, outcome.reason, state, request.params)
+        except Exception as exc:  # noqa: BLE001 - keep the sweep going
+            logger.warning("could not close run %s: %s", request.run_id, exc)
+        if not outcome.cancelled:
+            self.say(f"trial {request.number} lost: {outcome.reason}")
+            self._queue_again(trial.params, trial.user_attrs, request.number, outcome.reason, lost=True)
+            self._node_result(outcome.node, ok=False)
 
     def _stop(self, why: Stop, message: str | None = None, *, force: bool = False) -> None:
         """Start no new trials, for ``why`` (the first reason stays, unless ``force``)."""
@@ -623,7 +502,7 @@ class Controller:
         if self.node_streak[node] >= limit and node not in self.excluded:
             self.excluded.add(node)
             self.say(f"node {node[:12]} gets no more trials in this sweep: {limit} failures in a row")
-            tracking.set_tags(self.uri, self.parent_id, {"sweeps.excluded_nodes": ",".join(sorted(self.excluded))})
+            self.parent.tags({"sweeps.excluded_nodes": ",".join(sorted(self.excluded))})
             if self._capacity() == 0 and self.stop is None:
                 self._stop(Stop.NODES_EXCLUDED)
                 self.failed_out = True
@@ -642,30 +521,16 @@ class Controller:
         better = self.best is None or (value > self.best.value if self.metric.goal == "maximize" else value < self.best.value)
         if not better:
             return
-        old = self.best.params if self.best else {}
-        self.best = Best(value, request.number, request.run_id, request.params)
-        self._publish_best(old)
-
-    def _publish_best(self, old: dict[str, Any] | None = None) -> None:
-        assert self.best is not None
-        value, number, run_id, params = self.best.value, self.best.number, self.best.run_id, self.best.params
-        tags = {"best_run_id": run_id, "best_trial": str(number),
-                **{f"best.{k}": v for k, v in tracking.flatten_params(params).items()}}
-        tracking.set_tags(self.uri, self.parent_id, tags)
-        for stale in set(old or {}) - set(params):
-            tracking.delete_tag(self.uri, self.parent_id, f"best.{stale}")
-        self.mirror.summary({f"best_{self.metric.name}": value, "best_trial": number,
-                             "best_run_id": run_id, **{f"best.{k}": v for k, v in params.items()}})
+        previous, self.best = self.best, Best(value, request.number, request.run_id, request.params)
+        self.trackers.best(self.best, previous)
 
     def _cancel_all(self, reason: str) -> None:
         for handle in list(self.running):
-            self.executor.cancel(handle)
+            self.executor.cancel(handle, reason)
         # a cancelled trial may still finish first; wait for each outcome
         deadline = time.monotonic() + 30
         while self.running and time.monotonic() < deadline:
             for handle, outcome in self.executor.wait(list(self.running), timeout=1.0):
-                if isinstance(outcome, Lost):
-                    outcome = Lost(outcome.number, reason, LostCause.CANCELLED, outcome.node)
                 self._finish_trial(handle, outcome)
         for handle in list(self.running):
             self._finish_trial(handle, Lost(self.running[handle][1].number, reason, LostCause.CANCELLED))
@@ -678,11 +543,8 @@ class Controller:
     def _finish(self, status: str, plots: list[Path]) -> SweepSummary:
         table = self.state / "trials.csv"
         self.trials_frame().to_csv(table, index=False)
-        for path in (table, *plots):
-            tracking.log_artifact(self.uri, self.parent_id, str(path))
-        self.best_curve.flush()
-        tracking.set_tags(self.uri, self.parent_id, {"sweeps.stop_reason": self.stop_message or "done"})
-        tracking.end_run(self.uri, self.parent_id, status)
+        self.trackers.end(SweepEnd(status, self.stop_message or "done", self.finished, dict(self.counts),
+                                   (table, *plots)))
         self.record.status = status.lower()
         self.record.stop_reason = self.stop_message
         self.record.ended = now()
@@ -734,14 +596,14 @@ class Controller:
             except Exception:  # noqa: BLE001
                 pass
         try:
-            self.best_curve.flush()
-            tracking.end_run(self.uri, self.parent_id, "FAILED")
+            if hasattr(self, "trackers"):
+                self.trackers.end(SweepEnd("FAILED", "the controller failed", self.finished, dict(self.counts)))
+            else:
+                tracking.end_run(self.uri, self.parent_id, "FAILED")
             if hasattr(self, "record"):
                 self.record.status = "failed"
                 self.record.ended = now()
                 self.record.save(self.state)
-            if hasattr(self, "mirror"):
-                self._end_mirror(failed=True)
         except Exception as exc:  # noqa: BLE001
             logger.warning("could not close the parent run: %s", exc)
 

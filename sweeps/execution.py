@@ -1,9 +1,8 @@
-"""Ray: where trials run. The one module that imports ray.
+"""The Ray executor (the contract is in :mod:`sweeps.executors`). The one module that imports ray,
+with ``cluster.py``'s command lines.
 
-An executor has three verbs: ``submit`` a trial with its resources, ``wait``
-for whichever trials finish first, ``cancel`` one. Without an address a local
-Ray instance is started (and stopped with the sweep); with one, the cluster is
-joined and the launch directory travels to the workers as Ray's working_dir.
+Without an address a local Ray instance is started (and stopped with the sweep); with one,
+the cluster is joined and the launch directory travels to the workers as Ray's working_dir.
 
 Trials run in long-lived worker actors, one per slot (a slot is one trial's
 CPUs and GPUs); their records are written by one recorder actor per node
@@ -29,20 +28,22 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from .errors import FatalError
 from . import tracking
-from .mirror import LaterRun, WandbSettings, close, lost_summary, warm
+from .executors import Plan, judged_end
+from .mirror import WandbSettings, close, close_lost, lost_summary, warm
 from .trial import (Lost, LostCause, TrialEnd, TrialState, TrialMirror, TrialRecord, TrialRequest, TrialResult, environment_tags, quietly,
                      run_trial)
 from .cluster import AGENT_RESOURCE
-from .space import EarlyTerminate
 
 logger = logging.getLogger(__name__)
 
 #: seconds between a running trial's heartbeats
 HEARTBEAT_S = 1.0
+#: seconds between the controller's looks at the running trials' heartbeats
+CHECK_EVERY_S = 2.0
 #: how long a worker that is let go waits for its W&B runs to finish
 RETIRE_WAIT_S = 60.0
 #: Ray's label that every node carries
@@ -69,20 +70,11 @@ class _Job:
     """A submitted trial: queued until a worker is free, then running on one."""
 
     request: TrialRequest
-    cpus: float
-    gpus: float
-    agents_only: bool
     excluded: frozenset[str]
     slot: _Slot | None = None
     ref: Any = None
-    cancelled: bool = False
-
-
-class Executor(Protocol):
-    def submit(self, request: TrialRequest, cpus: float, gpus: float, agents_only: bool = False,
-               excluded: set[str] | None = None) -> Any: ...
-    def wait(self, handles: list[Any], timeout: float) -> list[tuple[Any, TrialResult | Lost]]: ...
-    def cancel(self, handle: Any) -> None: ...
+    #: why it was stopped, once it was (its worker is killed)
+    cancelled: tuple[str, LostCause] | None = None
 
 
 def prepare_local(address: str | None, workdir: Path) -> bool:
@@ -110,23 +102,24 @@ def prepare_local(address: str | None, workdir: Path) -> bool:
 
 
 class RayExecutor:
-    """Runs trials in a pool of worker actors, each holding one trial's CPUs and GPUs."""
+    """Runs trials in a pool of worker actors, each holding one trial's CPUs and GPUs (see the
+    module's doc); keeps :class:`~sweeps.executors.Executor`'s contract."""
 
-    def __init__(self, address: str | None, workdir: Path, *, num_cpus: float | None = None,
+    def __init__(self, plan: Plan, address: str | None = None, *, num_cpus: float | None = None,
                  num_gpus: float | None = None) -> None:
         import ray
 
         self._ray = ray
+        self.plan = plan
         self._owned = False
-        self._numbers: dict[Any, int] = {}
         if ray.is_initialized():
             logger.debug("using the Ray instance already running in this process")
         else:
             runtime_env: dict[str, Any] | None = None
             if address:
-                runtime_env = {"env_vars": dict(WORKER_ENV), "working_dir": str(workdir), "excludes": EXCLUDES}
+                runtime_env = {"env_vars": dict(WORKER_ENV), "working_dir": plan.workdir, "excludes": EXCLUDES}
             else:  # the caller ran prepare_local before its threads: Ray's processes inherit the workers' environment
-                assert str(workdir) in os.environ.get("PYTHONPATH", "").split(os.pathsep), "prepare_local first"
+                assert plan.workdir in os.environ.get("PYTHONPATH", "").split(os.pathsep), "prepare_local first"
             try:
                 # "local": a new instance of our own, even when a `ray start` cluster runs here
                 ray.init(address=address or "local", runtime_env=runtime_env, include_dashboard=False,
@@ -143,16 +136,50 @@ class RayExecutor:
         self._retiring: list[Any] = []  # workers let go, finishing their W&B runs
         #: how many workers of the sweep's size the cluster holds (see ``capacity``)
         self._limit = 10**9
-        #: False: a fresh worker process for every trial
-        self.reuse_workers = True
-        self.judge: Any = None
-        #: the actor the running trials' workers beat to (started with the first trial)
-        self._board: Any = None
-        #: the recording process of each node that can hold a trial (by node id), once ``warm`` said what to record
+        #: the recording process of each node that can hold a trial (by node id)
         self._recorders: dict[str, Any] = {}
-        self._tracking: tuple[str, WandbSettings | None] | None = None
+        self._records = tracking.enabled(plan.tracking_uri) or (plan.wandb is not None and plan.wandb.mode != "disabled")
         #: the nodes that hold at least one trial, as the last ``capacity`` found them
         self._fitting: list[str] = []
+        #: the heartbeats of running trials: when the controller last looked, and the node each beat from
+        self._looked = time.monotonic()
+        self._nodes: dict[int, str] = {}
+        try:
+            self._start()
+        except BaseException:
+            self.shutdown()
+            raise
+
+    def _start(self) -> None:
+        """Check the cluster can run the plan; start the judge, the heartbeat board, the recorders and
+        the first workers (their imports run while the controller sets up)."""
+        plan = self.plan
+        remote = self.remote_nodes()
+        if remote and tracking.is_local(plan.tracking_uri):
+            raise FatalError(f"the Ray cluster has nodes on other machines ({', '.join(remote)}) that cannot write to "
+                             f"{plan.tracking_uri}: start a tracking server (`sweeps head` does) and pass "
+                             "--tracking-uri http://HEAD:5000")
+        capacity = self.capacity()
+        if capacity == 0:
+            where = "agent node" if plan.agents_only else "node"
+            raise FatalError(f"no {where} of the Ray cluster can hold one trial of {plan.cpus:g} CPUs and "
+                             f"{plan.gpus:g} GPUs (cluster: {dict(self._ray.cluster_resources())})")
+        self._judge: Any = None
+        if plan.judge is not None:
+            from .pruning import Judge
+
+            spec = plan.judge
+            self._judge = self._beside_me(Judge).remote(spec.et, spec.metric, spec.goal)
+            for entry in spec.history:
+                self._judge.replay.remote(entry[0], list(entry[1]), entry[2], entry[3])
+        self._board = self._beside_me(Heartbeats).remote()
+        for _ in range(min(plan.parallel or capacity, capacity)):
+            self._idle.append(self._new_slot(frozenset()))
+
+    def remote_nodes(self) -> list[str]:
+        """Addresses of alive nodes on other machines than this one."""
+        here = {"127.0.0.1", "localhost", self._ray.util.get_node_ip_address()}
+        return sorted({n["NodeManagerAddress"] for n in self._ray.nodes() if n.get("Alive")} - here)
 
     def _beside_me(self, cls: type) -> Any:
         """An actor on the controller's own node: it must not die with an agent."""
@@ -161,63 +188,19 @@ class RayExecutor:
         here = NodeAffinitySchedulingStrategy(self._ray.get_runtime_context().get_node_id(), soft=False)
         return self._ray.remote(num_cpus=0, max_restarts=0, scheduling_strategy=here)(cls)
 
-    def start_judge(self, et: EarlyTerminate, metric: str, goal: str) -> None:
-        """The early-termination judge: a Ray actor every trial's reports consult."""
-        from .pruning import Judge
-
-        self.judge = self._beside_me(Judge).remote(et, metric, goal)
-
-    def judge_end(self, number: int, state: str, value: float | None) -> None:
-        if self.judge is not None:
-            self.judge.end.remote(number, state, value)
-
-    def judge_replay(self, number: int, values: list[float], state: str, value: float | None) -> None:
-        if self.judge is not None:
-            self.judge.replay.remote(number, values, state, value)
-
-    def heartbeats(self, requests: list[TrialRequest]) -> dict[int, tuple[float, str]]:
-        """Seconds since each running trial last beat, and its node (trials yet to beat are left out).
-
-        Workers send a beat every second to a :class:`Heartbeats` actor beside the controller, which
-        times them with its own clock: no clocks of other machines are compared."""
-        if self._board is None or not requests:
-            return {}
-        try:
-            ages = self._ray.get(self._board.ages.remote([r.key for r in requests]), timeout=10)
-        except Exception as exc:  # noqa: BLE001 - a slow actor must not stop the sweep
-            logger.warning("no heartbeats this time: %s", str(exc).splitlines()[0])
-            return {}
-        return {r.number: ages[r.key] for r in requests if r.key in ages}
-
-    def forget(self, request: TrialRequest, lost: bool) -> None:
-        """A trial ended: its heartbeat is no longer watched."""
-        if self._board is not None:
-            self._board.drop.remote(request.key)
-
-    def warm(self, slots: int, cpus: float, gpus: float, uri: str, wandb: WandbSettings | None, trainer: str,
-             agents_only: bool = False) -> None:
-        """Start the recorders of the nodes that can hold a trial, and the workers the first trials
-        will use, while the controller sets up: the trainer's imports, the MLflow store and the W&B
-        service, off the first trial's path."""
-        if tracking.enabled(uri) or (wandb is not None and wandb.mode != "disabled"):
-            self._tracking = (uri, wandb)
-            self._start_recorders()
-        for _ in range(slots):
-            self._idle.append(self._new_slot(cpus, gpus, agents_only, None, uri, wandb, trainer))
-
-    def _new_slot(self, cpus: float, gpus: float, agents_only: bool, excluded: set[str] | None, uri: str,
-                  wandb: WandbSettings | None, trainer: str) -> _Slot:
+    def _new_slot(self, excluded: frozenset[str]) -> _Slot:
+        plan = self.plan
         actor = self._worker.options(
-            num_cpus=cpus, num_gpus=gpus,
-            resources={AGENT_RESOURCE: 1} if agents_only else None,
+            num_cpus=plan.cpus, num_gpus=plan.gpus,
+            resources={AGENT_RESOURCE: 1} if plan.agents_only else None,
             # nodes this sweep gave up on (node_failure_limit) get no more trials
             label_selector={NODE_ID_LABEL: f"!in({','.join(sorted(excluded))})"} if excluded else None,
-        ).remote(uri, wandb, trainer, self._recorders)
-        return _Slot(actor, gpus)
+        ).remote(plan.tracking_uri, plan.wandb, plan.trainer, self._recorders)
+        return _Slot(actor, plan.gpus)
 
     def _start_recorders(self) -> None:
         """A recorder on each node that holds a trial and has none yet (see :class:`NodeRecorder`)."""
-        if self._tracking is None:
+        if not self._records:
             return
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -226,32 +209,7 @@ class RayExecutor:
                 self._recorders[node] = self._ray.remote(NodeRecorder).options(
                     num_cpus=0, max_restarts=0, name=f"sweeps-recorder-{os.getpid()}-{id(self):x}-{node[:12]}",
                     scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False),
-                ).remote(*self._tracking)
-
-    def sweep_run(self, key: str, settings: WandbSettings, kwargs: dict[str, Any]) -> _RecorderRun | None:
-        """The sweep's own W&B run (``Mirror``'s ``kwargs``, with a run id), written by the W&B process
-        of this node's recorder, so that the controller imports no W&B; None where this node has no
-        recorder (the caller writes the run itself). The caller mirrors to W&B, so this node's recorder,
-        started with the same settings, has a W&B process."""
-        node = self._ray.get_runtime_context().get_node_id()
-        return _RecorderRun(self, node, key, settings, kwargs) if node in self._recorders else None
-
-    def recorder_on(self, node: str) -> Any:
-        """The recorder of ``node`` now (a new one after one died), or None."""
-        return self._recorders.get(node)
-
-    def forget_record(self, request: TrialRequest, state: str, reason: str) -> bool:
-        """A trial given up: its node's recorder keeps what it reported and ends its W&B run as lost.
-        False when no recorder had its record (it was kept by its worker, or the recorder is gone)."""
-        refs = [r.forget.remote(request.key, state, reason) for r in self._recorders.values()]
-        if not refs:
-            return False
-        try:
-            ready, _ = self._ray.wait(refs, num_returns=len(refs), timeout=10)
-            return any(self._ray.get(ready))
-        except Exception as exc:  # noqa: BLE001 - a recorder that died with its node
-            logger.debug("a recorder did not answer: %s", exc)
-            return False
+                ).remote(self.plan.tracking_uri, self.plan.wandb)
 
     def _take_idle(self, excluded: frozenset[str]) -> _Slot | None:
         for slot in self._idle:
@@ -274,12 +232,11 @@ class RayExecutor:
                         return  # the next free worker takes it
                     self._idle.remove(unusable[0])
                     self._retire(unusable[0])
-                slot = self._new_slot(job.cpus, job.gpus, job.agents_only, set(job.excluded), job.request.tracking_uri,
-                                      job.request.wandb, job.request.trainer)
+                slot = self._new_slot(job.excluded)
             self._queue.pop(0)
             job.slot = slot
-            job.ref = slot.actor.run.options(name=f"trial-{job.request.number}").remote(job.request, self.judge,
-                                                                                          self._board, self._recorders)
+            job.ref = slot.actor.run.options(name=f"trial-{job.request.number}").remote(
+                job.request, self._judge, self._board, self._recorders)
             self._running[job.ref] = job
 
     def _kill(self, actor: Any) -> None:
@@ -298,11 +255,12 @@ class RayExecutor:
         except Exception as exc:  # noqa: BLE001 - already gone
             logger.debug("worker already gone: %s", exc)
 
-    def capacity(self, cpus: float, gpus: float, agents_only: bool = False, excluded: set[str] | None = None) -> int:
-        """How many trials of this size the cluster's alive nodes hold at once.
+    def capacity(self, excluded: frozenset[str] = frozenset()) -> int:
+        """How many trials of the plan's size the cluster's alive nodes hold at once.
 
         Idle workers on nodes that died are let go here, before a trial is sent
         to one, and so are idle workers beyond what the cluster now holds."""
+        plan = self.plan
         total = 0
         nodes = self._ray.nodes()
         alive = {n["NodeID"] for n in nodes if n.get("Alive")}
@@ -312,11 +270,11 @@ class RayExecutor:
         fitting = []
         for node in nodes:
             res = node.get("Resources", {})
-            if not node.get("Alive") or (agents_only and AGENT_RESOURCE not in res) or node["NodeID"] in (excluded or ()):
+            if not node.get("Alive") or (plan.agents_only and AGENT_RESOURCE not in res) or node["NodeID"] in excluded:
                 continue
-            fits = int(res.get("CPU", 0) // cpus) if cpus > 0 else 10**6
-            if gpus > 0:
-                fits = min(fits, int(res.get("GPU", 0) // gpus))
+            fits = int(res.get("CPU", 0) // plan.cpus) if plan.cpus > 0 else 10**6
+            if plan.gpus > 0:
+                fits = min(fits, int(res.get("GPU", 0) // plan.gpus))
             total += fits
             if fits > 0:
                 fitting.append(node["NodeID"])
@@ -325,33 +283,43 @@ class RayExecutor:
             del self._recorders[node]
         self._start_recorders()
         # the workers on nodes the sweep gave up on go first
-        self._idle.sort(key=lambda s: s.node in (excluded or ()))
+        self._idle.sort(key=lambda s: s.node in excluded)
         while self._idle and len(self._idle) + len(self._running) > total:
             self._retire(self._idle.pop())
         self._dispatch()
         return total
 
-    def cluster_resources(self) -> dict[str, float]:
-        return dict(self._ray.cluster_resources())
-
-    def remote_nodes(self) -> list[str]:
-        """Addresses of alive nodes on other machines than this one."""
-        here = {"127.0.0.1", "localhost", self._ray.util.get_node_ip_address()}
-        return sorted({n["NodeManagerAddress"] for n in self._ray.nodes() if n.get("Alive")} - here)
-
-    def submit(self, request: TrialRequest, cpus: float, gpus: float, agents_only: bool = False,
-               excluded: set[str] | None = None) -> Any:
-        job = _Job(request, cpus, gpus, agents_only, frozenset(excluded or ()))
-        if self._board is None:
-            self._board = self._beside_me(Heartbeats).remote()
+    def submit(self, request: TrialRequest, excluded: frozenset[str] = frozenset()) -> _Job:
+        job = _Job(request, frozenset(excluded))
         self._queue.append(job)
         self._dispatch()
         return job
 
+    def _look_for_silence(self) -> None:
+        """Every few seconds: trials whose worker has not beaten for ``heartbeat_timeout_s`` are given up
+        (their worker is killed; ``wait`` hands them back as lost)."""
+        if time.monotonic() - self._looked < CHECK_EVERY_S or not self._running:
+            return
+        self._looked = time.monotonic()
+        jobs = list(self._running.values())
+        try:
+            ages = self._ray.get(self._board.ages.remote([j.request.key for j in jobs]), timeout=10)
+        except Exception as exc:  # noqa: BLE001 - a slow actor must not stop the sweep
+            logger.warning("no heartbeats this time: %s", str(exc).splitlines()[0])
+            return
+        for job in jobs:
+            if job.request.key not in ages:
+                continue
+            age, node = ages[job.request.key]
+            self._nodes[job.request.number] = node
+            if age > self.plan.heartbeat_timeout_s and job.cancelled is None:
+                self._stop(job, f"no heartbeat for {age:.0f} s", LostCause.SILENT)
+
     def wait(self, handles: list[Any], timeout: float) -> list[tuple[Any, TrialResult | Lost]]:
         """Whichever of these trials ended (at once when one has), within ``timeout``."""
-        out: list[tuple[Any, TrialResult | Lost]] = [(j, Lost(j.request.number, "cancelled", LostCause.CANCELLED))
-                                                     for j in self._dropped]
+        self._look_for_silence()
+        out: list[tuple[Any, TrialResult | Lost]] = [(j, Lost(j.request.number, *j.cancelled)) for j in self._dropped
+                                                     if j.cancelled]
         self._dropped = []
         if out:
             return out
@@ -365,40 +333,66 @@ class RayExecutor:
         more, _ = ray.wait(rest, num_returns=len(rest), timeout=0, fetch_local=True) if first and rest else ([], [])
         for ref in first + more:
             job = self._running.pop(ref)
-            slot = job.slot
-            assert slot is not None
-            try:
-                result: TrialResult = ray.get(ref)
-            except ray.exceptions.RayError as exc:
-                self._kill(slot.actor)
-                cause = getattr(exc, "cause", None)
-                if isinstance(cause, RecorderLost):  # a new one is started for the trial that runs again
-                    self._recorders.pop(cause.node, None)
-                    self._start_recorders()
-                    exc = cause  # type: ignore[assignment]
-                if job.cancelled:
-                    out.append((job, Lost(job.request.number, "cancelled", LostCause.CANCELLED, slot.node or "")))
-                else:
-                    reason = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
-                    out.append((job, Lost(job.request.number, reason, LostCause.DIED, slot.node or "")))
-                continue
-            slot.node = result.node or slot.node
-            # a failed GPU trial may leave CUDA broken in its process: that worker is replaced
-            fresh = not self.reuse_workers or (result.state is TrialState.FAIL and slot.gpus > 0) or job.cancelled
-            if job.cancelled:
-                self._kill(slot.actor)
-            elif fresh or len(self._idle) + len(self._running) >= self._limit:
-                self._retire(slot)
-            else:
-                self._idle.append(slot)
-            out.append((job, result))
+            out.append((job, self._ended(job, ref)))
         self._dispatch()
         return out
 
-    def cancel(self, handle: Any) -> None:
+    def _ended(self, job: _Job, ref: Any) -> TrialResult | Lost:
+        """How a trial that left the pool ended; its worker kept, let go or killed; the judge told."""
+        ray, slot, request = self._ray, job.slot, job.request
+        assert slot is not None
+        self._board.drop.remote(request.key)
+        node = self._nodes.pop(request.number, "")
+        try:
+            result: TrialResult = ray.get(ref)
+        except ray.exceptions.RayError as exc:
+            self._kill(slot.actor)
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, RecorderLost):  # a new one is started for the trial that runs again
+                self._recorders.pop(cause.node, None)
+                self._start_recorders()
+                exc = cause  # type: ignore[assignment]
+            why = job.cancelled or (f"{type(exc).__name__}: {str(exc).splitlines()[0]}", LostCause.DIED)
+            lost = Lost(request.number, why[0], why[1], slot.node or node)
+            if self._judge is not None:
+                self._judge.end.remote(request.number, TrialState.FAIL.value, None)
+            self._give_up(request, lost)
+            return lost
+        slot.node = result.node or slot.node
+        if self._judge is not None:
+            self._judge.end.remote(request.number, result.state.value, judged_end(request, result))
+        # a failed GPU trial may leave CUDA broken in its process: that worker is replaced
+        fresh = not self.plan.reuse_workers or (result.state is TrialState.FAIL and slot.gpus > 0)
+        if job.cancelled:  # it ended before its worker was killed
+            self._kill(slot.actor)
+        elif fresh or len(self._idle) + len(self._running) >= self._limit:
+            self._retire(slot)
+        else:
+            self._idle.append(slot)
+        return result
+
+    def _give_up(self, request: TrialRequest, lost: Lost) -> None:
+        """Close the records of a trial given up: its node's recorder keeps what it reported and ends its
+        W&B run as lost (or it is ended here, with the same id, where no recorder had it)."""
+        state = "KILLED" if lost.cancelled else "FAIL"
+        refs = [r.forget.remote(request.key, state, lost.reason) for r in self._recorders.values()]
+        kept = False
+        if refs:
+            try:
+                ready, _ = self._ray.wait(refs, num_returns=len(refs), timeout=10)
+                kept = any(self._ray.get(ready))
+            except Exception as exc:  # noqa: BLE001 - a recorder that died with its node
+                logger.debug("a recorder did not answer: %s", exc)
+        if not kept:
+            close_lost(request.wandb, request.wandb_id or "", name=request.run_name, group=request.sweep_id,
+                       state=state, reason=lost.reason)
+
+    def cancel(self, handle: Any, reason: str = "cancelled") -> None:
         """Stop a trial now: its worker process is killed (a new one takes the slot)."""
-        job: _Job = handle
-        job.cancelled = True
+        self._stop(handle, reason, LostCause.CANCELLED)
+
+    def _stop(self, job: _Job, reason: str, cause: LostCause) -> None:
+        job.cancelled = (reason, cause)
         if job in self._queue:
             self._queue.remove(job)
             self._dropped.append(job)
@@ -420,11 +414,11 @@ class RayExecutor:
         # a retired worker ends by itself (W&B's exit handler runs in it after retire returns);
         # the others are killed
         late = [actor for ref, actor in idle.items() if ref not in ready]
-        for actor in [*late, *(j.slot.actor for j in self._running.values() if j.slot is not None)]:
+        helpers = [a for a in (getattr(self, "_board", None), getattr(self, "_judge", None)) if a is not None]
+        for actor in [*late, *(j.slot.actor for j in self._running.values() if j.slot is not None), *helpers]:
             self._kill(actor)
-        if self._board is not None:
-            self._kill(self._board)
-        self._idle, self._running, self._queue, self._recorders, self._board = [], {}, [], {}, None
+        self._idle, self._running, self._queue, self._recorders = [], {}, [], {}
+        self._board = self._judge = None
         if self._owned:
             self._ray.shutdown()
             self._owned = False
@@ -585,7 +579,6 @@ class NodeRecorder:
         self._mirrors = 0  # W&B processes started so far (each has a name of its own)
         self._mirror: Any = self._new_mirror() if self._wandb is not None else None
         self._last_call: Any = None  # the last call to the W&B process: it fails once that process has died
-        self._others: dict[str, tuple[WandbSettings, dict[str, Any]]] = {}  # the controller's runs open there
         _warm_up(_warm_tracking, uri, None)
 
     def _new_mirror(self) -> Any:
@@ -622,22 +615,7 @@ class NodeRecorder:
                     self._mirror = self._new_mirror()
                 except Exception as again:  # noqa: BLE001 - the MLflow record goes on without W&B
                     logger.warning("no new W&B process for this node: %s", again)
-                for key, (settings, kwargs) in self._others.items():  # the sweep's run goes on in the new one
-                    self._to_mirror("open_run", key, settings, {**kwargs, "resume": True})
             self._last_call = None
-
-    def sweep_run(self, method: str, key: str, *args: Any) -> None:
-        """A W&B run of the controller's on this node (the sweep's own), written by this node's W&B
-        process: ``open_run(settings, kwargs)`` (``kwargs`` name a run id), then ``summary(values)``
-        and ``finish(failed)``. A new W&B process, after one died, resumes it."""
-        if self._mirror is None:
-            return
-        if method == "open_run":
-            self._others[key] = args
-        elif method == "finish":
-            self._others.pop(key, None)
-        self._replace_dead_mirror()
-        self._to_mirror(method, key, *args)
 
     def _guard(self, key: str, fn: Any) -> None:
         try:
@@ -726,49 +704,12 @@ class _NodeMirrorRun:
         self.recorder._to_mirror("close", self.req.key, summary, failed)
 
 
-class _RecorderRun:
-    """A W&B run of the controller's written by the W&B process of the controller's node, through that
-    node's recorder (:meth:`RayExecutor.sweep_run`), with :class:`~sweeps.mirror.Mirror`'s ``summary``
-    and ``finish``. Nothing is waited for. A recorder that died is replaced by the executor: the run
-    is resumed in the new one's W&B process."""
-
-    def __init__(self, executor: RayExecutor, node: str, key: str, settings: WandbSettings,
-                 kwargs: dict[str, Any]) -> None:
-        self.executor, self.node, self.key = executor, node, key
-        self.opened: tuple[WandbSettings, dict[str, Any]] = (settings, kwargs)
-        self._recorder: Any = None  # the recorder the run was opened through
-        self._send(None)
-
-    def _send(self, method: str | None, *args: Any) -> None:
-        recorder = self.executor.recorder_on(self.node)
-        if recorder is None:
-            return
-        try:
-            if recorder is not self._recorder:  # the first call, or a new recorder: the run (re)opened there
-                settings, kwargs = self.opened
-                recorder.sweep_run.remote("open_run", self.key, settings,
-                                          {**kwargs, "resume": self._recorder is not None})
-                self._recorder = recorder
-            if method is not None:
-                recorder.sweep_run.remote(method, self.key, *args)
-        except Exception as exc:  # noqa: BLE001 - W&B never fails a sweep
-            logger.warning("W&B mirror: the sweep's %s not sent: %s", method or "run", exc)
-
-    def summary(self, values: dict[str, Any]) -> None:
-        self._send("summary", values)
-
-    def finish(self, failed: bool = False) -> None:
-        self._send("finish", failed)
-
-
 class NodeMirror:
     """A node's W&B process (a Ray actor, started and owned by the node's :class:`NodeRecorder`):
-    the W&B runs of the node's trials, each a :class:`TrialMirror`, and on the controller's node the
-    sweep's own W&B run (``open_run``, ``summary``, ``finish``), written on its W&B thread."""
+    the W&B runs of the node's trials, each a :class:`TrialMirror`, written on its W&B thread."""
 
     def __init__(self, wandb: WandbSettings) -> None:
         self._runs: dict[str, TrialMirror] = {}
-        self._others: dict[str, LaterRun] = {}
         _warm_up(warm, wandb)
 
     def open(self, request: TrialRequest) -> None:
@@ -783,18 +724,6 @@ class NodeMirror:
         run = self._runs.pop(key, None)
         if run is not None:
             run.close(summary, failed)
-
-    def open_run(self, key: str, settings: WandbSettings, kwargs: dict[str, Any]) -> None:
-        self._others[key] = LaterRun(settings, **kwargs)
-
-    def summary(self, key: str, values: dict[str, Any]) -> None:
-        if key in self._others:
-            self._others[key].summary(values)
-
-    def finish(self, key: str, failed: bool) -> None:
-        run = self._others.pop(key, None)
-        if run is not None:
-            run.finish(failed)
 
     def retire(self, wait_s: float) -> None:
         """Finish the W&B runs and stop the W&B service (within ``wait_s``), then end this process."""

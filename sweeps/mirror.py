@@ -12,7 +12,10 @@ import queue
 import sys
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    from .trackers import Best, SweepEnd
 
 logger = logging.getLogger(__name__)
 
@@ -238,3 +241,37 @@ def close_lost(settings: WandbSettings | None, run_id: str, *, name: str, group:
     mirror = Mirror(settings, name=name, group=group, job_type="trial", run_id=run_id, resume=True, requirements=False)
     mirror.summary(lost_summary(state, reason))
     mirror.finish(failed=state == "FAIL")
+
+
+#: how long the end of a sweep waits for its own W&B run to be written
+SWEEP_RUN_WAIT_S = 60.0
+
+
+class WandbSweep:
+    """The sweep's own W&B run (job_type ``sweep``, in the sweep's group), a
+    :class:`~sweeps.trackers.SweepTracker`: the best so far in its summary, the trial counts at the end.
+    Written on this process's W&B thread: nothing waits for W&B until ``end``."""
+
+    def __init__(self, settings: WandbSettings | None, *, name: str, group: str, metric: str,
+                 config: dict[str, Any]) -> None:
+        self.metric = metric
+        self._run = None
+        if settings is not None and settings.mode != "disabled":
+            self._run = LaterRun(settings, name=name, group=group, job_type="sweep", run_id=new_run_id(), config=config)
+
+    def best(self, best: Best, previous: Best | None) -> None:
+        if self._run is not None:
+            self._run.summary({f"best_{self.metric}": best.value, "best_trial": best.number,
+                               "best_run_id": best.run_id, **{f"best.{k}": v for k, v in best.params.items()}})
+
+    def progress(self, finished: int, best: Best | None) -> None:
+        """The summary's best is enough: W&B keeps no curve of it."""
+
+    def end(self, end: SweepEnd) -> None:
+        if self._run is None:
+            return
+        self._run.summary({"trials_finished": end.finished, **{f"trials_{k.lower()}": v for k, v in end.counts.items()}})
+        self._run.finish(failed=end.status != "FINISHED")
+        self._run = None
+        if not drain(SWEEP_RUN_WAIT_S):
+            logger.warning("the sweep's W&B run was still being written after %.0f s", SWEEP_RUN_WAIT_S)

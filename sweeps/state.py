@@ -13,12 +13,14 @@ import json
 import os
 import socket
 import subprocess
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import tracking
 from .errors import ConfigError
+from .mirror import WandbSettings, close_lost
 from .space import SweepSpec, parse_spec
 
 if TYPE_CHECKING:
@@ -163,6 +165,86 @@ def load_for_resume(root: Path, sweep_id: str) -> tuple[SweepSpec, SweepRecord]:
     record = SweepRecord.load(directory)
     spec = parse_spec((directory / SPEC_FILE).read_text(), record.file)
     return spec, record
+
+
+@dataclass
+class Stock:
+    """What a resumed sweep's study holds, once the trials its dead controller left running are settled."""
+
+    launched: int = 0  # trials started against the budget (runs of the same params again do not count)
+    waiting: int = 0  # enqueued and never asked: the next asks take them
+    finished: int = 0
+    counts: dict[str, int] = field(default_factory=lambda: {"COMPLETE": 0, "PRUNED": 0, "FAIL": 0})
+    #: the best trial: (value, number, MLflow run id, params)
+    best: tuple[float, int, str, dict[str, Any]] | None = None
+    #: trials whose params should run again: (Optuna params, user attrs, trial number, why)
+    again: list[tuple[dict[str, Any], dict[str, Any], int, str]] = field(default_factory=list)
+    #: the finished trials as early termination's judge replays them: (number, values, state, end value)
+    history: tuple[tuple[int, tuple[float, ...], str, float | None], ...] = ()
+
+
+def reconcile(study: optuna.Study, uri: str, wandb: WandbSettings | None, metric: str,
+              stop_metric: str | None) -> Stock:
+    """On resume: take stock of the study. Trials the dead controller left running are settled from
+    what MLflow recorded (a trial that ended after it died keeps its result), or failed and run again,
+    as are trials a second Ctrl-C stopped."""
+    import optuna
+
+    TS = optuna.trial.TrialState
+    stock = Stock()
+    for frozen in study.get_trials(deepcopy=False):
+        if "retry_of" not in frozen.user_attrs:
+            stock.launched += 1
+        if frozen.state == TS.WAITING:
+            stock.waiting += 1
+        elif frozen.state == TS.RUNNING:
+            _settle_orphan(study, frozen, uri, wandb, metric, stock)
+    trials = study.get_trials(deepcopy=False)
+    rerun_of = {(t.user_attrs["retry_of"], t.user_attrs.get("attempt")) for t in trials if "retry_of" in t.user_attrs}
+    for frozen in trials:
+        if frozen.user_attrs.get("interrupted"):
+            original = frozen.user_attrs.get("retry_of", frozen.number)
+            if (original, int(frozen.user_attrs.get("attempt", 1)) + 1) not in rerun_of:
+                stock.again.append((frozen.params, frozen.user_attrs, frozen.number, "interrupted"))
+    history = []
+    for frozen in study.get_trials(deepcopy=False):
+        if frozen.state.is_finished():
+            stock.finished += 1
+            key = {TS.COMPLETE: "COMPLETE", TS.PRUNED: "PRUNED"}.get(frozen.state, "FAIL")
+            stock.counts[key] += 1
+            curve = tuple(v for _, v in sorted(frozen.intermediate_values.items()))
+            end_value = frozen.value if stop_metric == metric else (curve[-1] if curve else None)
+            history.append((frozen.number, curve, key, end_value))
+    stock.history = tuple(history)
+    try:
+        best = study.best_trial
+        stock.best = (best.value, best.number, best.user_attrs.get("mlflow_run_id", ""), best.user_attrs.get("config", {}))
+    except ValueError:  # no complete trial yet
+        pass
+    return stock
+
+
+def _settle_orphan(study: optuna.Study, frozen: optuna.trial.FrozenTrial, uri: str, wandb: WandbSettings | None,
+                   metric: str, stock: Stock) -> None:
+    import optuna
+
+    run_id = frozen.user_attrs.get("mlflow_run_id")
+    run = tracking.get_run(uri, run_id) if run_id else None
+    if run is not None and run.info.status == "FINISHED" and metric in run.data.metrics:
+        # the trial ended after the controller died: its result is in MLflow
+        study.tell(frozen.number, run.data.metrics[metric])
+        return
+    if run is not None and run.info.status == "KILLED" and run.data.tags.get("sweeps.pruned") == "true":
+        study.tell(frozen.number, state=optuna.trial.TrialState.PRUNED)
+        return
+    reason = "the controller stopped while it ran"
+    study.tell(frozen.number, state=optuna.trial.TrialState.FAIL)
+    if run_id and run is not None and run.info.status == "RUNNING":
+        tracking.end_given_up(uri, run_id, reason, "FAIL", frozen.user_attrs.get("config"))
+        if frozen.user_attrs.get("wandb_id"):
+            close_lost(wandb, frozen.user_attrs["wandb_id"], name=run.info.run_name, group=study.study_name,
+                       state="FAIL", reason=reason)
+    stock.again.append((frozen.params, frozen.user_attrs, frozen.number, reason))
 
 
 def trials_frame(study: optuna.Study) -> Any:

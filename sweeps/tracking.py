@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
+    from .trackers import Best, SweepEnd
+
 logger = logging.getLogger(__name__)
 
 _CLIENTS: dict[str, MlflowClient] = {}
@@ -225,3 +227,49 @@ def reopen_run(uri: str, run_id: str) -> None:
     if enabled(uri):
         client(uri).update_run(run_id, status="RUNNING")
 
+
+
+class MlflowSweep:
+    """The sweep's MLflow parent run, a :class:`~sweeps.trackers.SweepTracker`: the best trial's params and
+    run id as tags (``best.<param>``, ``best_run_id``, ``best_trial``), the best-so-far curve
+    ``best_<metric>`` at step = trials finished (written in batches), and at the end the sweep's files
+    and why it stopped."""
+
+    def __init__(self, uri: str, metric: str, experiment: str, run_id: str) -> None:
+        self.uri, self.metric, self.experiment_id, self.run_id = uri, metric, experiment, run_id
+        self._curve = MetricBuffer(uri, run_id)
+
+    @classmethod
+    def create(cls, uri: str, experiment: str, metric: str, name: str, tags: dict[str, str],
+               params: dict[str, Any], text: str, filename: str) -> MlflowSweep:
+        """A new parent run in ``experiment`` (made when missing), with the sweep's file as an artifact."""
+        exp = experiment_id(uri, experiment)
+        run_id = create_run(uri, exp, name, tags=tags, params=params)
+        log_text(uri, run_id, text, filename)
+        return cls(uri, metric, exp, run_id)
+
+    @classmethod
+    def reopen(cls, uri: str, metric: str, experiment: str, run_id: str) -> MlflowSweep:
+        """A resumed sweep's parent run, RUNNING again."""
+        reopen_run(uri, run_id)
+        return cls(uri, metric, experiment, run_id)
+
+    def tags(self, tags: dict[str, Any]) -> None:
+        set_tags(self.uri, self.run_id, tags)
+
+    def best(self, best: Best, previous: Best | None) -> None:
+        self.tags({"best_run_id": best.run_id, "best_trial": str(best.number),
+                   **{f"best.{k}": v for k, v in flatten_params(best.params).items()}})
+        for stale in set(previous.params if previous else {}) - set(best.params):
+            delete_tag(self.uri, self.run_id, f"best.{stale}")
+
+    def progress(self, finished: int, best: Best | None) -> None:
+        if best is not None:
+            self._curve.add(finished, {f"best_{self.metric}": best.value})
+
+    def end(self, end: SweepEnd) -> None:
+        for path in end.files:
+            log_artifact(self.uri, self.run_id, str(path))
+        self._curve.flush()
+        self.tags({"sweeps.stop_reason": end.stop})
+        end_run(self.uri, self.run_id, end.status)

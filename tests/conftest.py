@@ -35,6 +35,8 @@ def ray_cluster():
 @dataclass
 class Env:
     tmp: Path
+    #: where trials run: "ray" (the session's Ray) or "local" (threads of the test process, no Ray)
+    executor: str = "ray"
 
     @property
     def uri(self) -> str:
@@ -51,7 +53,7 @@ class Env:
         from sweeps.controller import LaunchOptions
 
         base = dict(tracking_uri=self.uri, wandb_dir=str(self.tmp), state_dir=self.tmp / ".sweeps",
-                    workdir=self.tmp, progress=False, wandb_mode="offline")
+                    workdir=self.tmp, progress=False, wandb_mode="offline", executor=self.executor)
         base.update(kw)
         return LaunchOptions(**base)
 
@@ -76,4 +78,15 @@ class Env:
 
 @pytest.fixture
 def env(tmp_path: Path, ray_cluster) -> Env:
+    """A sweep's surroundings, its trials on the session's Ray."""
     return Env(tmp_path)
+
+
+@pytest.fixture
+def local_env(tmp_path: Path) -> Env:
+    """A sweep's surroundings, its trials in threads of the test process: no Ray at all."""
+    return Env(tmp_path, executor="local")
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line("markers", "ray: runs its trials on the session's Ray (tests/test_controller.py)")

@@ -100,18 +100,20 @@ def test_launch_runs_a_sweep_with_a_trainer_from_the_working_directory_then_stat
     try:
         imported, out = _imported_after(["launch", "s.yaml", "--parallel", "2"], cwd=tmp_path, env={"RAY_TMPDIR": ray_tmp})
         assert out.returncode == 0, out.stderr
-        # the sweep's own W&B run is written by the node's W&B process: the controller imports no W&B
-        assert imported == {"ray", "mlflow"}
+        # the controller writes the parent run and the sweep's own W&B run; torch is the workers' alone
+        assert imported == {"ray", "mlflow", "wandb"}
         # the workers stop their W&B service before Ray shuts down: no exit-handler traceback from them
         assert "Traceback" not in out.stderr and "Exception ignored" not in out.stderr, out.stderr
-        # the sweep's processes: a worker per slot, the node's recorder and its W&B process. The worker processes Ray
-        # starts beside itself (no job's runtime_env: Ray's log of each is worker-<id>-ffffffff-<pid>.out)
-        # each took one of them: none idled while others were started for the sweep's job
+        # the sweep's processes: a worker per slot, the node's recorder and its W&B process, the heartbeat board.
+        # The worker processes Ray starts beside itself (no job's runtime_env: Ray's log of each is
+        # worker-<id>-ffffffff-<pid>.out; as many as the machine has cores) each took one of them: none idled
+        # while others were started for the sweep's job
         logs = {w.name: w.read_text() for w in Path(ray_tmp).glob("ray/session_latest/logs/worker-*.out")}
         actors = {name: re.search(r"^:actor_name:(\w+)$", text, re.M) for name, text in logs.items()}
-        assert sorted(m.group(1) for m in actors.values() if m) == ["NodeMirror", "NodeRecorder", "TrialWorker", "TrialWorker"], logs
+        assert sorted(m.group(1) for m in actors.values() if m) == ["Heartbeats", "NodeMirror", "NodeRecorder",
+                                                                    "TrialWorker", "TrialWorker"], logs
         prestarted = [name for name in logs if name.split("-")[2] == "ffffffff"]
-        assert len(prestarted) == 2 and all(actors[name] for name in prestarted), logs
+        assert prestarted and all(actors[name] for name in prestarted), logs
     finally:
         shutil.rmtree(ray_tmp, ignore_errors=True)
     lines = out.stdout.splitlines()

@@ -1,4 +1,5 @@
-"""Whole sweeps through real Ray, a real MLflow store and real W&B offline runs."""
+"""Whole sweeps: the loop on the local executor (no Ray at all), with a real MLflow store and
+real W&B offline runs; the tests marked ``ray`` run the same loop on the session's Ray."""
 
 from __future__ import annotations
 
@@ -10,8 +11,18 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from conftest import Env
 from sweeps.state import open_study
 from wandb_offline import offline_runs
+
+
+@pytest.fixture
+def env(request, tmp_path: Path) -> Env:
+    """Trials in threads of this process unless the test is marked ``ray``."""
+    if request.node.get_closest_marker("ray"):
+        request.getfixturevalue("ray_cluster")
+        return Env(tmp_path)
+    return Env(tmp_path, executor="local")
 
 QUADRATIC = """
     name: quad
@@ -53,6 +64,7 @@ def test_each_method_gives_a_parent_with_exactly_n_nested_children(env, method) 
         assert sorted(float(c.data.params["x"]) for c in children) == [-0.5, 0.0, 0.25, 0.5, 1.0]
 
 
+@pytest.mark.ray
 def test_parent_holds_the_best_so_far_equal_to_the_best_child(env) -> None:
     summary = env.launch(quad(), trials=6, parallel=2)
     parent, children = env.runs(summary)
@@ -210,6 +222,7 @@ def test_a_missing_or_nan_metric_fails_the_trial_with_the_reason(env, trainer, e
     assert summary.best_value is None
 
 
+@pytest.mark.ray
 def test_logical_gpus_are_assigned_per_trial_and_seen_by_the_trainer(env) -> None:
     out = env.tmp / "probe"
     out.mkdir()
@@ -237,6 +250,7 @@ def test_logical_gpus_are_assigned_per_trial_and_seen_by_the_trainer(env) -> Non
     assert all(c.data.tags["sweeps.gpu.name"] for c in children)
 
 
+@pytest.mark.ray
 def test_every_trial_records_what_it_takes_to_reproduce_it(env) -> None:
     work = env.tmp / "work"
     work.mkdir()
@@ -282,6 +296,7 @@ def test_every_trial_records_what_it_takes_to_reproduce_it(env) -> None:
     assert len({d[1] for d in draws(children)}) == 2  # trials get different seeds
 
 
+@pytest.mark.ray
 def test_time_budget_stops_the_sweep_and_kills_running_trials(env) -> None:
     out = env.tmp / "probe"
     out.mkdir()
@@ -303,6 +318,7 @@ def test_time_budget_stops_the_sweep_and_kills_running_trials(env) -> None:
     assert parent.info.status == "FINISHED"
 
 
+@pytest.mark.ray
 def test_real_torch_training_of_the_digits_mlp(env) -> None:
     text = """
         name: digits
@@ -340,6 +356,7 @@ def test_the_live_view_runs_along(env, capsys) -> None:
     assert f"sweep {summary.id}" in capsys.readouterr().err
 
 
+@pytest.mark.ray
 def test_a_local_store_with_nodes_on_other_machines_is_refused(env, monkeypatch) -> None:
     # other machines cannot be had here: the one faked part is the node list
     from sweeps import FatalError

@@ -168,7 +168,7 @@ def test_a_dead_wandb_process_fails_no_trial_and_a_new_one_mirrors_the_next_ones
     for x in (3.0, 4.0):
         run = finished[by_x[x]]
         assert run.summary["sweeps/state"] == "COMPLETE" and [h["loss"] for h in run.history if "loss" in h] == [x]
-    # the sweep's own W&B run, written there too, is resumed in the new one and ends with the sweep
+    # the sweep's own W&B run (the controller's) ends with the sweep
     ended = [r for r in offline_runs(env.tmp) if r.job_type == "sweep" and r.exit_code == 0]
     assert len(ended) == 1 and ended[0].summary["trials_finished"] == 4
     assert ended[0].summary["best_loss"] == 1.0
