@@ -1,11 +1,12 @@
-"""The sweep controller: ask the study, run trials on Ray, tell the study,
-keep the best on the MLflow parent run.
+"""The sweep controller: ask the study, submit trials to an executor, wait, tell the study, and
+keep the best on the sweep's trackers.
 
-The Optuna study in the sweep's state directory is the one source of truth for
-trial state, and the controller is its only writer. A sweep's directory holds
-``sweep.json`` (settings, parent run, status), ``sweep.yaml`` (the file as
-launched), ``study.log`` (Optuna's journal) and ``controller.lock`` (held by
-the one controller running the sweep). Resuming is loading that study.
+:class:`Controller` resolves a launch's settings, opens what the sweep needs (its state, the
+executor, the MLflow parent run and the sweep's W&B run) and builds a :class:`Loop` whole;
+the loop does ask → submit → wait → tell with budgets, retries, the failure budget and stop
+reasons, and publishes a :class:`~sweeps.live.Progress` snapshot for the live view. The
+Optuna study in the sweep's state directory (:mod:`sweeps.state`) is the one source of
+truth for trial state, and the loop is its only writer.
 """
 
 from __future__ import annotations
@@ -29,8 +30,10 @@ from .trackers import Best, Fanout, SweepEnd
 from .trial import Lost, LostCause, TrialRequest, TrialResult, TrialState
 from .samplers import make_sampler, sampler_type
 from .space import SweepSpec
-from .state import (SPEC_FILE, SweepLock, SweepRecord, SweepSummary, git_state, now, open_study, reconcile,
-                    trials_frame)
+from .live import LiveView
+from .space import Metric
+from .state import (SPEC_FILE, Stock, SweepLock, SweepRecord, SweepSummary, draw_plots, git_state, now, open_study,
+                    reconcile, trials_frame)
 
 if TYPE_CHECKING:
     import optuna
@@ -92,6 +95,80 @@ def trial_seed(sweep_seed: int, number: int) -> int:
     return int(np.random.SeedSequence([sweep_seed, number]).generate_state(1)[0])
 
 
+@dataclass(frozen=True)
+class Settings:
+    """A launch's settings, resolved from the file, the command line and (on resume) the sweep's record."""
+
+    sweep_id: str
+    name: str
+    seed: int
+    uri: str
+    experiment: str
+    wandb: WandbSettings
+    metric: Metric
+    max_trials: int | None
+    parallel_set: int | None
+    state: Path
+    workdir: Path
+    #: the metric early termination judges and its goal (None: no early termination)
+    stop_metric: str | None
+    stop_goal: str
+    #: the points a grid runs in order, or a finite space's points without repeats (else None)
+    points: list[dict[str, Any]] | None
+    points_kind: str | None
+
+    @classmethod
+    def resolve(cls, spec: SweepSpec, opts: LaunchOptions, resume: SweepRecord | None) -> Settings:
+        assert spec.metric is not None
+        workdir = opts.workdir.resolve()
+        root = opts.state_dir if opts.state_dir.is_absolute() else workdir / opts.state_dir
+        if resume is None:
+            sweep_id = uuid.uuid4().hex[:8]
+            name = opts.name or spec.name or Path(spec.file).stem
+            seed = opts.seed if opts.seed is not None else spec.seed if spec.seed is not None else \
+                int.from_bytes(os.urandom(3), "big")
+            uri = tracking.absolute_uri(opts.tracking_uri or spec.tracking.tracking_uri, workdir)
+            experiment = opts.experiment or spec.tracking.experiment or name
+            mode = opts.wandb_mode or spec.tracking.wandb_mode or "offline"
+            max_trials = opts.trials or spec.budget.trials
+            parallel_set = opts.parallel or spec.parallel
+        else:
+            sweep_id, name, seed = resume.id, resume.name, resume.seed
+            uri = tracking.absolute_uri(opts.tracking_uri, workdir) if opts.tracking_uri else resume.tracking_uri
+            experiment = resume.experiment
+            mode = opts.wandb_mode or resume.wandb_mode
+            max_trials = opts.trials or resume.trials
+            parallel_set = opts.parallel or resume.parallel_set
+        wandb = WandbSettings(mode=mode, project=spec.tracking.wandb_project or name, entity=spec.tracking.wandb_entity,
+                              dir=str(Path(opts.wandb_dir).resolve()) if opts.wandb_dir else str(workdir))
+        points, kind = _points(spec, seed)
+        if points is not None:
+            max_trials = min(max_trials or len(points), len(points))
+        et = spec.early_terminate
+        return cls(sweep_id=sweep_id, name=name, seed=seed, uri=uri, experiment=experiment, wandb=wandb,
+                   metric=spec.metric, max_trials=max_trials, parallel_set=parallel_set, state=root / sweep_id,
+                   workdir=workdir, stop_metric=(et.metric or spec.metric.name) if et else None,
+                   stop_goal=(et.goal or spec.metric.goal) if et and et.metric else spec.metric.goal,
+                   points=points, points_kind=kind)
+
+
+def _points(spec: SweepSpec, seed: int) -> tuple[list[dict[str, Any]] | None, str | None]:
+    """The points a grid runs in order; for random search in a finite space,
+    a seeded draw of every point without repeats (weighted as declared)."""
+    if spec.method == "grid":
+        return list(spec.grid()), "grid"
+    if spec.method == "random" and not spec.allow_repeats:
+        finite = spec.finite_points(MAX_FINITE_POINTS)
+        if finite is not None:
+            import numpy as np
+
+            points, weights = finite
+            p = np.asarray(weights, dtype=float)
+            order = np.random.default_rng(seed).choice(len(points), size=len(points), replace=False, p=p / p.sum())
+            return [points[i] for i in order], "space"
+    return None, None
+
+
 class Controller:
     """Runs one sweep from its spec to its summary, or resumes one from its state."""
 
@@ -104,147 +181,106 @@ class Controller:
             hint = f" (this W&B file runs the script {spec.program})" if spec.program else ""
             raise ConfigError(f"{spec.file}: trainer: no trainer to call{hint}; add trainer: module:function, "
                               "a function train(config, report) -> dict of metrics")
-        self.spec = spec
-        self.opts = opts
-        self.resumed = resume
-        self.metric = spec.metric
+        self.spec, self.opts, self.resumed = spec, opts, resume
         self.say = on_event or (lambda msg: None)
-        self.workdir = opts.workdir.resolve()
-        root = opts.state_dir if opts.state_dir.is_absolute() else self.workdir / opts.state_dir
-        if resume is None:
-            self.sweep_id = uuid.uuid4().hex[:8]
-            self.name = opts.name or spec.name or Path(spec.file).stem
-            self.seed = opts.seed if opts.seed is not None else spec.seed if spec.seed is not None else int.from_bytes(os.urandom(3), "big")
-            self.uri = tracking.absolute_uri(opts.tracking_uri or spec.tracking.tracking_uri, self.workdir)
-            self.experiment = opts.experiment or spec.tracking.experiment or self.name
-            mode = opts.wandb_mode or spec.tracking.wandb_mode or "offline"
-            self.max_trials = opts.trials or spec.budget.trials
-            self.parallel_set = opts.parallel or spec.parallel
-        else:
-            self.sweep_id, self.name, self.seed = resume.id, resume.name, resume.seed
-            self.uri = tracking.absolute_uri(opts.tracking_uri, self.workdir) if opts.tracking_uri else resume.tracking_uri
-            self.experiment = resume.experiment
-            mode = opts.wandb_mode or resume.wandb_mode
-            self.max_trials = opts.trials or resume.trials
-            self.parallel_set = opts.parallel or resume.parallel_set
-        self.state = root / self.sweep_id
-        self.wandb = WandbSettings(mode=mode, project=spec.tracking.wandb_project or self.name,
-                                   entity=spec.tracking.wandb_entity,
-                                   dir=str(Path(opts.wandb_dir).resolve()) if opts.wandb_dir else str(self.workdir))
-        self.points, self.points_kind = self._points()
-        if self.points is not None:
-            self.max_trials = min(self.max_trials or len(self.points), len(self.points))
-        self._interrupts = 0
-        self.running: dict[Any, tuple[optuna.trial.Trial, TrialRequest, float]] = {}
-        self.finished = 0
-        self.best: Best | None = None
-        self.counts = {"COMPLETE": 0, "PRUNED": 0, "FAIL": 0}
-        self.launched = 0
-        self._waiting = 0
-        #: trials to run again with the same params: (Optuna params, user attrs)
-        self.reruns: list[tuple[dict[str, Any], dict[str, Any]]] = []
-        self.node_streak: dict[str, int] = {}
-        self.excluded: set[str] = set()
-        self.failed_out = False
-        et = spec.early_terminate
-        self.stop_metric = (et.metric or self.metric.name) if et else None
-        self.stop_goal = (et.goal or self.metric.goal) if et and et.metric else self.metric.goal
-        self.stop: Stop | None = None
-        #: what people read of the stop (the stop's value, or more where it says more)
-        self.stop_message: str | None = None
+        self.settings = Settings.resolve(spec, opts, resume)
+        self.sweep_id = self.settings.sweep_id
 
-    def _points(self) -> tuple[list[dict[str, Any]] | None, str | None]:
-        """The points a grid runs in order; for random search in a finite space,
-        a seeded draw of every point without repeats (weighted as declared)."""
-        spec = self.spec
-        if spec.method == "grid":
-            return list(spec.grid()), "grid"
-        if spec.method == "random" and not spec.allow_repeats:
-            finite = spec.finite_points(MAX_FINITE_POINTS)
-            if finite is not None:
-                import numpy as np
+    def run(self) -> SweepSummary:
+        s = self.settings
+        with _Signals() as signals:
+            if self.opts.executor == "ray":  # the environment Ray's processes inherit, before this process starts threads
+                from .execution import prepare_local
 
-                points, weights = finite
-                p = np.asarray(weights, dtype=float)
-                order = np.random.default_rng(self.seed).choice(len(points), size=len(points), replace=False, p=p / p.sum())
-                return [points[i] for i in order], "space"
-        return None, None
+                prepare_local(self.opts.address, s.workdir)
+            if self.resumed is None:
+                s.state.mkdir(parents=True, exist_ok=False)
+            lock = SweepLock(s.state, s.sweep_id)
+            lock.acquire()
+            try:
+                loop = self._open(signals.count)
+                try:
+                    with LiveView(loop.progress(), enabled=self.opts.progress) as show:
+                        loop.run(show)
+                    # the plots are drawn while the executor shuts down
+                    plots = _Background(lambda: draw_plots(loop.study, s.state) if loop.counts["COMPLETE"] else [])
+                    loop.executor.shutdown()
+                    return loop.close(plots.result())
+                except BaseException:
+                    loop.crashed()
+                    raise
+                finally:
+                    loop.executor.shutdown()
+            finally:
+                lock.release()
 
-    # -- set-up ------------------------------------------------------------
-
-    def _start(self) -> None:
-        from .execution import prepare_local
-
-        spec = self.spec
-        params = {
-            "method": spec.method, "sampler": sampler_type(spec), "metric": self.metric.name, "goal": self.metric.goal,
-            "budget.trials": self.max_trials, "budget.time_s": spec.budget.time_s, "budget.target": spec.budget.target,
-            "seed": self.seed, "file": spec.file,
-        }
-        if self.opts.executor == "ray":  # the environment Ray's processes inherit, before this process starts threads
-            prepare_local(self.opts.address, self.workdir)
+    def _open(self, interrupts: Callable[[], int]) -> Loop:
+        """The sweep's study, executor and trackers, and the loop over them; what was opened is closed
+        again when a later part cannot be."""
+        spec, s = self.spec, self.settings
+        params = {"method": spec.method, "sampler": sampler_type(spec), "metric": s.metric.name, "goal": s.metric.goal,
+                  "budget.trials": s.max_trials, "budget.time_s": spec.budget.time_s,
+                  "budget.target": spec.budget.target, "seed": s.seed, "file": spec.file}
+        stock, study = None, None
         if self.resumed is None:
-            self.state.mkdir(parents=True, exist_ok=False)
-        self.lock = SweepLock(self.state, self.sweep_id)
-        self.lock.acquire()
-        history: tuple[Any, ...] = ()
-        if self.resumed is None:
-            (self.state / SPEC_FILE).write_text(spec.text)
-            self.say(f"sweep {self.sweep_id} ({self.name}): state in {self.state}")
+            (s.state / SPEC_FILE).write_text(spec.text)
+            self.say(f"sweep {s.sweep_id} ({s.name}): state in {s.state}")
         else:
-            self.say(f"resuming sweep {self.sweep_id} ({self.name}) from {self.state}")
+            self.say(f"resuming sweep {s.sweep_id} ({s.name}) from {s.state}")
             # a resumed sampler continues from what the study holds; its seed moves on with it
-            n = len(open_study(self.state, self.sweep_id, self.metric.goal, create=False).get_trials(deepcopy=False))
-            self.study = open_study(self.state, self.sweep_id, self.metric.goal, make_sampler(spec, self.seed + n), create=False)
-            history = self._reconcile()
+            n = len(open_study(s.state, s.sweep_id, s.metric.goal, create=False).get_trials(deepcopy=False))
+            study = open_study(s.state, s.sweep_id, s.metric.goal, make_sampler(spec, s.seed + n), create=False)
+            stock = reconcile(study, s.uri, s.wandb, s.metric.name, s.stop_metric)
         # the MLflow set-up (import, database, parent run) runs while the executor starts
-        parent = _Background(lambda: self._open_parent(params))
+        opening = _Background(lambda: self._open_parent(params))
         try:
-            self.executor = self._new_executor(history)
-        finally:
-            parent.wait()
-        self.parent: tracking.MlflowSweep = parent.result()
-        self.exp_id, self.parent_id = self.parent.experiment_id, self.parent.run_id
-        capacity = self._capacity()
-        self.parallel = self.parallel_set or capacity
-        self._next_check = time.monotonic() + CHECK_EVERY_S
-        resumed = self.resumed.resumed + 1 if self.resumed is not None else 0
-        self.trackers = Fanout(self.parent, WandbSweep(
-            self.wandb, name=f"{self.name}-sweep" + (f" (resumed {resumed})" if resumed else ""), group=self.sweep_id,
-            metric=self.metric.name, config={**params, "sweep_id": self.sweep_id, "mlflow_parent_run_id": self.parent_id}))
-        if self.parallel > capacity:
-            logger.warning("parallel %d is more than the cluster holds (%d); trials will queue", self.parallel, capacity)
-        self.parent.tags({"sweeps.parallel": self.parallel})
+            executor = self._new_executor(stock.history if stock else ())
+        except BaseException:
+            opening.wait()
+            if opening.error is None:
+                opening.result().end(SweepEnd("FAILED", "the executor did not start"))
+            raise
+        try:
+            parent: tracking.MlflowSweep = opening.result()
+            resumed = self.resumed.resumed + 1 if self.resumed is not None else 0
+            trackers = Fanout(parent, WandbSweep(
+                s.wandb, name=f"{s.name}-sweep" + (f" (resumed {resumed})" if resumed else ""), group=s.sweep_id,
+                metric=s.metric.name, config={**params, "sweep_id": s.sweep_id, "mlflow_parent_run_id": parent.run_id}))
+            if self.resumed is None:
+                study = open_study(s.state, s.sweep_id, s.metric.goal, make_sampler(spec, s.seed), create=True)
+            assert study is not None
+            record = self._record(parent)
+            return Loop(spec, s, study, executor, parent, trackers, record, stock, say=self.say, interrupts=interrupts)
+        except BaseException:
+            executor.shutdown()
+            raise
+
+    def _record(self, parent: tracking.MlflowSweep) -> SweepRecord:
+        """``sweep.json`` as this run of the sweep starts (its ``parallel`` is set once the loop knows it)."""
+        spec, s = self.spec, self.settings
         if self.resumed is None:
-            self.record = SweepRecord(
-                id=self.sweep_id, name=self.name, file=str(Path(spec.file).resolve()), created=now(), method=spec.method,
-                sampler=sampler_type(spec), metric=self.metric.name, goal=self.metric.goal, seed=self.seed,
-                parallel=self.parallel, trials=self.max_trials, time_s=spec.budget.time_s, target=spec.budget.target,
-                tracking_uri=self.uri, experiment=self.experiment, experiment_id=self.exp_id, parent_run_id=self.parent_id,
-                wandb_mode=self.wandb.mode, parallel_set=self.parallel_set,
+            return SweepRecord(
+                id=s.sweep_id, name=s.name, file=str(Path(spec.file).resolve()), created=now(), method=spec.method,
+                sampler=sampler_type(spec), metric=s.metric.name, goal=s.metric.goal, seed=s.seed,
+                parallel=s.parallel_set or 0, trials=s.max_trials, time_s=spec.budget.time_s,
+                target=spec.budget.target, tracking_uri=s.uri, experiment=s.experiment,
+                experiment_id=parent.experiment_id, parent_run_id=parent.run_id, wandb_mode=s.wandb.mode,
+                parallel_set=s.parallel_set,
             )
-            self.study = open_study(self.state, self.sweep_id, self.metric.goal, make_sampler(spec, self.seed), create=True)
-        else:
-            self.record = self.resumed
-            self.record.status, self.record.stop_reason, self.record.ended = "running", None, None
-            self.record.resumed += 1
-            self.record.trials, self.record.tracking_uri, self.record.wandb_mode = self.max_trials, self.uri, self.wandb.mode
-            # the curve reaches what was settled: the dead controller's last points may be lost,
-            # and when its last trials ended after it died, no trial of this run adds one
-            self._best_point()
-        self.record.save(self.state)
-        self.repro_tags, self.git_diff = git_state(self.workdir)
-        if self.best is not None:
-            self.trackers.best(self.best, None)
+        record = self.resumed
+        record.status, record.stop_reason, record.ended = "running", None, None
+        record.resumed += 1
+        record.trials, record.tracking_uri, record.wandb_mode = s.max_trials, s.uri, s.wandb.mode
+        return record
 
     def _new_executor(self, history: tuple[Any, ...]) -> Executor:
         """The executor the options name, built for this sweep's trials."""
-        spec, r = self.spec, self.spec.resources
+        spec, s, r = self.spec, self.settings, self.spec.resources
         et = spec.early_terminate
         plan = Plan(cpus=r.cpus, gpus=r.gpus, agents_only=r.agents_only, reuse_workers=r.reuse_workers,
                     heartbeat_timeout_s=spec.faults.heartbeat_timeout_s, trainer=spec.trainer or "",
-                    tracking_uri=self.uri, wandb=self.wandb, parallel=self.parallel_set, workdir=str(self.workdir),
-                    judge=JudgeSpec(et, self.stop_metric or self.metric.name, self.stop_goal, history) if et else None)
+                    tracking_uri=s.uri, wandb=s.wandb, parallel=s.parallel_set, workdir=str(s.workdir),
+                    judge=JudgeSpec(et, s.stop_metric or s.metric.name, s.stop_goal, history) if et else None)
         if self.opts.executor == "local":
             return LocalExecutor(plan)
         from .execution import RayExecutor
@@ -252,57 +288,71 @@ class Controller:
         return RayExecutor(plan, self.opts.address)
 
     def _open_parent(self, params: dict[str, Any]) -> tracking.MlflowSweep:
-        spec = self.spec
+        spec, s = self.spec, self.settings
         if self.resumed is not None:
-            return tracking.MlflowSweep.reopen(self.uri, self.metric.name, self.resumed.experiment_id,
+            return tracking.MlflowSweep.reopen(s.uri, s.metric.name, self.resumed.experiment_id,
                                                self.resumed.parent_run_id)
         return tracking.MlflowSweep.create(
-            self.uri, self.experiment, self.metric.name, self.name,
-            tags={"sweeps.sweep_id": self.sweep_id, "sweeps.role": "sweep",
+            s.uri, s.experiment, s.metric.name, s.name,
+            tags={"sweeps.sweep_id": s.sweep_id, "sweeps.role": "sweep",
                   **({"mlflow.note.content": spec.description} if spec.description else {})},
             params={k: v for k, v in params.items() if v is not None}, text=spec.text, filename=Path(spec.file).name)
 
-    def _reconcile(self) -> tuple[tuple[int, tuple[float, ...], str, float | None], ...]:
-        """On resume: take stock of the study (see :func:`state.reconcile`); returns the finished trials
-        as early termination's judge replays them."""
-        stock = reconcile(self.study, self.uri, self.wandb, self.metric.name, self.stop_metric)
+
+class Loop:
+    """ask → submit → wait → tell, until the budget, the grid, a target, the failure budget, a deadline or
+    the user stops it; built whole by :class:`Controller`."""
+
+    def __init__(self, spec: SweepSpec, settings: Settings, study: optuna.Study, executor: Executor,
+                 parent: tracking.MlflowSweep, trackers: Fanout, record: SweepRecord, stock: Stock | None, *,
+                 say: Callable[[str], None], interrupts: Callable[[], int]) -> None:
+        self.spec, self.s, self.study, self.executor = spec, settings, study, executor
+        self.parent, self.trackers, self.record = parent, trackers, record
+        self.say, self.interrupts = say, interrupts
+        self.running: dict[Any, tuple[optuna.trial.Trial, TrialRequest, float]] = {}
+        self.finished = 0
+        self.best: Best | None = None
+        self.counts = {"COMPLETE": 0, "PRUNED": 0, "FAIL": 0}
+        self.launched = 0  # trials started against the budget (runs of the same params again do not count)
+        self._waiting = 0  # left enqueued by a controller that died
+        #: trials to run again with the same params: (Optuna params, user attrs)
+        self.reruns: list[tuple[dict[str, Any], dict[str, Any]]] = []
+        self.node_streak: dict[str, int] = {}
+        self.excluded: set[str] = set()
+        self.failed_out = False
+        self.stop: Stop | None = None
+        #: what people read of the stop (the stop's value, or more where it says more)
+        self.stop_message: str | None = None
+        self.repro_tags, self.git_diff = git_state(settings.workdir)
+        capacity = self._capacity()
+        self.parallel = settings.parallel_set or capacity
+        if self.parallel > capacity:
+            logger.warning("parallel %d is more than the cluster holds (%d); trials will queue", self.parallel, capacity)
+        self._next_check = time.monotonic() + CHECK_EVERY_S
+        parent.tags({"sweeps.parallel": self.parallel})
+        record.parallel = record.parallel or self.parallel
+        if stock is not None:
+            self._adopt(stock)
+        record.save(settings.state)
+
+    def _adopt(self, stock: Stock) -> None:
+        """A resumed sweep goes on from what its study holds."""
         self.launched, self._waiting, self.finished = stock.launched, stock.waiting, stock.finished
         self.counts.update(stock.counts)
-        if stock.best is not None:
-            self.best = Best(*stock.best)
         for params, attrs, number, reason in stock.again:
             self._queue_again(params, attrs, number, reason, lost=True)
         self.say(f"{self.finished} trials done ({self.counts['COMPLETE']} complete, {self.counts['PRUNED']} stopped early, "
                  f"{self.counts['FAIL']} failed); {len(self.reruns)} to run again")
-        return stock.history
+        if stock.best is not None:
+            self.best = Best(*stock.best)
+            self.trackers.best(self.best, None)
+        # the curve reaches what was settled: the dead controller's last points may be lost,
+        # and when its last trials ended after it died, no trial of this run adds one
+        self._best_point()
 
     def _best_point(self) -> None:
         """The best-so-far curve's point for the trials finished now."""
         self.trackers.progress(self.finished, self.best)
-
-    # -- the loop ----------------------------------------------------------
-
-    def run(self) -> SweepSummary:
-        self.started_at = time.monotonic()
-        status = "FAILED"
-        restore = self._install_signals()
-        try:
-            self._start()
-            with self._display() as refresh:
-                self._loop(refresh)
-            status = "FAILED" if self.failed_out else "KILLED" if self._interrupts else "FINISHED"
-            # the plots are drawn while the executor shuts down
-            plots = _Background(self._draw_plots)
-            self.executor.shutdown()
-            return self._finish(status, plots.result())
-        finally:
-            restore()
-            if status == "FAILED" and not self.failed_out and hasattr(self, "parent_id"):
-                self._close_after_crash()
-            if hasattr(self, "executor"):
-                self.executor.shutdown()
-            if hasattr(self, "lock"):
-                self.lock.release()
 
     def progress(self) -> Progress:
         """A snapshot of the sweep for the live view."""
@@ -310,20 +360,23 @@ class Controller:
 
         best = self.best
         return Progress(
-            sweep_id=self.sweep_id, metric=self.metric.name, total=self.max_trials, finished=self.finished,
+            sweep_id=self.s.sweep_id, metric=self.s.metric.name, total=self.s.max_trials, finished=self.finished,
             counts=dict(self.counts), running=tuple((r.number, t0, r.params) for _, r, t0 in self.running.values()),
             best=(best.value, best.number, best.run_id, best.params) if best else None,
             reruns=len(self.reruns), excluded=tuple(sorted(self.excluded)),
         )
 
-    def _loop(self, refresh: Callable[[Progress], None]) -> None:
-        deadline = self.started_at + self.spec.budget.time_s if self.spec.budget.time_s else None
+    def run(self, refresh: Callable[[Progress], None]) -> None:
+        """Until no trial runs and none is left to start. A time budget counts from here: the set-up
+        (starting Ray, opening the stores) is not the trials' time."""
+        time_s = self.spec.budget.time_s
+        deadline = time.monotonic() + time_s if time_s else None
         while True:
-            if self._interrupts >= 2:
+            if self.interrupts() >= 2:
                 self._stop(Stop.INTERRUPTED, force=True)
                 self._cancel_all("interrupted twice")
                 return
-            if self._interrupts == 1 and self.stop is None:
+            if self.interrupts() == 1 and self.stop is None:
                 self._stop(Stop.INTERRUPTED)
                 self.say(f"stopping: no new trials; waiting for {len(self.running)} running (Ctrl-C again to stop them)")
             if deadline is not None and time.monotonic() >= deadline and self.stop in (None, Stop.TIME_BUDGET):
@@ -338,9 +391,9 @@ class Controller:
             while again and self.reruns and len(self.running) < self.parallel:
                 self._launch_one()
             while self.stop is None and len(self.running) < self.parallel:
-                if self.max_trials is not None and self.started() >= self.max_trials:
-                    if self.points is not None and self.max_trials == len(self.points):
-                        self._stop(Stop.GRID_EXHAUSTED if self.points_kind == "grid" else Stop.SPACE_EXHAUSTED)
+                if self.s.max_trials is not None and self.started() >= self.s.max_trials:
+                    if self.s.points is not None and self.s.max_trials == len(self.s.points):
+                        self._stop(Stop.GRID_EXHAUSTED if self.s.points_kind == "grid" else Stop.SPACE_EXHAUSTED)
                     else:
                         self._stop(Stop.TRIAL_BUDGET)
                     break
@@ -356,7 +409,7 @@ class Controller:
         """Every few seconds: the cluster's size (agents come and go)."""
         self._next_check = time.monotonic() + CHECK_EVERY_S
         capacity = self._capacity()
-        if not self.parallel_set:
+        if not self.s.parallel_set:
             self.parallel = max(1, capacity)
 
     def started(self) -> int:
@@ -374,20 +427,20 @@ class Controller:
         elif self._waiting:
             self._waiting -= 1  # left enqueued by a controller that died; counted already
         else:
-            if self.points is not None:
+            if self.s.points is not None:
                 index = self.launched
-                self.study.enqueue_trial(spec.optuna_params(self.points[index]), user_attrs={"grid_index": index})
+                self.study.enqueue_trial(spec.optuna_params(self.s.points[index]), user_attrs={"grid_index": index})
             self.launched += 1
         trial = self.study.ask()
         flat = spec.suggest(trial)
         number = trial.number
-        seed = trial_seed(self.seed, number)
-        run_name = f"{self.name}-{number}"
+        seed = trial_seed(self.s.seed, number)
+        run_name = f"{self.s.name}-{number}"
         again = {"sweeps.retry_of": str(trial.user_attrs["retry_of"]), "sweeps.attempt": str(trial.user_attrs["attempt"])} \
             if "retry_of" in trial.user_attrs else {}
         run_id = tracking.create_run(
-            self.uri, self.exp_id, run_name,
-            tags={tracking.PARENT_TAG: self.parent_id, "sweeps.sweep_id": self.sweep_id, "sweeps.trial": str(number),
+            self.s.uri, self.parent.experiment_id, run_name,
+            tags={tracking.PARENT_TAG: self.parent.run_id, "sweeps.sweep_id": self.s.sweep_id, "sweeps.trial": str(number),
                   "sweeps.role": "trial", "sweeps.seed": str(seed), **self.repro_tags, **again},
         )  # the worker logs the params with its own tags, in one write
         trial.set_user_attr("config", flat)
@@ -395,9 +448,9 @@ class Controller:
         trial.set_user_attr("seed", seed)
         trial.set_user_attr("wandb_id", new_run_id())
         request = TrialRequest(
-            sweep_id=self.sweep_id, run_name=run_name, number=number, config=spec.nest(flat), params=flat, seed=seed,
-            trainer=spec.trainer or "", metric=self.metric.name, tracking_uri=self.uri, run_id=run_id,
-            wandb=self.wandb, parent_run_id=self.parent_id, git_diff=self.git_diff, stop_metric=self.stop_metric,
+            sweep_id=self.s.sweep_id, run_name=run_name, number=number, config=spec.nest(flat), params=flat, seed=seed,
+            trainer=spec.trainer or "", metric=self.s.metric.name, tracking_uri=self.s.uri, run_id=run_id,
+            wandb=self.s.wandb, parent_run_id=self.parent.run_id, git_diff=self.git_diff, stop_metric=self.s.stop_metric,
             wandb_id=trial.user_attrs["wandb_id"],
         )
         handle = self.executor.submit(request, frozenset(self.excluded))
@@ -414,7 +467,7 @@ class Controller:
         self._check_failures()
         target = self.spec.budget.target
         if target is not None and self.best is not None and self.stop is None:
-            reached = self.best.value >= target if self.metric.goal == "maximize" else self.best.value <= target
+            reached = self.best.value >= target if self.s.metric.goal == "maximize" else self.best.value <= target
             if reached:
                 self._stop(Stop.TARGET)
                 self.say(f"target {target:g} reached by trial {self.best.number}")
@@ -463,7 +516,7 @@ class Controller:
         self.counts["FAIL"] += 1
         state = "KILLED" if outcome.cancelled else "FAIL"
         try:  # with the params: the worker may not have written them
-            tracking.end_given_up(self.uri, request.run_id, outcome.reason, state, request.params)
+            tracking.end_given_up(self.s.uri, request.run_id, outcome.reason, state, request.params)
         except Exception as exc:  # noqa: BLE001 - keep the sweep going
             logger.warning("could not close run %s: %s", request.run_id, exc)
         if not outcome.cancelled:
@@ -518,7 +571,7 @@ class Controller:
             self.say(f"stopping: {self.stop_message}")
 
     def _maybe_best(self, value: float, request: TrialRequest) -> None:
-        better = self.best is None or (value > self.best.value if self.metric.goal == "maximize" else value < self.best.value)
+        better = self.best is None or (value > self.best.value if self.s.metric.goal == "maximize" else value < self.best.value)
         if not better:
             return
         previous, self.best = self.best, Best(value, request.number, request.run_id, request.params)
@@ -537,97 +590,63 @@ class Controller:
 
     # -- the end -----------------------------------------------------------
 
-    def trials_frame(self) -> Any:
-        return trials_frame(self.study)
-
-    def _finish(self, status: str, plots: list[Path]) -> SweepSummary:
-        table = self.state / "trials.csv"
-        self.trials_frame().to_csv(table, index=False)
+    def close(self, plots: list[Path]) -> SweepSummary:
+        """The sweep ran to its end (or was stopped): its table and plots kept, its records closed."""
+        status = "FAILED" if self.failed_out else "KILLED" if self.interrupts() else "FINISHED"
+        table = self.s.state / "trials.csv"
+        trials_frame(self.study).to_csv(table, index=False)
         self.trackers.end(SweepEnd(status, self.stop_message or "done", self.finished, dict(self.counts),
                                    (table, *plots)))
         self.record.status = status.lower()
         self.record.stop_reason = self.stop_message
         self.record.ended = now()
-        self.record.save(self.state)
+        self.record.save(self.s.state)
         best = self.best
         return SweepSummary(
-            id=self.sweep_id, state_dir=self.state, record=self.record,
+            id=self.s.sweep_id, state_dir=self.s.state, record=self.record,
             best_value=best.value if best else None, best_params=best.params if best else None,
             best_run_id=best.run_id if best else None, best_trial=best.number if best else None,
             counts=dict(self.counts),
         )
 
-    def _draw_plots(self) -> list[Path]:
-        """Optimization history and parallel coordinates as images in the sweep's
-        state directory (and on the parent run): the files written."""
-        written: list[Path] = []
-        if self.counts["COMPLETE"] == 0:
-            return written
-        try:
-            import warnings
-
-            import matplotlib
-
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
-            import optuna
-            from optuna.visualization import matplotlib as plots
-
-            with warnings.catch_warnings():  # Optuna marks its matplotlib plots experimental
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                for name, plot in (("optimization_history.png", plots.plot_optimization_history),
-                                   ("parallel_coordinates.png", plots.plot_parallel_coordinate)):
-                    ax = plot(self.study)
-                    figure = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
-                    figure.set_size_inches(10, 6)
-                    figure.tight_layout()
-                    figure.savefig(self.state / name)
-                    plt.close(figure)
-                    written.append(self.state / name)
-        except Exception as exc:  # noqa: BLE001 - a plot never fails a sweep
-            logger.warning("could not draw the sweep's plots: %s", exc)
-        return written
-
-    def _close_after_crash(self) -> None:
+    def crashed(self) -> None:
         """The controller itself failed: close what it opened, keep what was recorded."""
-        for trial, request, _ in list(self.running.values()):
+        for _, request, _ in list(self.running.values()):
             try:
-                tracking.end_run(self.uri, request.run_id, "KILLED")
+                tracking.end_run(self.s.uri, request.run_id, "KILLED")
             except Exception:  # noqa: BLE001
                 pass
         try:
-            if hasattr(self, "trackers"):
-                self.trackers.end(SweepEnd("FAILED", "the controller failed", self.finished, dict(self.counts)))
-            else:
-                tracking.end_run(self.uri, self.parent_id, "FAILED")
-            if hasattr(self, "record"):
-                self.record.status = "failed"
-                self.record.ended = now()
-                self.record.save(self.state)
+            self.trackers.end(SweepEnd("FAILED", "the controller failed", self.finished, dict(self.counts)))
+            self.record.status = "failed"
+            self.record.ended = now()
+            self.record.save(self.s.state)
         except Exception as exc:  # noqa: BLE001
             logger.warning("could not close the parent run: %s", exc)
 
-    # -- signals and display ------------------------------------------------
 
-    def _install_signals(self) -> Callable[[], None]:
-        if threading.current_thread() is not threading.main_thread():
-            return lambda: None
+class _Signals:
+    """Counts SIGINT and SIGTERM while a sweep runs (the first stops new trials, the second running ones);
+    in threads other than the main one, where signals cannot be caught, it counts nothing."""
 
-        def handler(signum: int, frame: Any) -> None:
-            self._interrupts += 1
+    def __init__(self) -> None:
+        self._count = 0
+        self._old: dict[int, Any] = {}
 
-        old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    def count(self) -> int:
+        return self._count
 
-        def restore() -> None:
-            for s, h in old.items():
-                signal.signal(s, h)
+    def _handler(self, signum: int, frame: Any) -> None:
+        self._count += 1
 
-        return restore
+    def __enter__(self) -> _Signals:
+        if threading.current_thread() is threading.main_thread():
+            self._old = {s: signal.signal(s, self._handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
 
-    def _display(self) -> Any:
-        from .live import LiveView
-
-        return LiveView(self.progress(), enabled=self.opts.progress)
+    def __exit__(self, *exc: Any) -> None:
+        for s, h in self._old.items():
+            signal.signal(s, h)
 
 
 class _Background:
@@ -635,13 +654,13 @@ class _Background:
 
     def __init__(self, fn: Callable[[], Any]) -> None:
         self._value: Any = None
-        self._error: BaseException | None = None
+        self.error: BaseException | None = None
 
         def run() -> None:
             try:
                 self._value = fn()
             except BaseException as exc:  # noqa: BLE001 - handed to result()
-                self._error = exc
+                self.error = exc
 
         self._thread = threading.Thread(target=run, daemon=True)
         self._thread.start()
@@ -651,8 +670,6 @@ class _Background:
 
     def result(self) -> Any:
         self._thread.join()
-        if self._error is not None:
-            raise self._error
+        if self.error is not None:
+            raise self.error
         return self._value
-
-

@@ -10,6 +10,7 @@ Reading sweeps back (``sweeps status``) never writes.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -25,6 +26,8 @@ from .space import SweepSpec, parse_spec
 
 if TYPE_CHECKING:
     import optuna
+
+logger = logging.getLogger(__name__)
 
 STUDY_FILE = "study.log"
 SWEEP_FILE = "sweep.json"
@@ -245,6 +248,36 @@ def _settle_orphan(study: optuna.Study, frozen: optuna.trial.FrozenTrial, uri: s
             close_lost(wandb, frozen.user_attrs["wandb_id"], name=run.info.run_name, group=study.study_name,
                        state="FAIL", reason=reason)
     stock.again.append((frozen.params, frozen.user_attrs, frozen.number, reason))
+
+
+def draw_plots(study: optuna.Study, directory: Path) -> list[Path]:
+    """Optimization history and parallel coordinates as images in the sweep's
+    state directory (and on the parent run): the files written."""
+    written: list[Path] = []
+    try:
+        import warnings
+
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        import optuna
+        from optuna.visualization import matplotlib as plots
+
+        with warnings.catch_warnings():  # Optuna marks its matplotlib plots experimental
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            for name, plot in (("optimization_history.png", plots.plot_optimization_history),
+                               ("parallel_coordinates.png", plots.plot_parallel_coordinate)):
+                ax = plot(study)
+                figure = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
+                figure.set_size_inches(10, 6)
+                figure.tight_layout()
+                figure.savefig(directory / name)
+                plt.close(figure)
+                written.append(directory / name)
+    except Exception as exc:  # noqa: BLE001 - a plot never fails a sweep
+        logger.warning("could not draw the sweep's plots: %s", exc)
+    return written
 
 
 def trials_frame(study: optuna.Study) -> Any:
