@@ -72,9 +72,10 @@ def validate(file: str, strict: bool) -> None:
 @click.option("--agents-only", is_flag=True, help="Run trials only on nodes attached with `sweeps agent`.")
 @click.option("--no-tracking", is_flag=True,
               help="Neither MLflow nor W&B: results only in the state directory (same as --tracking-uri none --wandb-mode disabled).")
+@click.option("--local", is_flag=True, help="Run trials in threads of this process, without Ray (CPU trials; quick runs, debugging).")
 def launch(file: str, trials: int | None, parallel: int | None, seed: int | None, name: str | None,
            address: str | None, tracking_uri: str | None, experiment: str | None, wandb_mode: str | None,
-           state_dir: str, strict: bool, no_progress: bool, agents_only: bool, no_tracking: bool) -> None:
+           state_dir: str, strict: bool, no_progress: bool, agents_only: bool, no_tracking: bool, local: bool) -> None:
     """Run a sweep of FILE: trials on Ray, each an MLflow child run, mirrored to W&B."""
     import os
     import sys
@@ -87,6 +88,7 @@ def launch(file: str, trials: int | None, parallel: int | None, seed: int | None
         raise click.UsageError("--no-tracking turns MLflow and W&B off; drop --tracking-uri / --wandb-mode, or --no-tracking")
     if no_tracking:
         tracking_uri, wandb_mode = "none", "disabled"
+    _check_local(local, address, agents_only)
     spec, console = _prepare(load_spec(file, strict=strict), agents_only, address)
     for w in spec.warnings:
         console.print(str(w), markup=False, style="yellow", soft_wrap=True)
@@ -96,12 +98,17 @@ def launch(file: str, trials: int | None, parallel: int | None, seed: int | None
         experiment=experiment,
         wandb_mode=wandb_mode or (None if spec.tracking.wandb_mode else os.environ.get("WANDB_MODE")),
         wandb_dir=os.environ.get("WANDB_DIR"), state_dir=Path(state_dir),
-        progress=not no_progress and console.is_terminal,
+        progress=not no_progress and console.is_terminal, executor="local" if local else "ray",
     )
     controller = Controller(spec, opts, on_event=lambda msg: console.print(msg, markup=False, soft_wrap=True))
     click.echo(f"sweep id: {controller.sweep_id}")
     sys.stdout.flush()
     _run_and_report(controller, state_dir)
+
+
+def _check_local(local: bool, address: str | None, agents_only: bool) -> None:
+    if local and (address or agents_only):
+        raise click.UsageError("--local runs trials in this process, without Ray; drop --address / --agents-only, or --local")
 
 
 def _prepare(spec: Any, agents_only: bool, address: str | None) -> tuple[Any, Any]:
@@ -148,8 +155,9 @@ def _run_and_report(controller: Any, state_dir: str) -> None:
 @click.option("--wandb-mode", type=click.Choice(["offline", "online", "disabled"]), help="W&B mirror (default: the sweep's).")
 @click.option("--agents-only", is_flag=True, help="Run trials only on nodes attached with `sweeps agent`.")
 @click.option("--no-progress", is_flag=True, help="No live view (plain lines).")
+@click.option("--local", is_flag=True, help="Run trials in threads of this process, without Ray (CPU trials).")
 def resume(sweep: str, state_dir: str, trials: int | None, parallel: int | None, address: str | None,
-           tracking_uri: str | None, wandb_mode: str | None, agents_only: bool, no_progress: bool) -> None:
+           tracking_uri: str | None, wandb_mode: str | None, agents_only: bool, no_progress: bool, local: bool) -> None:
     """Continue SWEEP where it stopped: finished trials are kept, trials that were
     running run again, the same MLflow parent run goes on, the budget counts what was done."""
     import os
@@ -158,11 +166,12 @@ def resume(sweep: str, state_dir: str, trials: int | None, parallel: int | None,
     from .controller import Controller, LaunchOptions
     from .state import load_for_resume
 
+    _check_local(local, address, agents_only)
     spec, record = load_for_resume(Path(state_dir), sweep)
     spec, console = _prepare(spec, agents_only, address)
     opts = LaunchOptions(trials=trials, parallel=parallel, address=address, tracking_uri=tracking_uri,
                          wandb_mode=wandb_mode, wandb_dir=os.environ.get("WANDB_DIR"), state_dir=Path(state_dir),
-                         progress=not no_progress and console.is_terminal)
+                         progress=not no_progress and console.is_terminal, executor="local" if local else "ray")
     controller = Controller(spec, opts, resume=record,
                             on_event=lambda msg: console.print(msg, markup=False, soft_wrap=True))
     done = record.trials is not None and not trials and record.status == "finished"

@@ -199,6 +199,7 @@ class Controller:
             lock.acquire()
             try:
                 loop = self._open(signals.count)
+                signals.install()  # again: starting Ray put its own handlers in (SIGTERM would abort this process)
                 try:
                     with LiveView(loop.progress(), enabled=self.opts.progress) as show:
                         loop.run(show)
@@ -639,9 +640,14 @@ class _Signals:
     def _handler(self, signum: int, frame: Any) -> None:
         self._count += 1
 
-    def __enter__(self) -> _Signals:
+    def install(self) -> None:
         if threading.current_thread() is threading.main_thread():
-            self._old = {s: signal.signal(s, self._handler) for s in (signal.SIGINT, signal.SIGTERM)}
+            for s in (signal.SIGINT, signal.SIGTERM):
+                old = signal.signal(s, self._handler)
+                self._old.setdefault(s, old)
+
+    def __enter__(self) -> _Signals:
+        self.install()
         return self
 
     def __exit__(self, *exc: Any) -> None:

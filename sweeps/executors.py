@@ -122,7 +122,10 @@ class LocalExecutor:
         if plan.gpus > 0:
             raise FatalError("the local executor runs CPU trials only: run GPU trials on Ray")
         import os
+        import sys
 
+        if plan.workdir not in sys.path:  # trainers import from the launch directory, as with `python -m`
+            sys.path.insert(0, plan.workdir)
         self.plan = plan
         self._slots = max(1, slots or plan.parallel or os.cpu_count() or 1)
         self._judge = plan.judge.build() if plan.judge is not None else None

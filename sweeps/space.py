@@ -614,19 +614,26 @@ def _check_schema(doc: _yaml.Located) -> None:
             doc.add("error", path, err.message)
 
 
-class _Builder:
-    """Semantic checks and construction of the frozen spec."""
+class _Checks:
+    """Semantic checks of a parsed file: each problem is added to the document with its line."""
 
-    def __init__(self, doc: _yaml.Located, text: str) -> None:
+    def __init__(self, doc: _yaml.Located) -> None:
         self.doc = doc
         self.data: dict[str, Any] = doc.data
-        self.text = text
 
     def err(self, path: tuple[Any, ...], msg: str) -> None:
         self.doc.add("error", path, msg)
 
     def warn(self, path: tuple[Any, ...], msg: str) -> None:
         self.doc.add("warning", path, msg)
+
+
+class _Builder(_Checks):
+    """The top-level sections, and construction of the frozen spec."""
+
+    def __init__(self, doc: _yaml.Located, text: str) -> None:
+        super().__init__(doc)
+        self.text = text
 
     def build(self) -> SweepSpec | None:
         d = self.data
@@ -637,7 +644,7 @@ class _Builder:
             self.warn(("controller",), "no effect here: the sweeps controller runs inside `sweeps launch`")
         method = d.get("method") if d.get("method") in METHODS else None
         metric = self._metric(method)
-        params = self._params()
+        params = _Params(self.doc).read()
         if method == "grid" and params is not None:
             for p in params:
                 if p.distribution not in GRIDABLE:
@@ -871,9 +878,11 @@ class _Builder:
             wandb_entity=wb.get("entity", d.get("entity")),
         )
 
-    # -- parameters -------------------------------------------------------
 
-    def _params(self) -> tuple[Param, ...] | None:
+class _Params(_Checks):
+    """``parameters``: every parameter, nested or conditional, checked and in the order they are sampled."""
+
+    def read(self) -> tuple[Param, ...] | None:
         raw = self.data.get("parameters")
         if not isinstance(raw, dict) or not raw:
             return None

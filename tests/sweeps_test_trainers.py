@@ -195,16 +195,38 @@ def kills_the_wandb_process(config, report):
 
 
 def dies_while_recorded(config, report):
-    """The first attempt reports 20,000 values in a burst, returns, and its process is killed 0.3 s
-    later, while the node's recorder is still writing those values and the trial's end; later attempts
-    just end."""
+    """The first attempt reports 20,000 values in a burst and returns; its process is killed once the node's
+    recorder has written some of them to the store (``config["db"]``, sqlite) but not all: the worker dies
+    while the recorder still writes the trial's values and its end. Later attempts just end."""
     import signal
+    import sqlite3
     import threading
+
+    def kill_midway() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                with sqlite3.connect(config["db"], timeout=0.05) as db:
+                    written = db.execute("SELECT COUNT(*) FROM metrics WHERE key = 'loss'").fetchone()[0]
+                if written >= 2_000:
+                    break
+            except sqlite3.Error:  # the recorder holds the write lock: look again
+                pass
+            time.sleep(0.002)
+        os.kill(os.getpid(), signal.SIGKILL)
 
     if _first_time(config, "burst"):
         for step in range(20_000):
             report(step=step, loss=float(config["x"]))
-        threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGKILL)).start()
+        threading.Thread(target=kill_midway, daemon=True).start()
     else:
         report(step=0, loss=float(config["x"]))
     return {"loss": float(config["x"])}
+
+
+def always_dies(config, report):
+    """Kills its own worker process (kill -9) every time."""
+    import signal
+
+    report(step=0, loss=float(config["x"]))
+    os.kill(os.getpid(), signal.SIGKILL)

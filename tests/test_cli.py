@@ -15,9 +15,16 @@ SPACES = Path(__file__).parent / "spaces"
 HEAVY = ("ray", "mlflow", "wandb", "torch")
 
 
+def _user_env(**extra: str) -> dict[str, str]:
+    """This environment as a user's shell has it: no W&B mode forced (W&B is offline by default)."""
+    env = {k: v for k, v in os.environ.items() if k != "WANDB_MODE"}
+    env.update(extra)
+    return env
+
+
 def _sweeps(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "sweeps.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=120, stdin=subprocess.DEVNULL,
+        [sys.executable, "-m", "sweeps.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=300, stdin=subprocess.DEVNULL,
         env={**os.environ, **env} if env else None,
     )
 
@@ -32,8 +39,8 @@ def _imported_after(argv: list[str], cwd: Path | None = None,
         f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
         "sys.exit(code)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=cwd,
-                         stdin=subprocess.DEVNULL, env={**os.environ, **env} if env else None)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=cwd,
+                         stdin=subprocess.DEVNULL, env=env)
     return set(eval(out.stdout.strip().splitlines()[-1])), out  # noqa: S307 - our own printed list
 
 
@@ -98,7 +105,9 @@ def test_launch_runs_a_sweep_with_a_trainer_from_the_working_directory_then_stat
     )
     ray_tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths must stay short
     try:
-        imported, out = _imported_after(["launch", "s.yaml", "--parallel", "2"], cwd=tmp_path, env={"RAY_TMPDIR": ray_tmp})
+        # exactly the user's path: its own local Ray, W&B offline by default (no mode set anywhere)
+        imported, out = _imported_after(["launch", "s.yaml", "--parallel", "2"], cwd=tmp_path,
+                                        env=_user_env(RAY_TMPDIR=ray_tmp))
         assert out.returncode == 0, out.stderr
         # the controller writes the parent run and the sweep's own W&B run; torch is the workers' alone
         assert imported == {"ray", "mlflow", "wandb"}
@@ -173,3 +182,68 @@ def test_no_tracking_keeps_results_in_the_state_directory_only(tmp_path: Path) -
     assert (state / "optimization_history.png").read_bytes()[:4] == b"\x89PNG"
     detail = json.loads(_sweeps("status", sweep_id, "--json", cwd=tmp_path).stdout)
     assert [t["value"] for t in detail["trials"]] == [2.0, 4.0, 6.0]
+
+
+def test_launch_options_override_the_file_and_are_recorded(tmp_path: Path) -> None:
+    (tmp_path / "my_trainer.py").write_text(TRAINER)
+    (tmp_path / "s.yaml").write_text(
+        "name: from-file\nmethod: random\nmetric: {name: acc, goal: maximize}\ntrainer: my_trainer:train\n"
+        "seed: 1\nrun_cap: 5\nmlflow: {experiment: file-exp}\nparameters:\n  a: {min: 0.0, max: 1.0}\n"
+    )
+    out = _sweeps("launch", "s.yaml", "--trials", "2", "--seed", "7", "--name", "named", "--experiment", "exp-x",
+                  "--wandb-mode", "disabled", "--state-dir", "st", "--no-progress", cwd=tmp_path, env=_user_env())
+    assert out.returncode == 0, out.stderr
+    sweep_id = out.stdout.splitlines()[0].split(": ")[1]
+    record = json.loads((tmp_path / "st" / sweep_id / "sweep.json").read_text())
+    assert (record["name"], record["seed"], record["trials"], record["experiment"], record["wandb_mode"]) == \
+        ("named", 7, 2, "exp-x", "disabled")
+    assert not (tmp_path / ".sweeps").exists() and not (tmp_path / "wandb").exists()
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert client.get_experiment_by_name("file-exp") is None
+    runs = client.search_runs([client.get_experiment_by_name("exp-x").experiment_id])
+    assert sorted(r.info.run_name for r in runs) == ["named", "named-0", "named-1"]
+    parent = next(r for r in runs if r.info.run_name == "named")
+    assert parent.data.params["seed"] == "7"
+
+
+def test_strict_refuses_a_file_with_warnings_before_starting_anything(tmp_path: Path) -> None:
+    (tmp_path / "s.yaml").write_text(
+        "method: random\nmetric: {name: acc}\ntrainer: my_trainer:train\nparameters:\n  a: {min: 0, max: 1}\n")
+    out = _sweeps("launch", "s.yaml", "--strict", cwd=tmp_path)
+    assert out.returncode == 2
+    assert out.stderr.startswith("s.yaml:5: parameters.a: min: 0 and max: 1 are both integers, so this is "
+                                 "int_uniform over {0, 1}")  # the warning, an error under --strict
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.yaml"]
+
+
+def test_max_failures_exits_1_and_says_how_to_resume(tmp_path: Path) -> None:
+    (tmp_path / "bad.py").write_text("def train(config, report):\n    raise RuntimeError('broken')\n")
+    (tmp_path / "s.yaml").write_text(
+        "method: random\nmetric: {name: acc}\ntrainer: bad:train\nmax_failures: 1\nrun_cap: 10\nparallel: 1\n"
+        "parameters:\n  a: {min: 0.0, max: 1.0}\n")
+    out = _sweeps("launch", "s.yaml", "--no-progress", "--wandb-mode", "disabled", cwd=tmp_path)
+    assert out.returncode == 1, out.stdout + out.stderr
+    sweep_id = out.stdout.splitlines()[0].split(": ")[1]
+    assert (f"the sweep stopped: too many failures: 2 of 2 trials failed (max_failures allows 1); after fixing the "
+            f"cause, continue it with: sweeps resume {sweep_id}") in out.stderr
+
+
+def test_local_runs_a_quick_sweep_in_the_launch_process_without_ray(tmp_path: Path) -> None:
+    (tmp_path / "my_trainer.py").write_text(TRAINER)
+    (tmp_path / "s.yaml").write_text(
+        "name: quick\nmethod: grid\nmetric: {name: acc, goal: maximize}\ntrainer: my_trainer:train\n"
+        "parameters:\n  a: {values: [1, 2, 3]}\n"
+    )
+    refused = _sweeps("launch", "s.yaml", "--local", "--address", "127.0.0.1:6379", cwd=tmp_path)
+    assert refused.returncode == 2 and "--local runs trials in this process, without Ray" in refused.stderr
+    imported, out = _imported_after(["launch", "s.yaml", "--local", "--parallel", "2", "--no-progress"], cwd=tmp_path,
+                                    env=_user_env())
+    assert out.returncode == 0, out.stderr
+    assert imported == {"mlflow", "wandb"}  # no Ray at all
+    assert "best acc (maximize): 6 in trial 2" in out.stdout
+    sweep_id = out.stdout.splitlines()[0].split(": ")[1]
+    detail = json.loads(_sweeps("status", sweep_id, "--json", cwd=tmp_path).stdout)
+    assert sorted(t["value"] for t in detail["trials"]) == [2.0, 4.0, 6.0]
+    assert len(list((tmp_path / "wandb").glob("offline-run-*"))) == 4  # 3 trials and the sweep, offline by default

@@ -223,7 +223,11 @@ def test_an_agent_that_joins_mid_sweep_gets_trials(head: Head, tmp_path: Path) -
     with agent(head, gpus=0, cpus=1):
         before = set(_node_ids(head))
         launch = _launch(head, work, wait=False)
-        time.sleep(4)
+        # mid-sweep: the second agent joins once the first trial runs (it waits for a second trial)
+        deadline = time.monotonic() + 300
+        while not (work / "out" / "started-0").exists() and time.monotonic() < deadline:
+            assert launch.poll() is None, launch.stdout.read()  # type: ignore[union-attr]
+            time.sleep(0.2)
         with agent(head, gpus=0, cpus=1):
             new = set(_node_ids(head)) - before
             joined_at = time.time()
@@ -234,7 +238,10 @@ def test_an_agent_that_joins_mid_sweep_gets_trials(head: Head, tmp_path: Path) -
     on_new = [c for c in children if c.data.tags["sweeps.node.id"] in new]
     assert on_new, "the new agent got no trial"
     assert len({c.data.tags["sweeps.node.id"] for c in children}) == 2
-    assert _overlapping(_probes(work)) == 2 and joined_at > 0
+    probes = _probes(work)
+    assert _overlapping(probes) == 2
+    first = next(p for p in probes if p["i"] == 0)
+    assert first["start"] < joined_at < first["end"]  # the first trial was running when the agent joined
 
 
 def test_a_node_that_dies_mid_trial_has_its_trial_run_again_elsewhere(head: Head, tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pandas as pd
 import pytest
 
 from conftest import Env
+from sweeps.controller import trial_seed
 from sweeps.state import open_study
 from wandb_offline import offline_runs
 
@@ -40,7 +42,7 @@ def quad(method: str = "random", x: str = "{min: -1.0, max: 1.0}") -> str:
     return QUADRATIC.format(method=method, x=x)
 
 
-@pytest.mark.parametrize("method", ["grid", "random", "bayes", "gp", "qmc"])
+@pytest.mark.parametrize("method", ["grid", "random", "bayes", "tpe", "gp", "cmaes", "qmc"])
 def test_each_method_gives_a_parent_with_exactly_n_nested_children(env, method) -> None:
     x = "{values: [-0.5, 0.0, 0.25, 0.5, 1.0]}" if method == "grid" else "{min: -1.0, max: 1.0}"
     summary = env.launch(quad(method, x), trials=5, parallel=2)
@@ -247,7 +249,13 @@ def test_logical_gpus_are_assigned_per_trial_and_seen_by_the_trainer(env) -> Non
                 assert a["cuda"] != b["cuda"]
     _, children = env.runs(summary)
     assert {c.data.tags["sweeps.gpu.ids"] for c in children} <= {"0", "1"}
-    assert all(c.data.tags["sweeps.gpu.name"] for c in children)
+    # the name nvidia-smi gives the GPU, or where there is none, that Ray's GPUs were logical ones
+    if shutil.which("nvidia-smi") is None:
+        assert {c.data.tags["sweeps.gpu.name"] for c in children} == {"logical (no physical GPU)"}
+    else:
+        names = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                               text=True).stdout.splitlines()
+        assert {c.data.tags["sweeps.gpu.name"] for c in children} <= set(names) | {"logical (no physical GPU)"}
 
 
 @pytest.mark.ray
@@ -366,3 +374,17 @@ def test_a_local_store_with_nodes_on_other_machines_is_refused(env, monkeypatch)
     with pytest.raises(FatalError, match=r"nodes on other machines \(10.0.0.7\) that cannot write to sqlite:///.*"
                                          r"start a tracking server \(`sweeps head` does\)"):
         env.launch(quad(), trials=1)
+
+
+def test_without_a_seed_a_random_one_is_drawn_recorded_and_reused_on_resume(env) -> None:
+    text = quad().replace("    seed: 3\n", "")
+    first = env.launch(text, trials=2, parallel=1)
+    second = env.launch(text, trials=2, parallel=1)
+    assert first.record.seed != second.record.seed  # drawn afresh for each sweep (1 in 16 million to clash)
+    for summary in (first, second):
+        parent, _ = env.runs(summary)
+        assert parent.data.params["seed"] == str(summary.record.seed)
+        saved = json.loads((summary.state_dir / "sweep.json").read_text())
+        assert saved["seed"] == summary.record.seed
+        trials = open_study(summary.state_dir, summary.id, "minimize", create=False).get_trials()
+        assert [t.user_attrs["seed"] for t in trials] == [trial_seed(summary.record.seed, t.number) for t in trials]

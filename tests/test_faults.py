@@ -12,6 +12,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from sweeps.state import open_study
 from wandb_offline import offline_runs
 
@@ -78,21 +80,27 @@ def test_without_retries_a_failed_trial_stays_failed(env) -> None:
     agree(env, summary)
 
 
-def test_max_failures_stops_the_sweep_with_a_clear_reason(env) -> None:
-    text = """
+@pytest.mark.parametrize(("limit", "stopped_at", "allows"), [
+    ("2", 3, 2),  # a count
+    ("0.5", 6, 5),  # a fraction of the trials finished, counting at least 10: 0.5 of 10
+    ("'25%'", 3, 2),  # a percentage, the same way: 25 % of 10
+])
+def test_max_failures_stops_the_sweep_with_a_clear_reason(env, limit, stopped_at, allows) -> None:
+    text = f"""
         name: doomed
         method: random
-        metric: {name: loss}
+        metric: {{name: loss}}
         trainer: sweeps_test_trainers:always_fails
-        max_failures: 2
+        max_failures: {limit}
         parameters:
-          x: {min: 0.0, max: 1.0}
+          x: {{min: 0.0, max: 1.0}}
     """
-    summary = env.launch(text, trials=10, parallel=1)
+    summary = env.launch(text, trials=20, parallel=1)
     parent, children = env.runs(summary)
-    assert len(children) == 3
+    assert len(children) == stopped_at
     assert summary.record.status == "failed"
-    assert summary.record.stop_reason == "too many failures: 3 of 3 trials failed (max_failures allows 2)"
+    assert summary.record.stop_reason == (f"too many failures: {stopped_at} of {stopped_at} trials failed "
+                                          f"(max_failures allows {allows})")
     assert parent.info.status == "FAILED" and parent.data.tags["sweeps.stop_reason"] == summary.record.stop_reason
 
 
@@ -106,6 +114,19 @@ def test_a_worker_that_kills_itself_is_lost_and_its_params_run_again(env) -> Non
     assert {c.data.tags["sweeps.lost"] for c in lost} == {"true"}
     assert all("Worker" in c.data.tags["sweeps.error"] or "died" in c.data.tags["sweeps.error"] for c in lost)
     assert sorted(int(c.data.params["x"]) for c in children if c.info.status == "FINISHED") == [1, 2]
+
+
+def test_the_params_of_a_trial_lost_again_and_again_run_three_more_times_then_no_more(env) -> None:
+    said: list[str] = []
+    from sweeps.controller import Controller
+
+    summary = Controller(env.spec(grid("always_dies", env.tmp, [1])), env.options(parallel=1),
+                         on_event=said.append).run()
+    trials, children = agree(env, summary)
+    assert summary.counts == {"COMPLETE": 0, "PRUNED": 0, "FAIL": 4}  # the first attempt and 3 more
+    assert sorted(int(c.data.tags.get("sweeps.attempt", 1)) for c in children) == [1, 2, 3, 4]
+    assert {c.data.tags["sweeps.lost"] for c in children} == {"true"}
+    assert "trial 3: its params were lost 4 times; not run again" in said
 
 
 def test_a_worker_killed_from_outside_is_lost_and_its_params_run_again(env) -> None:
@@ -241,6 +262,15 @@ def _workdir(tmp: Path, n: int, sleep: float) -> Path:
     return tmp
 
 
+def _running(tmp: Path, sweep_id: str) -> int:
+    """Trials running now, read from the sweep's study in this process (quick even on a loaded machine,
+    where `sweeps status` takes seconds to start)."""
+    if not (tmp / ".sweeps" / sweep_id / "study.log").exists():
+        return 0
+    study = open_study(tmp / ".sweeps" / sweep_id, sweep_id, "minimize", create=False)
+    return sum(t.state.name == "RUNNING" for t in study.get_trials(deepcopy=False))
+
+
 def _status(tmp: Path) -> list[dict]:
     out = _sweeps("status", "--json", cwd=tmp)
     return json.loads(out.stdout) if out.returncode == 0 and out.stdout.strip() else []
@@ -298,7 +328,7 @@ def test_ctrl_c_once_waits_for_running_trials_twice_stops_them_then_resume_finis
     work = _workdir(tmp_path, 6, 8.0)
     launch = _sweeps("launch", "s.yaml", "--parallel", "2", cwd=work, wait=False)
     sweep_id = launch.stdout.readline().strip().split(": ")[1]  # type: ignore[union-attr]
-    _wait_for(lambda: any(s["trials_total"] >= 2 for s in _status(work)))  # two trials running
+    _wait_for(lambda: _running(work, sweep_id) == 2)
     time.sleep(1.0)
     launch.send_signal(signal.SIGINT)
     out, err = launch.communicate(timeout=120)
@@ -309,8 +339,7 @@ def test_ctrl_c_once_waits_for_running_trials_twice_stops_them_then_resume_finis
     assert len(children) == 2 and {c.info.status for c in children} == {"FINISHED"}  # they were let finish
 
     second = _sweeps("resume", sweep_id, "--no-progress", cwd=work, wait=False)
-    _wait_for(lambda: any(s["trials_total"] >= 4 for s in _status(work)))
-    time.sleep(1.0)
+    _wait_for(lambda: _running(work, sweep_id) == 2)  # the resumed sweep's trials run
     second.send_signal(signal.SIGINT)
     time.sleep(0.5)
     second.send_signal(signal.SIGINT)
@@ -330,12 +359,28 @@ def test_ctrl_c_once_waits_for_running_trials_twice_stops_them_then_resume_finis
     assert client.get_run(record["parent_run_id"]).info.status == "FINISHED"
 
 
+def test_sigterm_stops_like_one_ctrl_c(tmp_path: Path) -> None:
+    work = _workdir(tmp_path, 6, 8.0)
+    launch = _sweeps("launch", "s.yaml", "--parallel", "2", cwd=work, wait=False)
+    sweep_id = launch.stdout.readline().strip().split(": ")[1]  # type: ignore[union-attr]
+    _wait_for(lambda: _running(work, sweep_id) == 2)
+    launch.send_signal(signal.SIGTERM)
+    out, err = launch.communicate(timeout=120)
+    assert launch.returncode == 130, out + err
+    assert "stopping: no new trials; waiting for 2 running" in err
+    assert f"continue it with: sweeps resume {sweep_id}" in out
+    children, _ = _mlflow_children(work, sweep_id)
+    assert len(children) == 2 and {c.info.status for c in children} == {"FINISHED"}  # they were let finish
+    assert json.loads((work / ".sweeps" / sweep_id / "sweep.json").read_text())["status"] == "killed"
+
+
 def test_a_worker_that_dies_while_its_end_is_written_leaves_the_trial_lost_everywhere(env) -> None:
     # the recorder finishes writing the trial's end (FINISHED) after the controller has seen the worker
     # die; the controller's lost state must be the one that stays, in MLflow as in the study
     out = env.tmp / "marks"
     out.mkdir()
-    summary = env.launch(grid("dies_while_recorded", out, [1]), parallel=1)
+    db = env.tmp / "mlflow.db"
+    summary = env.launch(grid("dies_while_recorded", out, [1], f'      db: {{value: "{db}"}}\n'), parallel=1)
     assert summary.counts == {"COMPLETE": 1, "PRUNED": 0, "FAIL": 1}
     trials, children = agree(env, summary)
     (lost,) = [c for c in children if c.info.status == "FAILED"]

@@ -42,7 +42,9 @@ def test_hyperband_hand_computed_sequence() -> None:
     # against [9, 10.5, 11]: the cut-off moved to 10.5 as C reached the band
     assert j.report(1, 8) == ("hyperband band 2: loss 11 is worse than the cut-off 10.5 "
                              "(position 1 of the 3 trials that reached the band)")
-    assert j.report(3, 1) == j.report(3, 1)  # a stopped trial stays stopped
+    # a stopped trial stays stopped, with its reason, whatever it reports after
+    assert j.report(1, 0.0) == ("hyperband band 2: loss 11 is worse than the cut-off 10.5 "
+                                "(position 1 of the 3 trials that reached the band)")
 
 
 def test_hyperband_reproduces_wandbs_own_example() -> None:
@@ -111,18 +113,50 @@ def test_patient_stops_after_its_patience_and_delays_a_wrapped_pruner() -> None:
     assert wrapped.report(0, 3.0) is not None
 
 
-@pytest.mark.parametrize("text", [
-    "{type: successive_halving, min_resource: 1, reduction_factor: 2}",
-    "{type: asha}",
-    "{type: percentile, percentile: 25.0, n_startup_trials: 1}",
-])
-def test_every_extension_type_builds_and_judges(text: str) -> None:
+def _stops_at(j: Judge, number: int, curve: list[float]) -> int | None:
+    """The 1-based report at which the judge stops trial ``number`` reporting ``curve`` (None: never);
+    the trial is ended as the trainer would end it."""
+    for i, value in enumerate(curve):
+        if j.report(number, value) is not None:
+            j.end(number, "PRUNED")
+            return i + 1
+    j.end(number, "COMPLETE", curve[-1])
+    return None
+
+
+GOOD, WORSE, BETTER = [1.0, 1.0, 1.0, 1.0], [5.0, 5.0, 5.0, 5.0], [0.5, 0.5, 0.5, 0.5]
+# each type on known curves, run one after another (minimize); the first trial at a rung or a percentile
+# has no peers and goes on
+KNOWN = [
+    # rung 0 at the 2nd report (min_resource 1, steps from 0): the worse trial is not in the top half of {1, 5}
+    ("{type: successive_halving, min_resource: 1, reduction_factor: 2}", [GOOD, WORSE, BETTER], [None, 2, None]),
+    # min_resource 'auto' is learnt from the first finished trial (which is not judged: 1 step); rung 0 then
+    # keeps the top quarter: of {1, 1, 1, 5}, the 5 stops
+    ("{type: asha}", [GOOD, GOOD, GOOD, GOOD, WORSE, BETTER], [None, None, None, None, 2, None]),
+    # worse than the 25th percentile of finished trials at the same report, from the first report on
+    ("{type: percentile, percentile: 25.0, n_startup_trials: 1}", [GOOD, WORSE, BETTER], [None, 1, None]),
+    ("{type: median, n_startup_trials: 1}", [GOOD, WORSE, BETTER], [None, 1, None]),
+    # leaves [lower, upper] at the first report below 0.7
+    ("{type: threshold, lower: 0.7}", [GOOD, WORSE, BETTER], [None, None, 1]),
+]
+
+
+@pytest.mark.parametrize(("text", "curves", "expected"), KNOWN, ids=[k[0] for k in KNOWN])
+def test_each_extension_type_stops_the_trials_its_rule_says_on_known_curves(text: str, curves: list,
+                                                                            expected: list) -> None:
     j = Judge(_et(text), "loss", "minimize")
-    for n in range(4):
-        for step in range(3):
-            if j.report(n, float(n) + step) is not None:
-                break
-        j.end(n, "COMPLETE", float(n))
+    assert [_stops_at(j, n, c) for n, c in enumerate(curves)] == expected
+
+
+def test_threshold_min_delta_of_patient_and_lower_bound_with_maximize() -> None:
+    # lower: a maximised accuracy that falls below the bound stops at that report
+    j = Judge(_et("{type: threshold, lower: 0.5}"), "acc", "maximize")
+    assert _stops_at(j, 0, [0.6, 0.7, 0.4, 0.9]) == 3
+    # patient: a loss worse than its best before the patience window stops it; min_delta tolerates that much
+    exact = Judge(_et("{type: patient, patience: 1}"), "loss", "minimize")
+    assert _stops_at(exact, 0, [1.0, 1.2, 1.3, 1.4]) == 3
+    tolerant = Judge(_et("{type: patient, patience: 1, min_delta: 0.5}"), "loss", "minimize")
+    assert _stops_at(tolerant, 0, [1.0, 1.2, 1.3, 1.4]) is None
 
 
 BAD_ET = [
