@@ -200,17 +200,22 @@ class Controller:
             try:
                 loop = self._open(signals.count)
                 signals.install()  # again: starting Ray put its own handlers in (SIGTERM would abort this process)
+                shutdown: _Background | None = None
                 try:
                     with LiveView(loop.progress(), enabled=self.opts.progress) as show:
                         loop.run(show)
-                    # the plots are drawn while the executor shuts down
-                    plots = _Background(lambda: draw_plots(loop.study, s.state) if loop.counts["COMPLETE"] else [])
-                    loop.executor.shutdown()
-                    return loop.close(plots.result())
+                    # the executor shuts down (its workers finish their records, Ray stops) while the plots
+                    # are drawn and the sweep's records closed
+                    shutdown = _Background(loop.executor.shutdown)
+                    summary = loop.close(draw_plots(loop.study, s.state) if loop.counts["COMPLETE"] else [])
+                    shutdown.result()
+                    return summary
                 except BaseException:
                     loop.crashed()
                     raise
                 finally:
+                    if shutdown is not None:
+                        shutdown.wait()
                     loop.executor.shutdown()
             finally:
                 lock.release()
@@ -254,6 +259,8 @@ class Controller:
             return Loop(spec, s, study, executor, parent, trackers, record, stock, say=self.say, interrupts=interrupts)
         except BaseException:
             executor.shutdown()
+            if opening.error is None:
+                opening.result().end(SweepEnd("FAILED", "the sweep did not start"))
             raise
 
     def _record(self, parent: tracking.MlflowSweep) -> SweepRecord:
