@@ -664,9 +664,15 @@ class NodeRecorder:
         self._errors.pop(key, None)
         if record is None:
             ended = self._ended.pop(key, None)
-            if ended is not None:
-                quietly(lambda: tracking.end_given_up(ended.tracking_uri, ended.run_id, reason, state, ended.params))
-            return False
+            if ended is None:
+                return False
+            quietly(lambda: tracking.end_given_up(ended.tracking_uri, ended.run_id, reason, state, ended.params))
+            if self._mirror is None:
+                return False
+            # its W&B run was closed by this node's W&B process: that process (one writer per run, in order)
+            # marks it lost after its end
+            self._to_mirror("lost", ended, lost_summary(state, reason), state == "FAIL")
+            return True
         try:
             record.buffer.flush()
         except Exception as exc:  # noqa: BLE001 - the controller closes the MLflow run all the same
@@ -724,6 +730,12 @@ class NodeMirror:
         run = self._runs.pop(key, None)
         if run is not None:
             run.close(summary, failed)
+
+    def lost(self, request: TrialRequest, summary: dict[str, Any], failed: bool) -> None:
+        """A trial whose run this process closed was given up after its end: the run, resumed, says so."""
+        run = TrialMirror(request, resume=True)
+        run.open()
+        run.close(summary, failed)
 
     def retire(self, wait_s: float) -> None:
         """Finish the W&B runs and stop the W&B service (within ``wait_s``), then end this process."""

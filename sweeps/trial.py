@@ -194,14 +194,14 @@ class TrialMirror:
     ``open``, ``log`` (a batch of reports), ``close``. Kept by the process that records the trial, or
     (on Ray) by its node's W&B process (``execution.NodeMirror``)."""
 
-    def __init__(self, req: TrialRequest) -> None:
-        self.req = req
+    def __init__(self, req: TrialRequest, resume: bool = False) -> None:
+        self.req, self.resume = req, resume
         self.run: LaterRun | None = None
 
     def open(self) -> None:
         req = self.req
         self.run = LaterRun(req.wandb, name=req.run_name, group=req.sweep_id, job_type="trial", config=req.params,
-                            run_id=req.wandb_id, requirements=False)
+                            run_id=req.wandb_id, requirements=False, resume=self.resume)
         self.run.summary({"sweeps/mlflow_run_id": req.run_id, "sweeps/trial": req.number, "sweeps/seed": req.seed})
 
     def log(self, batch: list[tuple[int, dict[str, float]]]) -> None:

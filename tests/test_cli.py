@@ -97,12 +97,18 @@ def train(config, report):
 '''
 
 
-def test_launch_runs_a_sweep_with_a_trainer_from_the_working_directory_then_status(tmp_path: Path) -> None:
-    (tmp_path / "my_trainer.py").write_text(TRAINER)
-    (tmp_path / "s.yaml").write_text(
-        "name: cli\nmethod: grid\nmetric: {name: acc, goal: maximize}\ntrainer: my_trainer:train\n"
+def _grid_workdir(tmp: Path, name: str) -> Path:
+    """A launch directory with the test trainer and a grid of it over a = 1, 2, 3 (best acc 6, trial 2)."""
+    (tmp / "my_trainer.py").write_text(TRAINER)
+    (tmp / "s.yaml").write_text(
+        f"name: {name}\nmethod: grid\nmetric: {{name: acc, goal: maximize}}\ntrainer: my_trainer:train\n"
         "parameters:\n  a: {values: [1, 2, 3]}\n"
     )
+    return tmp
+
+
+def test_launch_runs_a_sweep_with_a_trainer_from_the_working_directory_then_status(tmp_path: Path) -> None:
+    _grid_workdir(tmp_path, "cli")
     ray_tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths must stay short
     try:
         # exactly the user's path: its own local Ray, W&B offline by default (no mode set anywhere)
@@ -164,11 +170,7 @@ def test_status_of_an_unknown_sweep_names_the_known_ones(tmp_path: Path) -> None
 
 
 def test_no_tracking_keeps_results_in_the_state_directory_only(tmp_path: Path) -> None:
-    (tmp_path / "my_trainer.py").write_text(TRAINER)
-    (tmp_path / "s.yaml").write_text(
-        "name: quiet\nmethod: grid\nmetric: {name: acc, goal: maximize}\ntrainer: my_trainer:train\n"
-        "parameters:\n  a: {values: [1, 2, 3]}\n"
-    )
+    _grid_workdir(tmp_path, "quiet")
     both = _sweeps("launch", "s.yaml", "--no-tracking", "--tracking-uri", "sqlite:///x.db", cwd=tmp_path)
     assert both.returncode == 2 and "--no-tracking turns MLflow and W&B off" in both.stderr
     out = _sweeps("launch", "s.yaml", "--no-tracking", "--parallel", "2", cwd=tmp_path)
@@ -231,11 +233,7 @@ def test_max_failures_exits_1_and_says_how_to_resume(tmp_path: Path) -> None:
 
 
 def test_local_runs_a_quick_sweep_in_the_launch_process_without_ray(tmp_path: Path) -> None:
-    (tmp_path / "my_trainer.py").write_text(TRAINER)
-    (tmp_path / "s.yaml").write_text(
-        "name: quick\nmethod: grid\nmetric: {name: acc, goal: maximize}\ntrainer: my_trainer:train\n"
-        "parameters:\n  a: {values: [1, 2, 3]}\n"
-    )
+    _grid_workdir(tmp_path, "quick")
     refused = _sweeps("launch", "s.yaml", "--local", "--address", "127.0.0.1:6379", cwd=tmp_path)
     assert refused.returncode == 2 and "--local runs trials in this process, without Ray" in refused.stderr
     imported, out = _imported_after(["launch", "s.yaml", "--local", "--parallel", "2", "--no-progress"], cwd=tmp_path,

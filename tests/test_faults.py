@@ -80,27 +80,33 @@ def test_without_retries_a_failed_trial_stays_failed(env) -> None:
     agree(env, summary)
 
 
-@pytest.mark.parametrize(("limit", "stopped_at", "allows"), [
-    ("2", 3, 2),  # a count
-    ("0.5", 6, 5),  # a fraction of the trials finished, counting at least 10: 0.5 of 10
-    ("'25%'", 3, 2),  # a percentage, the same way: 25 % of 10
+@pytest.mark.parametrize(("limit", "finished", "allows"), [
+    ("5", 3, 5), ("5", 40, 5),  # a count
+    ("0.5", 3, 5), ("0.5", 40, 20),  # a fraction of the trials finished, counting at least 10
+    ("'25%'", 3, 2), ("'25%'", 40, 10),  # a percentage, the same way
 ])
-def test_max_failures_stops_the_sweep_with_a_clear_reason(env, limit, stopped_at, allows) -> None:
-    text = f"""
+def test_max_failures_allows_a_count_a_fraction_or_a_percentage(limit, finished, allows) -> None:
+    from sweeps.space import parse_spec
+
+    spec = parse_spec(f"method: random\nmetric: {{name: loss}}\nmax_failures: {limit}\nparameters: {{x: {{value: 1}}}}\n")
+    assert spec.faults.failure_limit(finished) == allows
+
+
+def test_max_failures_stops_the_sweep_with_a_clear_reason(env) -> None:
+    text = """
         name: doomed
         method: random
-        metric: {{name: loss}}
+        metric: {name: loss}
         trainer: sweeps_test_trainers:always_fails
-        max_failures: {limit}
+        max_failures: '25%'
         parameters:
-          x: {{min: 0.0, max: 1.0}}
+          x: {min: 0.0, max: 1.0}
     """
     summary = env.launch(text, trials=20, parallel=1)
     parent, children = env.runs(summary)
-    assert len(children) == stopped_at
+    assert len(children) == 3  # 3 failures of 3 is more than 25 % of 10
     assert summary.record.status == "failed"
-    assert summary.record.stop_reason == (f"too many failures: {stopped_at} of {stopped_at} trials failed "
-                                          f"(max_failures allows {allows})")
+    assert summary.record.stop_reason == "too many failures: 3 of 3 trials failed (max_failures allows 2)"
     assert parent.info.status == "FAILED" and parent.data.tags["sweeps.stop_reason"] == summary.record.stop_reason
 
 
@@ -346,7 +352,8 @@ def test_ctrl_c_once_waits_for_running_trials_twice_stops_them_then_resume_finis
     out, err = second.communicate(timeout=120)
     assert second.returncode == 130
     children, client = _mlflow_children(work, sweep_id)
-    assert {c.info.status for c in children if c.data.tags.get("sweeps.error") == "interrupted twice"} == {"KILLED"}
+    stopped = {c.info.status for c in children if c.data.tags.get("sweeps.error") == "interrupted twice"}
+    assert stopped == {"KILLED"}, (out, err, [(c.info.status, c.data.tags.get("sweeps.error")) for c in children])
     record = json.loads((work / ".sweeps" / sweep_id / "sweep.json").read_text())
     assert record["status"] == "killed"
     assert client.get_run(record["parent_run_id"]).info.status == "KILLED"
