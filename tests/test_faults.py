@@ -277,6 +277,25 @@ def _running(tmp: Path, sweep_id: str) -> int:
     return sum(t.state.name == "RUNNING" for t in study.get_trials(deepcopy=False))
 
 
+def _read_until(stream, text: str, timeout: float = 120) -> str:
+    """What a running process wrote to ``stream`` up to the line holding ``text`` (read on a thread:
+    a pipe's reader buffers lines that select would not see)."""
+    lines: list[str] = []
+    found = threading.Event()
+
+    def read() -> None:
+        for line in stream:
+            lines.append(line)
+            if text in line:
+                found.set()
+                return
+        found.set()  # the process ended first
+
+    threading.Thread(target=read, daemon=True).start()
+    assert found.wait(timeout) and any(text in line for line in lines), f"no {text!r}: {''.join(lines)}"
+    return "".join(lines)
+
+
 def _status(tmp: Path) -> list[dict]:
     out = _sweeps("status", "--json", cwd=tmp)
     return json.loads(out.stdout) if out.returncode == 0 and out.stdout.strip() else []
@@ -347,9 +366,12 @@ def test_ctrl_c_once_waits_for_running_trials_twice_stops_them_then_resume_finis
     second = _sweeps("resume", sweep_id, "--no-progress", cwd=work, wait=False)
     _wait_for(lambda: _running(work, sweep_id) == 2)  # the resumed sweep's trials run
     second.send_signal(signal.SIGINT)
-    time.sleep(0.5)
+    # as a user does: the second Ctrl-C once the first was taken (two signals that arrive before the
+    # process runs its handler are one signal to it)
+    first_taken = _read_until(second.stderr, "stopping: no new trials")
     second.send_signal(signal.SIGINT)
     out, err = second.communicate(timeout=120)
+    err = first_taken + err
     assert second.returncode == 130
     children, client = _mlflow_children(work, sweep_id)
     stopped = {c.info.status for c in children if c.data.tags.get("sweeps.error") == "interrupted twice"}
