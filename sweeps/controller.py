@@ -399,7 +399,7 @@ class Loop:
             while again and self.reruns and len(self.running) < self.parallel:
                 self._launch_one()
             while self.stop is None and len(self.running) < self.parallel:
-                if self.s.max_trials is not None and self.started() >= self.s.max_trials:
+                if self.s.max_trials is not None and self.launched >= self.s.max_trials:
                     if self.s.points is not None and self.s.max_trials == len(self.s.points):
                         self._stop(Stop.GRID_EXHAUSTED if self.s.points_kind == "grid" else Stop.SPACE_EXHAUSTED)
                     else:
@@ -419,10 +419,6 @@ class Loop:
         capacity = self._capacity()
         if not self.s.parallel_set:
             self.parallel = max(1, capacity)
-
-    def started(self) -> int:
-        """Trials started against the budget (runs of the same params again do not count)."""
-        return self.launched
 
     def _capacity(self) -> int:
         return self.executor.capacity(frozenset(self.excluded))

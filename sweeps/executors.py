@@ -163,10 +163,9 @@ class LocalExecutor:
         from .trial import run_trial
 
         request = job.request
-        decide = (lambda value: self._decide(job, value)) if self._judge is not None else \
-            (lambda value: job.cancelled)
         try:
-            outcome: TrialResult | Lost = run_trial(request, decide, {"sweeps.node.id": "local"})
+            outcome: TrialResult | Lost = run_trial(request, lambda value: self._decide(job, value),
+                                                    {"sweeps.node.id": "local"})
         except Exception as exc:  # noqa: BLE001 - the record could not be written: lost, runs again
             outcome = Lost(request.number, f"{type(exc).__name__}: {exc}", LostCause.DIED, "local")
         with self._lock:

@@ -66,10 +66,6 @@ class Mirror:
     def active(self) -> bool:
         return self._run is not None
 
-    @property
-    def run_dir(self) -> str | None:
-        return getattr(self._run, "dir", None) if self._run is not None else None
-
     def _off(self, what: str, exc: BaseException) -> None:
         logger.warning("W&B mirror: %s failed (%s: %s); going on without W&B for this run", what, type(exc).__name__, exc)
         self._run = None
