@@ -273,7 +273,10 @@ def _running(tmp: Path, sweep_id: str) -> int:
     where `sweeps status` takes seconds to start)."""
     if not (tmp / ".sweeps" / sweep_id / "study.log").exists():
         return 0
-    study = open_study(tmp / ".sweeps" / sweep_id, sweep_id, "minimize", create=False)
+    try:
+        study = open_study(tmp / ".sweeps" / sweep_id, sweep_id, "minimize", create=False)
+    except KeyError:  # the log is there, the study's first record not yet
+        return 0
     return sum(t.state.name == "RUNNING" for t in study.get_trials(deepcopy=False))
 
 
