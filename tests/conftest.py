@@ -3,8 +3,12 @@ and per test a temporary MLflow sqlite store, W&B dir and state dir."""
 
 from __future__ import annotations
 
+import atexit
+import functools
 import os
+import shutil
 import sys
+import tempfile
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +36,20 @@ def ray_cluster():
     ray.shutdown()
 
 
+@functools.cache
+def _empty_store() -> Path:
+    """An MLflow sqlite store as MLflow itself creates it, made once per test process. A test's
+    store starts as a copy of it: MLflow's schema migrations cost about a second of CPU a new
+    store, and the suite makes a hundred. The CLI tests keep the user's path (a new mlflow.db)."""
+    from mlflow import MlflowClient
+
+    folder = tempfile.mkdtemp(prefix="sweeps-store-")
+    atexit.register(shutil.rmtree, folder, True)
+    path = Path(folder) / "mlflow.db"
+    MlflowClient(f"sqlite:///{path}").search_experiments()
+    return path
+
+
 @dataclass
 class Env:
     tmp: Path
@@ -55,6 +73,8 @@ class Env:
         base = dict(tracking_uri=self.uri, wandb_dir=str(self.tmp), state_dir=self.tmp / ".sweeps",
                     workdir=self.tmp, progress=False, wandb_mode="offline", executor=self.executor)
         base.update(kw)
+        if base["tracking_uri"] == self.uri and not (self.tmp / "mlflow.db").exists():
+            shutil.copyfile(_empty_store(), self.tmp / "mlflow.db")
         return LaunchOptions(**base)
 
     def launch(self, text: str, **kw):

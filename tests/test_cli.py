@@ -193,7 +193,8 @@ def test_launch_options_override_the_file_and_are_recorded(tmp_path: Path) -> No
         "seed: 1\nrun_cap: 5\nmlflow: {experiment: file-exp}\nparameters:\n  a: {min: 0.0, max: 1.0}\n"
     )
     out = _sweeps("launch", "s.yaml", "--trials", "2", "--seed", "7", "--name", "named", "--experiment", "exp-x",
-                  "--wandb-mode", "disabled", "--state-dir", "st", "--no-progress", cwd=tmp_path, env=_user_env())
+                  "--wandb-mode", "disabled", "--state-dir", "st", "--no-progress", "--local", cwd=tmp_path,
+                  env=_user_env())
     assert out.returncode == 0, out.stderr
     sweep_id = out.stdout.splitlines()[0].split(": ")[1]
     record = json.loads((tmp_path / "st" / sweep_id / "sweep.json").read_text())
@@ -225,7 +226,7 @@ def test_max_failures_exits_1_and_says_how_to_resume(tmp_path: Path) -> None:
     (tmp_path / "s.yaml").write_text(
         "method: random\nmetric: {name: acc}\ntrainer: bad:train\nmax_failures: 1\nrun_cap: 10\nparallel: 1\n"
         "parameters:\n  a: {min: 0.0, max: 1.0}\n")
-    out = _sweeps("launch", "s.yaml", "--no-progress", "--wandb-mode", "disabled", cwd=tmp_path)
+    out = _sweeps("launch", "s.yaml", "--no-progress", "--wandb-mode", "disabled", "--local", cwd=tmp_path)
     assert out.returncode == 1, out.stdout + out.stderr
     sweep_id = out.stdout.splitlines()[0].split(": ")[1]
     assert (f"the sweep stopped: too many failures: 2 of 2 trials failed (max_failures allows 1); after fixing the "

@@ -55,7 +55,8 @@ def agree(env, summary) -> tuple[list, list]:
     return trials, children
 
 
-def test_failed_trials_run_again_with_the_same_params_when_the_file_allows(env) -> None:
+def test_failed_trials_run_again_with_the_same_params_when_the_file_allows(local_env) -> None:
+    env = local_env  # the loop's behaviour: the local executor (no Ray)
     out = env.tmp / "marks"
     out.mkdir()
     summary = env.launch(grid("flaky", out, [1, 2, 3], "    retries: {max: 1}\n"), parallel=2)
@@ -72,7 +73,8 @@ def test_failed_trials_run_again_with_the_same_params_when_the_file_allows(env) 
     assert len(again) == 3 and {c.data.tags["sweeps.attempt"] for c in again} == {"2"}
 
 
-def test_without_retries_a_failed_trial_stays_failed(env) -> None:
+def test_without_retries_a_failed_trial_stays_failed(local_env) -> None:
+    env = local_env  # the loop's behaviour: the local executor (no Ray)
     out = env.tmp / "marks"
     out.mkdir()
     summary = env.launch(grid("flaky", out, [1, 2]), parallel=1)
@@ -92,7 +94,8 @@ def test_max_failures_allows_a_count_a_fraction_or_a_percentage(limit, finished,
     assert spec.faults.failure_limit(finished) == allows
 
 
-def test_max_failures_stops_the_sweep_with_a_clear_reason(env) -> None:
+def test_max_failures_stops_the_sweep_with_a_clear_reason(local_env) -> None:
+    env = local_env  # the loop's behaviour: the local executor (no Ray)
     text = """
         name: doomed
         method: random
@@ -228,7 +231,8 @@ def test_the_embedded_mlflow_store_loses_nothing_under_load(env) -> None:
             assert sorted(m.step for m in history) == list(range(1000))
 
 
-def test_random_search_in_a_finite_space_does_not_repeat_until_exhausted(env) -> None:
+def test_random_search_in_a_finite_space_does_not_repeat_until_exhausted(local_env) -> None:
+    env = local_env  # the loop's behaviour: the local executor (no Ray)
     text = """
         name: finite
         method: random
@@ -269,15 +273,19 @@ def _workdir(tmp: Path, n: int, sleep: float) -> Path:
 
 
 def _running(tmp: Path, sweep_id: str) -> int:
-    """Trials running now, read from the sweep's study in this process (quick even on a loaded machine,
-    where `sweeps status` takes seconds to start)."""
+    return _count(tmp, sweep_id, "RUNNING")
+
+
+def _count(tmp: Path, sweep_id: str, state: str) -> int:
+    """The sweep's trials in ``state`` now, read from its study in this process (quick even on a loaded
+    machine, where `sweeps status` takes seconds to start)."""
     if not (tmp / ".sweeps" / sweep_id / "study.log").exists():
         return 0
     try:
         study = open_study(tmp / ".sweeps" / sweep_id, sweep_id, "minimize", create=False)
     except KeyError:  # the log is there, the study's first record not yet
         return 0
-    return sum(t.state.name == "RUNNING" for t in study.get_trials(deepcopy=False))
+    return sum(t.state.name == state for t in study.get_trials(deepcopy=False))
 
 
 def _read_until(stream, text: str, timeout: float = 120) -> str:
@@ -297,11 +305,6 @@ def _read_until(stream, text: str, timeout: float = 120) -> str:
     threading.Thread(target=read, daemon=True).start()
     assert found.wait(timeout) and any(text in line for line in lines), f"no {text!r}: {''.join(lines)}"
     return "".join(lines)
-
-
-def _status(tmp: Path) -> list[dict]:
-    out = _sweeps("status", "--json", cwd=tmp)
-    return json.loads(out.stdout) if out.returncode == 0 and out.stdout.strip() else []
 
 
 def _wait_for(cond, timeout: float = 180) -> None:
@@ -327,7 +330,7 @@ def test_a_killed_controller_is_resumed_and_a_second_one_is_refused(tmp_path: Pa
     work = _workdir(tmp_path, 6, 2.0)
     launch = _sweeps("launch", "s.yaml", "--parallel", "2", cwd=work, wait=False)
     sweep_id = launch.stdout.readline().strip().split(": ")[1]  # type: ignore[union-attr]
-    _wait_for(lambda: any(s["complete"] >= 2 for s in _status(work)))
+    _wait_for(lambda: _count(work, sweep_id, "COMPLETE") >= 2)
     refused = _sweeps("resume", sweep_id, cwd=work)
     assert refused.returncode == 2
     assert refused.stderr.strip().startswith(f"sweep {sweep_id} is already being run by pid {launch.pid} on ")
@@ -351,9 +354,8 @@ def test_a_killed_controller_is_resumed_and_a_second_one_is_refused(tmp_path: Pa
 
 
 def test_ctrl_c_once_waits_for_running_trials_twice_stops_them_then_resume_finishes(tmp_path: Path) -> None:
-    # 8 s trials: `sweeps status` (how the test sees trials start) takes seconds on a loaded machine, and
-    # the second Ctrl-C must still find the resumed trials running
-    work = _workdir(tmp_path, 6, 8.0)
+    # 5 s trials: the second Ctrl-C must still find the resumed trials running
+    work = _workdir(tmp_path, 6, 5.0)
     launch = _sweeps("launch", "s.yaml", "--parallel", "2", cwd=work, wait=False)
     sweep_id = launch.stdout.readline().strip().split(": ")[1]  # type: ignore[union-attr]
     _wait_for(lambda: _running(work, sweep_id) == 2)
@@ -392,7 +394,7 @@ def test_ctrl_c_once_waits_for_running_trials_twice_stops_them_then_resume_finis
 
 
 def test_sigterm_stops_like_one_ctrl_c(tmp_path: Path) -> None:
-    work = _workdir(tmp_path, 6, 8.0)
+    work = _workdir(tmp_path, 6, 5.0)
     launch = _sweeps("launch", "s.yaml", "--parallel", "2", cwd=work, wait=False)
     sweep_id = launch.stdout.readline().strip().split(": ")[1]  # type: ignore[union-attr]
     _wait_for(lambda: _running(work, sweep_id) == 2)

@@ -231,12 +231,14 @@ def test_known_curves_stop_at_the_expected_band_with_the_reason(env) -> None:
     assert [h["loss"] for h in stopped.history if "loss" in h] == [10, 11]
 
 
-def test_a_trainer_that_swallows_the_stop_is_still_recorded_as_stopped(env) -> None:
+def test_a_trainer_that_swallows_the_stop_is_still_recorded_as_stopped(local_env) -> None:
+    env = local_env  # the loop's behaviour: the local executor (no Ray)
     summary = env.launch(CURVES.format(trainer="swallows_stop").replace("pause: {value: 0.5}", "pause: {value: 0.0}"), parallel=1)
     assert summary.counts["PRUNED"] == 2
 
 
-def test_early_termination_can_judge_another_metric_than_the_objective(env) -> None:
+def test_early_termination_can_judge_another_metric_than_the_objective(local_env) -> None:
+    env = local_env  # the loop's behaviour: the local executor (no Ray)
     text = """
         name: other-metric
         method: grid
@@ -252,7 +254,8 @@ def test_early_termination_can_judge_another_metric_than_the_objective(env) -> N
     assert states == {0.1: "FINISHED", 0.9: "KILLED", 0.3: "FINISHED"}
 
 
-def test_a_trainer_that_only_returns_still_works_with_early_termination(env) -> None:
+def test_a_trainer_that_only_returns_still_works_with_early_termination(local_env) -> None:
+    env = local_env  # the loop's behaviour: the local executor (no Ray)
     text = """
         name: no-reports
         method: grid
