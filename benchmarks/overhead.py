@@ -1,6 +1,7 @@
 """Orchestration overhead, side by side: sweeps against the peers on the same work.
 
     .venv/bin/python benchmarks/overhead.py [--workloads W1 W2] [--systems ...] [--repeats 3] [--ray-running]
+                                            [--by-process]
 
 Workloads (2 trials at a time, TPE over the same space where the system samples):
   W1  40 trials of an instant objective reported over 10 steps;
@@ -396,12 +397,17 @@ def measure(system: str, workload: str, base: Path) -> dict:
     peak = 0
     busy = machine_busy_s()
     root = psutil.Process(proc.pid)
+    seen: dict[int, tuple[str, float]] = {}  # by pid: what the process is, its CPU seconds when last seen
     while True:
         try:
-            rss = sum(p.memory_info().rss for p in [root, *root.children(recursive=True)] if p.is_running())
-            peak = max(peak, rss)
+            tree = [root, *root.children(recursive=True)]
+            peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
         except psutil.Error:
-            pass
+            tree = []
+        for p in tree:
+            with contextlib.suppress(psutil.Error):
+                t = p.cpu_times()
+                seen[p.pid] = (process_kind(p), t.user + t.system)
         try:
             proc.wait(timeout=0.2)
             break
@@ -413,7 +419,22 @@ def measure(system: str, workload: str, base: Path) -> dict:
     if proc.returncode != 0 or not result.exists():
         raise SystemExit(f"{system} on {workload} failed:\n{output[-3000:]}")
     done = json.loads(result.read_text())
-    return {**done, "done": done["wall"], "wall": ended - born, "peak_mb": peak / 2**20, "cpu": busy}
+    by_kind: dict[str, float] = {}
+    for kind, cpu in seen.values():
+        by_kind[kind] = by_kind.get(kind, 0.0) + cpu
+    return {**done, "done": done["wall"], "wall": ended - born, "peak_mb": peak / 2**20, "cpu": busy, "by_process": by_kind}
+
+
+def process_kind(p) -> str:
+    """What a process of a system's tree is: the system's own process, a Ray actor or task by its class,
+    a Ray or W&B service by its program (its CPU time is read while it lives: a process that lives
+    less than the 0.2 s between two looks is missed)."""
+    cmd = " ".join(p.cmdline())
+    if "--child" in cmd:
+        return "the system's process"
+    if cmd.startswith("ray::"):
+        return cmd.split()[0].split(".")[0]
+    return Path(p.cmdline()[1] if p.name().startswith("python") and len(p.cmdline()) > 1 else p.name()).name
 
 
 def machine_busy_s() -> float:
@@ -458,6 +479,8 @@ def main() -> None:
     ap.add_argument("--ray-running", action="store_true",
                     help="start one Ray head first (`ray start --head`, as `sweeps head` does on a cluster) and have every "
                          "system that uses Ray join it, instead of starting a local Ray of its own")
+    ap.add_argument("--by-process", action="store_true",
+                    help="also print each system's CPU seconds by kind of process (medians), the largest first")
     ap.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -505,6 +528,20 @@ def main() -> None:
                       f"{wall - median(rs, 'last'):6.1f} {exit_s:6.1f} {median(rs, 'peak_mb'):8.0f} {cpu:6.1f} "
                       f"{ratio(wall, 'wall'):>14} {ratio(done, 'done'):>14} {ratio(cpu, 'cpu'):>13}")
             print()
+            if args.by_process:
+                print_by_process(runs)
+
+
+def print_by_process(runs: dict[str, list[dict]]) -> None:
+    """Each system's CPU seconds by kind of process, medians over the repeats (0 where a run lacked it)."""
+    for system, rs in runs.items():
+        kinds = {k for r in rs for k in r["by_process"]}
+        cpu = {k: statistics.median(r["by_process"].get(k, 0.0) for r in rs) for k in kinds}
+        print(f"{system}: CPU s by process, medians of {len(rs)} (total {sum(cpu.values()):.1f} s)")
+        for kind, seconds in sorted(cpu.items(), key=lambda kv: -kv[1]):
+            if seconds >= 0.05:
+                print(f"  {seconds:6.2f}  {kind}")
+    print()
 
 
 if __name__ == "__main__":

@@ -105,7 +105,7 @@ class Head:
     uri: str
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # not module: xdist may run other tests between these, and a head takes a minute
 def head(tmp_path_factory) -> Iterator[Head]:
     d = tmp_path_factory.mktemp("head")
     port, mport = _free_port(), _free_port()
@@ -120,13 +120,14 @@ def head(tmp_path_factory) -> Iterator[Head]:
 
 @contextmanager
 def agent(head: Head, gpus: int, cpus: int, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen]:
+    """A `sweeps agent` for the block; then it leaves as Ctrl-C makes it leave."""
     proc, lines = _start(["agent", "--address", head.address, "--gpus", str(gpus), "--cpus", str(cpus)], head.dir,
                          "Ctrl-C leaves the cluster", env=env)
     assert lines[0] == f"joined {head.address} as an agent (resource sweeps_agent): GPUs {gpus}, CPUs {cpus}"
     try:
         yield proc
     finally:
-        _stop(proc)
+        _stop(proc, signal.SIGINT)
 
 
 def _node_ids(head: Head) -> dict[str, dict]:
@@ -200,9 +201,9 @@ def test_trials_run_on_agents_and_log_to_the_tracking_server(head: Head, tmp_pat
 
 def test_quarter_gpus_share_one_gpu_and_a_two_gpu_trial_gets_two_ids(head: Head, tmp_path: Path) -> None:
     # each trial waits (up to 2 minutes) until all four have started: their workers may start seconds apart
-    quarter = _sweep_dir(tmp_path, "quarter", "{gpus: 0.25, cpus: 1}", 4, 0.5, together=4)
+    quarter = _sweep_dir(tmp_path, "quarter", "{gpus: 0.25, cpus: 0.5}", 4, 0.5, together=4)
     double = _sweep_dir(tmp_path, "double", "{gpus: 2, cpus: 1}", 1, 0.1)
-    with agent(head, gpus=1, cpus=4):
+    with agent(head, gpus=1, cpus=2):
         out = _launch(head, quarter)
         assert out.returncode == 0, out.stdout + out.stderr
         with agent(head, gpus=2, cpus=1):
