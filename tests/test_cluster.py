@@ -20,8 +20,6 @@ import psutil
 import pytest
 from wandb_offline import offline_runs
 
-# one test process runs them all: they share a `sweeps head` (module fixture)
-pytestmark = pytest.mark.xdist_group("cluster")
 
 TRAINER = '''
 import json, os, time
@@ -105,8 +103,10 @@ class Head:
     uri: str
 
 
-@pytest.fixture(scope="session")  # not module: xdist may run other tests between these, and a head takes a minute
+@pytest.fixture(scope="session")
 def head(tmp_path_factory) -> Iterator[Head]:
+    """One `sweeps head` per test process, for every cluster test that process runs (xdist runs other
+    tests between them, and a head takes up to a minute to start and 15 s to stop)."""
     d = tmp_path_factory.mktemp("head")
     port, mport = _free_port(), _free_port()
     proc, lines = _start(["head", "--port", str(port), "--mlflow-port", str(mport), "--cpus", "0",
