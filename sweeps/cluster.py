@@ -67,6 +67,9 @@ class Child:
     name: str
     proc: subprocess.Popen[bytes]
     log: Path
+    #: asked to stop by a signal to it alone, which then stops the rest of its group itself:
+    #: `ray start --block` does in 2 to 3 s; with the whole group signalled, its node stays up
+    leader_stops_group: bool = False
 
     def output(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
@@ -75,9 +78,12 @@ class Child:
         return self.proc.poll() is None
 
     def terminate(self) -> None:
-        """Ask the whole process group to stop (Ray drains its node first)."""
+        """Ask the process group to stop (SIGTERM to it, or to its leader alone)."""
         try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
+            if self.leader_stops_group:
+                self.proc.send_signal(signal.SIGTERM)
+            else:
+                os.killpg(self.proc.pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
 
@@ -97,12 +103,12 @@ class Child:
             self.proc.wait(10)
 
 
-def start_child(name: str, argv: list[str], env: dict[str, str], logdir: Path) -> Child:
+def start_child(name: str, argv: list[str], env: dict[str, str], logdir: Path, leader_stops_group: bool = False) -> Child:
     log = logdir / f"{name}.log"
     out = open(log, "wb")  # noqa: SIM115 - closed by the child's exit
     proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                             start_new_session=True)
-    return Child(name, proc, log)
+    return Child(name, proc, log, leader_stops_group)
 
 
 def wait_for(check: Callable[[], bool], child: Child, what: str, timeout: float) -> None:
@@ -185,7 +191,7 @@ def start_ray_head(host: str, port: int, cpus: float | None, gpus: float | None,
         argv.append(f"--num-cpus={cpus:g}")
     if gpus is not None:
         argv.append(f"--num-gpus={gpus:g}")
-    ray = start_child("ray-head", argv, env, logdir)
+    ray = start_child("ray-head", argv, env, logdir, leader_stops_group=True)
     wait_for(lambda: _ray_started(ray), ray, f"the Ray head on port {port}", 120)
     return ray
 
@@ -227,7 +233,7 @@ def start_agent(address: str, cpus: float | None, gpus: float | None, token_file
     if gpus is not None:
         argv.append(f"--num-gpus={gpus:g}")
     argv += extra or []
-    child = start_child("ray-agent", argv, env, logdir)
+    child = start_child("ray-agent", argv, env, logdir, leader_stops_group=True)
     try:
         wait_for(lambda: _ray_started(child), child, f"the agent joining {address}", 120)
     except FatalError:

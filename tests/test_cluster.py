@@ -106,7 +106,7 @@ class Head:
 @pytest.fixture(scope="session")
 def head(tmp_path_factory) -> Iterator[Head]:
     """One `sweeps head` per test process, for every cluster test that process runs (xdist runs other
-    tests between them, and a head takes up to a minute to start and 15 s to stop)."""
+    tests between them, and a head takes up to a minute to start)."""
     d = tmp_path_factory.mktemp("head")
     port, mport = _free_port(), _free_port()
     proc, lines = _start(["head", "--port", str(port), "--mlflow-port", str(mport), "--cpus", "0",
@@ -114,8 +114,12 @@ def head(tmp_path_factory) -> Iterator[Head]:
                          d, "Ctrl-C stops the head")
     assert f"attach a GPU node:  sweeps agent --address 127.0.0.1:{port}" in lines
     yield Head(d, f"127.0.0.1:{port}", f"http://127.0.0.1:{mport}")
-    _stop(proc)
+    _stop(proc, signal.SIGINT)  # Ctrl-C
     assert proc.returncode == 0
+    # nothing of the head is left: not Ray's processes (its gcs on `port`), not the MLflow server
+    left = [p.info["cmdline"] for p in psutil.process_iter(["cmdline"])
+            if any(a in (f"--gcs_server_port={port}", f"--port={port}", str(mport)) for a in p.info["cmdline"] or [])]
+    assert not left, left
 
 
 @contextmanager
