@@ -217,13 +217,9 @@ def run_sweeps_untracked(workload: str, trials: int, uri: str, work: Path) -> No
 
 
 def run_sweeps(workload: str, trials: int, uri: str, work: Path) -> None:
-    import atexit
-    import gc
-
     from sweeps.controller import Controller, LaunchOptions
     from sweeps.space import parse_spec
 
-    atexit.register(gc.freeze)  # as the `sweeps` command does in its process (sweeps/cli.py)
     name, goal = metric(workload)
     text = textwrap.dedent(f"""
         name: bench

@@ -7,8 +7,6 @@ imports none of ray, mlflow, wandb or torch.
 
 from __future__ import annotations
 
-import atexit
-import gc
 import logging
 import sys
 from typing import Any
@@ -40,9 +38,6 @@ class _Group(click.Group):
 def main(ctx: click.Context, debug: bool) -> None:
     """Hyperparameter sweeps: W&B sweep files, Optuna search, Ray workers, MLflow records."""
     ctx.meta["sweeps.debug"] = debug
-    # this command's process ends once its work is done: the interpreter's last collections would walk
-    # every object the imports of Ray, MLflow, W&B and Optuna left, with nothing to collect among them
-    atexit.register(gc.freeze)
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
 
