@@ -213,10 +213,11 @@ class Controller:
                 except BaseException:
                     loop.crashed()
                     raise
-                finally:
-                    if shutdown is not None:
+                finally:  # the executor is shut down once, whatever happened
+                    if shutdown is None:
+                        loop.executor.shutdown()
+                    else:
                         shutdown.wait()
-                    loop.executor.shutdown()
             finally:
                 lock.release()
 
