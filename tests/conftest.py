@@ -10,6 +10,7 @@ import shutil
 import sys
 import tempfile
 import textwrap
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +35,9 @@ def ray_cluster():
              runtime_env={"env_vars": {"PYTHONPATH": path, "WANDB_SILENT": "true"}})
     yield ray
     ray.shutdown()
+
+
+_STORE_LOCK = threading.Lock()
 
 
 @functools.cache
@@ -73,9 +77,16 @@ class Env:
         base = dict(tracking_uri=self.uri, wandb_dir=str(self.tmp), state_dir=self.tmp / ".sweeps",
                     workdir=self.tmp, progress=False, wandb_mode="offline", executor=self.executor)
         base.update(kw)
-        if base["tracking_uri"] == self.uri and not (self.tmp / "mlflow.db").exists():
-            shutil.copyfile(_empty_store(), self.tmp / "mlflow.db")
+        if base["tracking_uri"] == self.uri:
+            self._store()
         return LaunchOptions(**base)
+
+    def _store(self) -> None:
+        """This test's store, from the empty one, before anything opens it (a test's own thread may
+        open it while the sweep starts: two openers of a new store race to create its tables)."""
+        with _STORE_LOCK:
+            if not (self.tmp / "mlflow.db").exists():
+                shutil.copyfile(_empty_store(), self.tmp / "mlflow.db")
 
     def launch(self, text: str, **kw):
         from sweeps.controller import Controller
@@ -85,6 +96,7 @@ class Env:
     def client(self):
         from mlflow import MlflowClient
 
+        self._store()
         return MlflowClient(self.uri)
 
     def runs(self, summary):
