@@ -327,6 +327,8 @@ def _print_summary(spec: Any) -> None:
         console.print("  budget: " + ", ".join(p for p in parts if p))
     if spec.trainer:
         console.print(f"  trainer: {spec.trainer}")
+    elif spec.program:
+        console.print(f"  program: {spec.program}" + (f"  command: {' '.join(spec.command)}" if spec.command else ""))
     table = Table(box=None, pad_edge=False)
     table.add_column("parameter", overflow="fold")
     table.add_column("distribution and range")

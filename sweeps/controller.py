@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from . import tracking
 from .errors import ConfigError
 from .mirror import WandbSettings, WandbSweep, new_run_id
+from .program import Program
 from .executors import Executor, JudgeSpec, LocalExecutor, Plan
 from .trackers import Best, Fanout, SweepEnd
 from .trial import Lost, LostCause, TrialRequest, TrialResult, TrialState
@@ -177,14 +178,16 @@ class Controller:
         if spec.metric is None:
             raise ConfigError(f"{spec.file}: metric: a launch needs a metric to find the best trial; "
                               "add metric: {name: ..., goal: minimize|maximize}")
-        if spec.trainer is None:
-            hint = f" (this W&B file runs the script {spec.program})" if spec.program else ""
-            raise ConfigError(f"{spec.file}: trainer: no trainer to call{hint}; add trainer: module:function, "
-                              "a function train(config, report) -> dict of metrics")
+        if spec.trainer is None and spec.program is None:
+            raise ConfigError(f"{spec.file}: trainer: nothing to run; add trainer: module:function (a function "
+                              "train(config, report) -> dict of metrics), or program: a W&B training script")
         self.spec, self.opts, self.resumed = spec, opts, resume
         self.say = on_event or (lambda msg: None)
         self.settings = Settings.resolve(spec, opts, resume)
         self.sweep_id = self.settings.sweep_id
+        if spec.trainer is None and not (self.settings.workdir / str(spec.program)).is_file():
+            raise ConfigError(f"{spec.file}: program: {spec.program} is not a file in the launch directory "
+                              f"{self.settings.workdir}; launch from the directory W&B's agent would run in")
 
     def run(self) -> SweepSummary:
         s = self.settings
@@ -456,7 +459,8 @@ class Loop:
             sweep_id=self.s.sweep_id, run_name=run_name, number=number, config=spec.nest(flat), params=flat, seed=seed,
             trainer=spec.trainer or "", metric=self.s.metric.name, tracking_uri=self.s.uri, run_id=run_id,
             wandb=self.s.wandb, parent_run_id=self.parent.run_id, git_diff=self.git_diff, stop_metric=self.s.stop_metric,
-            wandb_id=trial.user_attrs["wandb_id"],
+            wandb_id=trial.user_attrs["wandb_id"], workdir=str(self.s.workdir),
+            program=Program(spec.program, spec.command) if spec.trainer is None and spec.program else None,
         )
         handle = self.executor.submit(request, frozenset(self.excluded))
         self.running[handle] = (trial, request, time.monotonic())

@@ -34,6 +34,7 @@ from .errors import FatalError
 from . import tracking
 from .executors import Plan, judged_end
 from .mirror import WandbSettings, close, close_lost, lost_summary, warm
+from .program import Pulse
 from .trial import (Lost, LostCause, TrialEnd, TrialState, TrialMirror, TrialRecord, TrialRequest, TrialResult, environment_tags, quietly,
                      run_trial)
 from .cluster import AGENT_RESOURCE
@@ -431,8 +432,9 @@ class Heartbeats:
     def __init__(self) -> None:
         self._last: dict[str, tuple[float, str]] = {}
 
-    def beat(self, key: str, node: str) -> None:
-        self._last[key] = (time.monotonic(), node)
+    def beat(self, key: str, node: str, idle_s: float = 0.0) -> None:
+        """``idle_s``: how long the trial has shown no sign of life although its worker is alive."""
+        self._last[key] = (time.monotonic() - idle_s, node)
 
     def drop(self, key: str) -> None:
         self._last.pop(key, None)
@@ -464,9 +466,10 @@ class TrialWorker:
             return ray.get(judge.report.remote(request.number, value))
 
         done = threading.Event()
+        pulse = Pulse()  # a program's signs of life: a program that shows none goes silent
 
         def beat() -> None:
-            board.beat.remote(request.key, self.node_id)
+            board.beat.remote(request.key, self.node_id, pulse.idle() if request.program is not None else 0.0)
 
         def heartbeat() -> None:
             while not done.wait(HEARTBEAT_S):
@@ -481,7 +484,8 @@ class TrialWorker:
         try:
             return run_trial(request, decide if judge is not None else None,
                              {"sweeps.node.id": self.node_id, "sweeps.node.ip": self.node_ip},
-                             _NodeRecord(recorder, request, self.node_id) if recorder is not None else None)
+                             (lambda r: _NodeRecord(recorder, r, self.node_id)) if recorder is not None else None,
+                             pulse=pulse, exclusive=True)
         finally:
             done.set()
             _release_memory()

@@ -271,3 +271,203 @@ class WandbSweep:
         self._run = None
         if not drain(SWEEP_RUN_WAIT_S):
             logger.warning("the sweep's W&B run was still being written after %.0f s", SWEEP_RUN_WAIT_S)
+
+
+# -- W&B programs: their command line, their run file, and a trainer's own run -----------------------
+
+#: set for a W&B program: its run's ``.wandb`` file is written every second, not every 15 s
+#: (W&B's setting ``x_transaction_log_flush_interval``, which ``wandb leet`` relies on the same way)
+FLUSH_ENV = {"WANDB_X_TRANSACTION_LOG_FLUSH_INTERVAL": "1"}
+
+
+def render_command(command: tuple[str, ...], args: dict[str, Any], *, interpreter: str, program: str,
+                   args_json_file: str, project: str | None = None, entity: str | None = None) -> list[str]:
+    """A W&B program's command line, as W&B's agent renders it (``wandb/wandb_agent.py``,
+    ``Agent._command_run``): W&B's own functions render ``${envvar:NAME}`` and the argument macros;
+    each ``${...}`` element is then replaced by its list. ``${interpreter}`` is ``interpreter`` (W&B's
+    agent writes a literal ``python``); ``${project}`` and ``${entity}`` are the sweep's."""
+    _wandb()
+    from wandb.sdk.launch.sweeps import utils as sweep_utils
+
+    # a copy: create_sweep_command writes into the list it is given
+    chunks = sweep_utils.create_sweep_command(list(command or sweep_utils.DEFAULT_SWEEP_COMMAND))
+    macros: dict[str, list[str]] = sweep_utils.create_sweep_command_args({"args": {k: {"value": v}
+                                                                                  for k, v in args.items()}})
+    macros.update(interpreter=[interpreter], program=[program], args_json_file=[args_json_file],
+                  env=["/usr/bin/env"] if sys.platform != "win32" else [],
+                  project=[project] if project else [], entity=[entity] if entity else [])
+    out: list[str] = []
+    for chunk in map(str, chunks):
+        if chunk.startswith("${") and chunk.endswith("}"):
+            out += macros.get(chunk[2:-1]) or []
+        else:
+            out.append(chunk)
+    return out
+
+
+def write_param_file(path: str, config: dict[str, Any]) -> None:
+    """The trial's config where ``wandb.init()`` reads it (``WANDB_SWEEP_PARAM_PATH``), in the form
+    W&B's agent writes: ``{key: {value: ...}}``."""
+    import yaml
+
+    with open(path, "w") as f:
+        yaml.safe_dump({k: {"value": v} for k, v in config.items()}, f, sort_keys=False)
+
+
+_HEADER = 7  # the file's own header (":W&B", a key and a version)
+_BLOCK = 32 * 1024
+_FULL, _FIRST, _MIDDLE, _LAST = 1, 2, 3, 4
+
+
+@dataclass
+class RunUpdate:
+    """What a run's file gained since it was last read: history rows ``(step, values)``, summary
+    updates, config updates, the run's own fields (name, group, job type) and its exit code."""
+
+    history: list[tuple[int, dict[str, Any]]]
+    summary: dict[str, Any]
+    config: dict[str, Any]
+    run: dict[str, str]
+    exit_code: int | None = None
+
+
+class RunFile:
+    """A W&B run's transaction log (``run-<id>.wandb``), read as it grows.
+
+    W&B 0.31 ships no Python reader of it (its Go core and ``wandb leet`` read it), so the
+    framing is read here: LevelDB's log format (32 KiB blocks; records in pieces, each with a
+    7-byte header: crc32, length, type) around ``wandb.proto.wandb_internal_pb2.Record``
+    messages, W&B's public protocol. Only whole records are returned; a piece still being
+    written is read next time."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._pos = _HEADER
+        self._parts = b""
+
+    def _chunks(self) -> list[bytes]:
+        with open(self.path, "rb") as f:
+            f.seek(self._pos)
+            data = f.read()
+        out, pos, base = [], 0, self._pos
+        while True:
+            left = _BLOCK - (base + pos) % _BLOCK
+            if left < 7:  # the block's zero tail
+                if pos + left > len(data):
+                    break
+                pos += left
+                continue
+            if pos + 7 > len(data):
+                break
+            length, kind = int.from_bytes(data[pos + 4:pos + 6], "little"), data[pos + 6]
+            if kind == 0 and length == 0:  # zeros to the end of the block
+                if pos + left > len(data):
+                    break
+                pos += left
+                continue
+            if pos + 7 + length > len(data):
+                break
+            chunk = data[pos + 7:pos + 7 + length]
+            pos += 7 + length
+            if kind == _FULL:
+                out.append(chunk)
+            elif kind == _FIRST:
+                self._parts = chunk
+            elif kind == _MIDDLE:
+                self._parts += chunk
+            elif kind == _LAST:
+                out.append(self._parts + chunk)
+                self._parts = b""
+        self._pos = base + pos
+        return out
+
+    def read(self) -> RunUpdate:
+        import json
+
+        _wandb()
+        from wandb.proto import wandb_internal_pb2 as pb
+
+        update = RunUpdate([], {}, {}, {})
+        for raw in self._chunks():
+            rec = pb.Record()
+            rec.ParseFromString(raw)
+            kind = rec.WhichOneof("record_type")
+            if kind == "history":
+                row = {_key(i): json.loads(i.value_json) for i in rec.history.item}
+                step = rec.history.step.num if rec.history.HasField("step") else row.get("_step", 0)
+                update.history.append((int(step), row))
+            elif kind == "summary":
+                update.summary.update({_key(i): json.loads(i.value_json) for i in rec.summary.update})
+            elif kind in ("run", "config"):
+                items = rec.run.config.update if kind == "run" else rec.config.update
+                update.config.update({_key(i): json.loads(i.value_json) for i in items})
+                if kind == "run":
+                    update.run = {"id": rec.run.run_id, "name": rec.run.display_name, "group": rec.run.run_group,
+                                  "job_type": rec.run.job_type}
+            elif kind == "exit":
+                update.exit_code = rec.exit.exit_code
+        return update
+
+
+def _key(item: Any) -> str:
+    return item.key or "/".join(item.nested_key)
+
+
+def find_run_file(wandb_dir: str, run_id: str) -> str | None:
+    """The newest run file of W&B run ``run_id`` under ``wandb_dir/wandb`` (offline or online)."""
+    import glob
+    import os
+
+    found = glob.glob(os.path.join(glob.escape(wandb_dir), "wandb", f"*run-*-{run_id}", f"run-{run_id}.wandb"))
+    return max(found, key=os.path.getmtime) if found else None
+
+
+class OwnRun:
+    """A trial's W&B run in the trainer's own process, as ``wandb.run``: the trainer's ``wandb.log``,
+    ``wandb.Image`` and ``wandb.run.summary`` go to it, and so do its ``report()`` values, but for the
+    keys the trainer has already logged to it itself (each value is in the run once). Opened only
+    in a process that runs one trial at a time (a Ray worker): W&B has one ``wandb.run`` a process."""
+
+    def __init__(self, settings: WandbSettings, *, name: str, group: str, config: dict[str, Any], run_id: str) -> None:
+        self._run: Any = None
+        self._ours: set[str] = set()
+        try:
+            wandb = _wandb()
+            run = wandb.init(id=run_id, project=settings.project or "sweeps", entity=settings.entity,
+                             dir=settings.dir, name=name, group=group, job_type="trial", config=config,
+                             mode=settings.mode,  # type: ignore[arg-type]
+                             settings=wandb.Settings(silent=True, save_code=False, disable_git=True,
+                                                     x_save_requirements=False))
+            if run.id != run_id:  # another run of this process was returned: not the trial's
+                raise RuntimeError(f"wandb.init returned the run {run.id}, which another caller started")
+            self._run = run
+        except Exception as exc:  # noqa: BLE001 - W&B must never fail a trial
+            logger.warning("W&B: the trial's run could not be started in the trainer's process: %s", exc)
+
+    @property
+    def active(self) -> bool:
+        return self._run is not None
+
+    def log(self, step: int, values: dict[str, float]) -> None:
+        run = self._run
+        if run is None:
+            return
+        try:
+            theirs = set(run.summary.keys()) - self._ours
+            values = {k: v for k, v in values.items() if k not in theirs}
+            if values:
+                self._ours.update(values)
+                # the trainer's own wandb.log may have moved W&B's step past this report's
+                run.log(values, step=step) if step >= run.step else run.log(values)
+        except Exception as exc:  # noqa: BLE001
+            logger.warning("W&B: report() not mirrored: %s", exc)
+
+    def close(self, summary: dict[str, Any], failed: bool) -> None:
+        run, self._run = self._run, None
+        if run is None:
+            return
+        try:
+            run.summary.update(summary)
+            run.finish(exit_code=1 if failed else 0)
+        except Exception as exc:  # noqa: BLE001
+            logger.warning("W&B: the trial's run did not finish cleanly: %s", exc)

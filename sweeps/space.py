@@ -659,12 +659,6 @@ class _Builder(_Checks):
                     )
         budget = self._budget(metric)
         trainer = d.get("trainer") if isinstance(d.get("trainer"), str) else None
-        if trainer is None and isinstance(d.get("program"), str):
-            self.doc.add(
-                "note",
-                ("program",),
-                "sweeps calls a Python function, not a script: add `trainer: module:function` to launch this file",
-            )
         if method is None or params is None:
             return None
         resources = d.get("resources") if isinstance(d.get("resources"), dict) else {}

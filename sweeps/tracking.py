@@ -166,8 +166,11 @@ class MetricBuffer:
     dropped from the buffer before the store has taken it.
     """
 
-    def __init__(self, uri: str, run_id: str, size: int = 200, interval_s: float = 1.0) -> None:
+    def __init__(self, uri: str, run_id: str, size: int = 200, interval_s: float = 1.0, *,
+                 shared: bool = False) -> None:
         self.uri, self.run_id, self.size, self.interval_s = uri, run_id, size, interval_s
+        #: the trial's own code logs to this run too: a value it logged at a step is not written again
+        self.shared = shared
         self._pending: list[Any] = []
         self._tags: list[Any] = []
         self._params: list[Any] = []
@@ -201,12 +204,48 @@ class MetricBuffer:
 
     def flush(self) -> None:
         self._flushed = time.monotonic()
+        if self.shared and self._pending:
+            self._pending = self._not_logged(self._pending)
         # MLflow takes at most 1000 items per batch, of them 100 params and 100 tags
         while self._pending or self._tags or self._params:
             tags, params = self._tags[:100], self._params[:100]
             metrics = self._pending[:1000 - len(tags) - len(params)]
             client(self.uri).log_batch(self.run_id, metrics=metrics, params=params, tags=tags, synchronous=True)
             del self._tags[:len(tags)], self._params[:len(params)], self._pending[:len(metrics)]
+
+
+    def _not_logged(self, metrics: list[Any]) -> list[Any]:
+        """The metrics whose key has no value at their step in the run yet."""
+        c = client(self.uri)
+        logged = {key: {m.step for m in c.get_metric_history(self.run_id, key)} for key in {m.key for m in metrics}}
+        return [m for m in metrics if m.step not in logged[m.key]]
+
+
+def activate(uri: str, run_id: str) -> None:
+    """Make ``run_id`` MLflow's active run on this thread (MLflow keeps one stack of active runs per
+    thread), in ``uri``: a trainer's own ``mlflow.log_*``, ``set_tag``, ``<flavor>.log_model`` and
+    ``autolog`` go to the trial's run."""
+    if not enabled(uri):
+        return
+    client(uri)
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    mlflow.start_run(run_id=run_id)
+
+
+def deactivate(run_id: str) -> None:
+    """End the trial's run as MLflow's active run on this thread, where it is (its end state is
+    written after this, by the trial's record); a run the trainer left open is ended too."""
+    import sys
+
+    mlflow = sys.modules.get("mlflow")
+    if mlflow is None:
+        return
+    while (run := mlflow.active_run()) is not None:
+        mlflow.end_run()
+        if run.info.run_id == run_id:
+            break
 
 
 def get_run(uri: str, run_id: str) -> Any:

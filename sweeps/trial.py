@@ -17,6 +17,8 @@ next trial starts.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import functools
 import hashlib
 import importlib
@@ -35,10 +37,12 @@ import time
 import traceback
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Callable
+from types import ModuleType
+from typing import Any, Callable, Iterator
 
 from . import tracking
-from .mirror import LaterRun, WandbSettings
+from .mirror import LaterRun, OwnRun, WandbSettings
+from .program import Program, ProgramRun, Pulse, Target
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +101,12 @@ class TrialRequest:
     stop_metric: str | None = None
     #: the trial's W&B run id, chosen by the controller
     wandb_id: str | None = None
+    #: a W&B program to run instead of ``trainer``
+    program: Program | None = None
+    #: the launch directory (a program's path starts there)
+    workdir: str = "."
+    #: of "mlflow" and "wandb", those the trial's own code logs to itself (set where the trial runs)
+    uses: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
@@ -187,6 +197,13 @@ class TrialEnd:
     error: str | None = None
     traceback: str | None = None
     pruned: str | None = None
+    #: local files the trial's run keeps as artifacts (a program's output)
+    files: tuple[str, ...] = ()
+
+    def summary(self) -> dict[str, Any]:
+        """What the trial's W&B run's summary says of its end."""
+        return {**self.final, "sweeps/state": self.state, **({"sweeps/error": self.error} if self.error else {}),
+                **({"sweeps/pruned": True, "sweeps/pruned_reason": self.pruned} if self.pruned else {})}
 
 
 class TrialMirror:
@@ -229,8 +246,9 @@ class TrialRecord:
 
     def __init__(self, req: TrialRequest, mirror: Any = None) -> None:
         self.req = req
-        self.buffer = tracking.MetricBuffer(req.tracking_uri, req.run_id)
-        mirroring = req.wandb is not None and req.wandb.mode != "disabled"
+        self.buffer = tracking.MetricBuffer(req.tracking_uri, req.run_id, shared="mlflow" in req.uses)
+        # a trial whose own code makes its W&B run (a program, a trainer calling wandb) is not mirrored again
+        mirroring = req.wandb is not None and req.wandb.mode != "disabled" and "wandb" not in req.uses
         self.mirror: Any = (mirror or TrialMirror(req)) if mirroring else None
 
     def start(self, tags: Callable[[], dict[str, str]], packages: Callable[[], tuple[str, str]]) -> None:
@@ -240,7 +258,9 @@ class TrialRecord:
         if tracking.enabled(uri):
             self.buffer.describe(tags(), req.params)  # written with the first metrics, within a second
             quietly(lambda: keep_requirements(uri, req.parent_run_id, packages()))
-            tracking.log_text(uri, run_id, json.dumps({"config": req.config, "seed": req.seed, "trainer": req.trainer},
+            what = ({"program": req.program.path, "command": list(req.program.command)} if req.program
+                    else {"trainer": req.trainer})
+            tracking.log_text(uri, run_id, json.dumps({"config": req.config, "seed": req.seed, **what},
                                                       indent=2, default=str), "config.json")
             if req.git_diff:
                 tracking.log_text(uri, run_id, req.git_diff, "git.diff")
@@ -268,9 +288,9 @@ class TrialRecord:
         if how.pruned:
             self.buffer.describe({"sweeps.pruned": "true", "sweeps.pruned_reason": how.pruned})
         self.buffer.flush()
-        summary = {**how.final, "sweeps/state": how.state, **({"sweeps/error": how.error} if how.error else {}),
-                   **({"sweeps/pruned": True, "sweeps/pruned_reason": how.pruned} if how.pruned else {})}
-        self.close_mirror(summary, failed=how.error is not None)
+        for path in how.files:
+            quietly(lambda: tracking.log_artifact(uri, run_id, path))
+        self.close_mirror(how.summary(), failed=how.error is not None)
         tracking.end_run(uri, run_id, "FAILED" if how.error else "KILLED" if how.pruned else "FINISHED")
 
     def close_mirror(self, summary: dict[str, Any], failed: bool) -> None:
@@ -286,8 +306,8 @@ class _Reporter:
     """
 
     def __init__(self, recorder: Recorder, record: TrialRecord, stop_metric: str | None = None,
-                 decide: Callable[[float], str | None] | None = None) -> None:
-        self.recorder, self.record = recorder, record
+                 decide: Callable[[float], str | None] | None = None, own: OwnRun | None = None) -> None:
+        self.recorder, self.record, self.own = recorder, record, own
         self.stop_metric, self.decide = stop_metric, decide
         self.step = -1
         self.count = 0
@@ -308,7 +328,7 @@ class _Reporter:
         self.step = max(self.step, step)
         self.count += 1
         self.last.update(numeric)
-        self.recorder.do(lambda: self.record.metrics([(step, numeric)]))
+        self.keep(step, numeric)
         if self.stop_metric in numeric:
             value = numeric[self.stop_metric]  # type: ignore[index]
             self.curve.append(value)
@@ -317,6 +337,13 @@ class _Reporter:
                 if reason:
                     self.stopped = reason
                     raise StopTrial(reason)
+
+    def keep(self, step: int, values: dict[str, float]) -> None:
+        """Into the trial's record, and its W&B run where the trainer's process holds it."""
+        self.recorder.do(lambda: self.record.metrics([(step, values)]))
+        if self.own is not None:
+            own = self.own
+            self.recorder.do(lambda: own.log(step, values), quiet=True)
 
 
 def load_trainer(spec: str) -> Callable[..., Any]:
@@ -425,17 +452,72 @@ def keep_requirements(uri: str, parent_run_id: str | None, packages: tuple[str, 
         _KEPT.add(key)
 
 
+def uses(req: TrialRequest) -> tuple[str, ...]:
+    """Of MLflow and W&B, those the trial's own code logs to: both for a program; for a trainer, those
+    its module imports (``import mlflow``, ``from wandb import ...``)."""
+    if req.program is not None:
+        return ("mlflow", "wandb")
+    try:
+        module = importlib.import_module(req.trainer.partition(":")[0])
+    except Exception:  # noqa: BLE001 - the trial reports it when it loads the trainer
+        return ()
+    names = {v.__name__ if isinstance(v, ModuleType) else str(getattr(v, "__module__", "") or "")
+             for v in vars(module).values()}
+    return tuple(lib for lib in ("mlflow", "wandb") if any(n == lib or n.startswith(f"{lib}.") for n in names))
+
+
+@contextlib.contextmanager
+def own_calls(req: TrialRequest, exclusive: bool) -> Iterator[None]:
+    """While the trainer runs, the trial's MLflow run is MLflow's active run on this thread: the
+    trainer's own ``mlflow.*`` calls land in it. In a process that runs one trial at a time
+    (``exclusive``), ``MLFLOW_TRACKING_URI`` and ``MLFLOW_RUN_ID`` name it too, for a trainer that
+    imports MLflow only when it runs, and for the processes it starts."""
+    on = tracking.enabled(req.tracking_uri) and req.program is None
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID")}
+    if on and exclusive:
+        os.environ.update(MLFLOW_TRACKING_URI=req.tracking_uri, MLFLOW_RUN_ID=req.run_id)
+    try:
+        if on and "mlflow" in req.uses:
+            tracking.activate(req.tracking_uri, req.run_id)
+        yield
+    finally:
+        if on:
+            quietly(lambda: tracking.deactivate(req.run_id))
+        if on and exclusive:
+            for k, v in saved.items():
+                os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+
+
+def _own_run(req: TrialRequest, exclusive: bool) -> OwnRun | None:
+    """The trial's W&B run, opened here as ``wandb.run`` for a trainer that calls W&B itself, in a process
+    that runs one trial at a time (elsewhere the trial is mirrored as usual)."""
+    if req.program is not None or not exclusive or "wandb" not in req.uses or req.wandb is None \
+            or req.wandb.mode == "disabled":
+        return None
+    run = OwnRun(req.wandb, name=req.run_name, group=req.sweep_id, config=req.params, run_id=req.wandb_id or "")
+    return run if run.active else None
+
+
 def run_trial(req: TrialRequest, decide: Callable[[float], str | None] | None = None,
-              node_tags: dict[str, str] | None = None, record: Any = None) -> TrialResult:
+              node_tags: dict[str, str] | None = None, record: Callable[[TrialRequest], Any] | None = None, *,
+              pulse: Pulse | None = None, exclusive: bool = False) -> TrialResult:
     """Run one trial to the end. Never raises for a trainer's failure; raises when its record could
     not be written (the trial is then lost, and runs again).
 
     ``decide(value)`` judges each reported value of ``req.stop_metric``: a
-    reason to stop, or None. ``record`` keeps the trial's record, with
-    :class:`TrialRecord`'s verbs (default: a TrialRecord in this process).
+    reason to stop, or None. ``record(req)`` makes the object that keeps the trial's record, with
+    :class:`TrialRecord`'s verbs (default: a TrialRecord in this process). ``exclusive``: this
+    process runs no other trial meanwhile (a Ray worker). ``pulse`` learns of a program's signs of life.
     """
     start = time.monotonic()
     ids = gpu_ids()
+    req = dataclasses.replace(req, uses=uses(req))
+    own = _own_run(req, exclusive)
+    if own is None and req.program is None:
+        req = dataclasses.replace(req, uses=tuple(u for u in req.uses if u != "wandb"))
+    program = ProgramRun(req.program, Target(req.number, req.seed, req.run_name, req.sweep_id, req.wandb,
+                                             req.wandb_id or "", req.tracking_uri, req.run_id, req.workdir),
+                         pulse) if req.program is not None else None
 
     def tags() -> dict[str, str]:  # read on the recorder thread: the trainer does not wait for them
         out = {**environment_tags(), **(node_tags or {}), "sweeps.gpu.ids": ",".join(ids)}
@@ -444,17 +526,18 @@ def run_trial(req: TrialRequest, decide: Callable[[float], str | None] | None = 
             out["sweeps.gpu.name"] = name
         return out
 
-    record = record if record is not None else TrialRecord(req)
+    record = (record or TrialRecord)(req)
     recorder = Recorder(str(req.number), tick=record.flush_due)
     recorder.do(lambda: record.start(tags, requirements))
-    report = _Reporter(recorder, record, req.stop_metric, decide)
+    report = _Reporter(recorder, record, req.stop_metric, decide, own)
     error = tb = None
     value = None
     final: dict[str, float] = {}
     try:
-        trainer = load_trainer(req.trainer)
+        trainer = program or load_trainer(req.trainer)
         seed_everything(req.seed)
-        returned = trainer(req.config, report)
+        with own_calls(req, exclusive):
+            returned = trainer(req.config, report)
         if returned is not None and not isinstance(returned, dict):
             raise TypeError(f"the trainer returned {type(returned).__name__}; return a dict of metrics (or None)")
         final = {k: float(v) for k, v in (returned or {}).items() if _is_number(v)}
@@ -463,10 +546,13 @@ def run_trial(req: TrialRequest, decide: Callable[[float], str | None] | None = 
             # a returned value that differs from the last report is one more point
             # on that curve; new keys sit at the last step
             step = report.step + 1 if any(k in report.last for k in changed) else max(report.step, 0)
-            recorder.do(lambda: record.metrics([(step, changed)]))
+            report.keep(step, changed)
         value = final.get(req.metric, report.last.get(req.metric))
         if report.stopped:  # the trainer swallowed StopTrial and returned
             raise StopTrial(report.stopped)
+        if value is None and program is not None:
+            raise ValueError(f"{program.program.path} never logged the metric '{req.metric}' with wandb.log (or in "
+                             f"wandb.run.summary) in the W&B run {req.wandb_id} that sweeps started it with")
         if value is None:
             raise ValueError(f"the trainer neither returned nor reported the metric '{req.metric}'")
         if not math.isfinite(value):
@@ -479,9 +565,16 @@ def run_trial(req: TrialRequest, decide: Callable[[float], str | None] | None = 
         logger.warning("trial %s failed: %s", req.number, error)
     pruned = report.stopped if error is None else None
     state = TrialState.FAIL if error else TrialState.PRUNED if pruned else TrialState.COMPLETE
-    how = TrialEnd(state, final, error, tb, pruned)
+    how = TrialEnd(state, final, error, tb, pruned, program.files() if program is not None else ())
     recorder.do(lambda: record.end(how))
-    recorder.close()
+    if own is not None:
+        recorder.do(lambda: own.close({**how.summary(), "sweeps/mlflow_run_id": req.run_id}, error is not None),
+                    quiet=True)
+    try:
+        recorder.close()
+    finally:
+        if program is not None:
+            program.cleanup()
     return TrialResult(
         number=req.number, state=state, value=None if error else value, metrics={**report.last, **final},
         run_id=req.run_id, duration_s=time.monotonic() - start, steps=report.count, error=error,

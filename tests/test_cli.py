@@ -157,11 +157,12 @@ def test_launch_refuses_a_bad_file_before_starting_anything(tmp_path: Path) -> N
     assert not (tmp_path / ".sweeps").exists() and not (tmp_path / "mlflow.db").exists()
 
 
-def test_launch_of_a_wandb_program_file_says_to_name_a_trainer(tmp_path: Path) -> None:
+def test_launch_of_a_wandb_program_that_is_not_there_names_the_launch_directory(tmp_path: Path) -> None:
     (tmp_path / "w.yaml").write_text("program: train.py\nmethod: random\nmetric: {name: loss}\nparameters: {a: {values: [1]}}\n")
     out = _sweeps("launch", "w.yaml", cwd=tmp_path)
-    assert out.returncode == 2
-    assert "w.yaml: trainer: no trainer to call (this W&B file runs the script train.py); add trainer: module:function" in out.stderr
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert f"w.yaml: program: train.py is not a file in the launch directory {tmp_path.resolve()}" in out.stderr
+    assert not (tmp_path / "mlflow.db").exists()
 
 
 def test_status_of_an_unknown_sweep_names_the_known_ones(tmp_path: Path) -> None:
