@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import threading
 from importlib import metadata
+from pathlib import Path
 
 from sweeps import trial as runner
+from wandb_offline import offline_runs
 
 
 def test_the_package_scan_runs_once_when_a_warm_up_and_a_trial_ask_at_once(monkeypatch) -> None:
@@ -37,3 +39,66 @@ def test_the_package_scan_runs_once_when_a_warm_up_and_a_trial_ask_at_once(monke
     assert f"sweeps-orchestrator=={metadata.version('sweeps-orchestrator')}" in lines
     assert all("==" in line for line in lines)
     runner._requirements.cache_clear()
+
+
+def test_a_trainers_own_mlflow_and_wandb_calls_land_in_its_trials_runs_on_one_worker(env) -> None:
+    """Several trials in one worker process: each one's own calls go to its own runs, never to a stray
+    run or store, and a value both logged and reported is there once."""
+    summary = env.launch("""
+        name: own-calls
+        method: grid
+        metric: {name: loss}
+        trainer: own_calls_trainer:train
+        parameters:
+          x: {values: [1, 2, 3]}
+    """, parallel=1)
+    assert summary.counts["COMPLETE"] == 3
+    _, children = env.runs(summary)
+    client = env.client()
+    wb = [r for r in offline_runs(env.tmp) if r.job_type == "trial"]
+    assert sorted(r.name for r in wb) == sorted(c.info.run_name for c in children)  # one W&B run a trial
+    assert len({c.data.params["worker_pid"] for c in children}) == 1  # one worker ran them all
+    for c in children:
+        x = float(c.data.params["x"])
+        assert c.data.tags["own_tag"] == f"x={x}" and float(c.data.params["own_param"]) == x
+        assert f"notes-{x:g}.txt" in [a.path for a in client.list_artifacts(c.info.run_id)]
+        assert [m.step for m in client.get_metric_history(c.info.run_id, "loss")] == [0, 1, 2]
+        assert [m.step for m in client.get_metric_history(c.info.run_id, "reported_only")] == [0, 1, 2]
+        assert c.info.status == "FINISHED"
+        run = next(r for r in wb if r.name == c.info.run_name)
+        assert run.group == summary.id and run.exit_code == 0 and run.summary["own_summary"] == x
+        assert [h["own_metric"] for h in run.history if "own_metric" in h] == [x * 10 + s for s in range(3)]
+        assert len([h for h in run.history if "loss" in h]) == 3  # logged by the trainer, not again by report()
+        assert [h["reported_only"] for h in run.history if "reported_only" in h] == [0, 1, 2]
+        assert run.summary["sweeps/state"] == "COMPLETE" and run.summary["sweeps/mlflow_run_id"] == c.info.run_id
+    exp = client.search_experiments()
+    assert sum(len(client.search_runs([e.experiment_id])) for e in exp) == 4  # the parent and its 3 children
+    assert not list(env.tmp.rglob("mlruns")) and not list(Path.cwd().glob("mlruns"))
+
+
+def test_a_torch_model_logged_with_mlflow_pytorch_is_a_logged_model_of_its_trial(env) -> None:
+    """trainers/digits_mlp_model.py: the model each trial logs with mlflow.pytorch.log_model belongs to
+    that trial's child run, and loads back."""
+    import mlflow
+    import torch
+
+    summary = env.launch("""
+        name: models
+        method: grid
+        metric: {name: val_acc, goal: maximize}
+        trainer: trainers.digits_mlp_model:train
+        parameters:
+          hidden: {values: [16, 32]}
+          epochs: {value: 1}
+    """, parallel=2)
+    assert summary.counts["COMPLETE"] == 2
+    _, children = env.runs(summary)
+    client = env.client()
+    models = client.search_logged_models(experiment_ids=[summary.record.experiment_id])
+    assert sorted(m.source_run_id for m in models) == sorted(c.info.run_id for c in children)
+    mlflow.set_tracking_uri(env.uri)
+    for m in models:
+        model = mlflow.pytorch.load_model(m.model_uri)
+        hidden = int(client.get_run(m.source_run_id).data.params["hidden"])
+        weights = dict(model.named_parameters()) or dict(model.named_buffers())
+        assert model(torch.zeros(3, 64)).shape == (3, 10) and hidden in {w.shape[0] for w in weights.values()}

@@ -44,6 +44,11 @@ def build(config: dict[str, Any]) -> nn.Module:
 
 
 def train(config: dict[str, Any], report: Callable[..., None]) -> dict[str, float]:
+    return fit(config, report)[1]
+
+
+def fit(config: dict[str, Any], report: Callable[..., None]) -> tuple[nn.Module, dict[str, float]]:
+    """Train the model, reporting every epoch; the trained model and its last metrics."""
     if torch.cuda.is_available() and os.environ.get("CUDA_VISIBLE_DEVICES"):
         device = torch.device("cuda")
     else:
@@ -81,4 +86,4 @@ def train(config: dict[str, Any], report: Callable[..., None]) -> dict[str, floa
                 "val_acc": float((logits.argmax(1) == y_va).float().mean()),
             }
         report(step=epoch, **metrics)
-    return metrics
+    return model, metrics
