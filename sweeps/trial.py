@@ -498,6 +498,13 @@ def _own_run(req: TrialRequest, exclusive: bool) -> OwnRun | None:
     return run if run.active else None
 
 
+def _program(req: TrialRequest, pulse: Pulse | None) -> ProgramRun | None:
+    if req.program is None:
+        return None
+    return ProgramRun(req.program, Target(req.number, req.seed, req.run_name, req.sweep_id, req.wandb, req.wandb_id or "",
+                                          req.tracking_uri, req.run_id, req.workdir), pulse)
+
+
 def run_trial(req: TrialRequest, decide: Callable[[float], str | None] | None = None,
               node_tags: dict[str, str] | None = None, record: Callable[[TrialRequest], Any] | None = None, *,
               pulse: Pulse | None = None, exclusive: bool = False) -> TrialResult:
@@ -505,9 +512,8 @@ def run_trial(req: TrialRequest, decide: Callable[[float], str | None] | None = 
     not be written (the trial is then lost, and runs again).
 
     ``decide(value)`` judges each reported value of ``req.stop_metric``: a
-    reason to stop, or None. ``record(req)`` makes the object that keeps the trial's record, with
-    :class:`TrialRecord`'s verbs (default: a TrialRecord in this process). ``exclusive``: this
-    process runs no other trial meanwhile (a Ray worker). ``pulse`` learns of a program's signs of life.
+    reason to stop, or None. ``record(req)`` makes what keeps the trial's record (default: a
+    TrialRecord here). ``exclusive``: no other trial runs in this process meanwhile (a Ray worker).
     """
     start = time.monotonic()
     ids = gpu_ids()
@@ -515,9 +521,7 @@ def run_trial(req: TrialRequest, decide: Callable[[float], str | None] | None = 
     own = _own_run(req, exclusive)
     if own is None and req.program is None:
         req = dataclasses.replace(req, uses=tuple(u for u in req.uses if u != "wandb"))
-    program = ProgramRun(req.program, Target(req.number, req.seed, req.run_name, req.sweep_id, req.wandb,
-                                             req.wandb_id or "", req.tracking_uri, req.run_id, req.workdir),
-                         pulse) if req.program is not None else None
+    program = _program(req, pulse)
 
     def tags() -> dict[str, str]:  # read on the recorder thread: the trainer does not wait for them
         out = {**environment_tags(), **(node_tags or {}), "sweeps.gpu.ids": ",".join(ids)}
