@@ -16,8 +16,12 @@ parser.add_argument("--x", type=float, default=0.0)
 parser.add_argument("--steps", type=int, default=4)
 parser.add_argument("--mode", default="ok")  # ok | fail | silent | mlflow | hang_once
 parser.add_argument("--sleep", type=float, default=0.0)
+parser.add_argument("--config-json")  # a command's ${args_json_file}
 args, _ = parser.parse_known_args()
-run = wandb.init(config={**vars(args), "default_only": 7})
+defaults = {k: v for k, v in vars(args).items() if k != "config_json"}
+if args.config_json:
+    defaults.update(json.loads(Path(args.config_json).read_text()))
+run = wandb.init(config={**defaults, "default_only": 7})
 config = dict(run.config)
 seen = Path("seen")
 seen.mkdir(exist_ok=True)

@@ -156,13 +156,19 @@ def _alive(pid: int) -> bool:
     return Path(f"/proc/{pid}/stat").exists() and Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
 
 
-def test_a_failing_script_a_silent_one_and_one_calling_mlflow_itself(env) -> None:
+def test_a_failing_script_a_silent_one_and_one_calling_mlflow_itself_with_args_json_file(local_env) -> None:
+    env = local_env  # how a script's trial ends is the program runner's: the local executor runs it too
     summary = _sweep(env, """
+        command: ["${interpreter}", "${program}", --config-json, "${args_json_file}"]
         method: grid
         parameters:
           mode: {values: [fail, silent, mlflow]}
+          x: {value: 1.5}
     """, parallel=3)
     by_mode = {t.params["mode"]: t for t in _trials(summary)}
+    for t in by_mode.values():  # the values came in the JSON file ${args_json_file} names
+        seen = json.loads((env.tmp / "seen" / f"{t.number}.json").read_text())
+        assert seen["argv"][0] == "--config-json" and seen["config"]["x"] == 1.5 and seen["config"]["mode"] == t.params["mode"]
     error = by_mode["fail"].user_attrs["error"]
     assert error.startswith("ProgramFailed: train.py exited with code 3; the last lines of its stderr:")
     assert "CUDA out of memory (not really)" in error

@@ -90,7 +90,7 @@ def test_a_torch_model_logged_with_mlflow_pytorch_is_a_logged_model_of_its_trial
         parameters:
           hidden: {values: [16, 32]}
           epochs: {value: 1}
-    """, parallel=2)
+    """, parallel=1)
     assert summary.counts["COMPLETE"] == 2
     _, children = env.runs(summary)
     client = env.client()
