@@ -371,9 +371,11 @@ class Loop:
         from .live import Progress
 
         best = self.best
+        lines = self.executor.lines(list(self.running))
         return Progress(
             sweep_id=self.s.sweep_id, metric=self.s.metric.name, total=self.s.max_trials, finished=self.finished,
-            counts=dict(self.counts), running=tuple((r.number, t0, r.params) for _, r, t0 in self.running.values()),
+            counts=dict(self.counts),
+            running=tuple((r.number, t0, r.params, lines.get(h, "")) for h, (_, r, t0) in self.running.items()),
             best=(best.value, best.number, best.run_id, best.params) if best else None,
             reruns=len(self.reruns), excluded=tuple(sorted(self.excluded)),
         )

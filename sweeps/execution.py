@@ -145,6 +145,7 @@ class RayExecutor:
         #: the heartbeats of running trials: when the controller last looked, and the node each beat from
         self._looked = time.monotonic()
         self._nodes: dict[int, str] = {}
+        self._lines: dict[int, str] = {}
         try:
             self._start()
         except BaseException:
@@ -290,6 +291,10 @@ class RayExecutor:
         self._dispatch()
         return total
 
+    def lines(self, handles: list[Any]) -> dict[Any, str]:
+        """From the heartbeats, as the last look at them found them."""
+        return {j: self._lines[j.request.number] for j in handles if j.request.number in self._lines}
+
     def submit(self, request: TrialRequest, excluded: frozenset[str] = frozenset()) -> _Job:
         job = _Job(request, frozenset(excluded))
         self._queue.append(job)
@@ -311,8 +316,10 @@ class RayExecutor:
         for job in jobs:
             if job.request.key not in ages:
                 continue
-            age, node = ages[job.request.key]
+            age, node, line = ages[job.request.key]
             self._nodes[job.request.number] = node
+            if line:
+                self._lines[job.request.number] = line
             if age > self.plan.heartbeat_timeout_s and job.cancelled is None:
                 self._stop(job, f"no heartbeat for {age:.0f} s", LostCause.SILENT)
 
@@ -344,6 +351,7 @@ class RayExecutor:
         assert slot is not None
         self._board.drop.remote(request.key)
         node = self._nodes.pop(request.number, "")
+        self._lines.pop(request.number, None)
         try:
             result: TrialResult = ray.get(ref)
         except ray.exceptions.RayError as exc:
@@ -430,18 +438,20 @@ class Heartbeats:
     last said it was alive, by this actor's clock, and on which node."""
 
     def __init__(self) -> None:
-        self._last: dict[str, tuple[float, str]] = {}
+        self._last: dict[str, tuple[float, str, str]] = {}
 
-    def beat(self, key: str, node: str, idle_s: float = 0.0) -> None:
-        """``idle_s``: how long the trial has shown no sign of life although its worker is alive."""
-        self._last[key] = (time.monotonic() - idle_s, node)
+    def beat(self, key: str, node: str, idle_s: float = 0.0, line: str = "") -> None:
+        """``idle_s``: how long the trial has shown no sign of life although its worker is alive;
+        ``line``: the last line it printed."""
+        self._last[key] = (time.monotonic() - idle_s, node, line)
 
     def drop(self, key: str) -> None:
         self._last.pop(key, None)
 
-    def ages(self, keys: list[str]) -> dict[str, tuple[float, str]]:
+    def ages(self, keys: list[str]) -> dict[str, tuple[float, str, str]]:
+        """For each trial: seconds since its last sign of life, its node, its last line."""
         now = time.monotonic()
-        return {k: (now - self._last[k][0], self._last[k][1]) for k in keys if k in self._last}
+        return {k: (now - self._last[k][0], *self._last[k][1:]) for k in keys if k in self._last}
 
 
 class TrialWorker:
@@ -469,7 +479,8 @@ class TrialWorker:
         pulse = Pulse()  # a program's signs of life: a program that shows none goes silent
 
         def beat() -> None:
-            board.beat.remote(request.key, self.node_id, pulse.idle() if request.program is not None else 0.0)
+            board.beat.remote(request.key, self.node_id, pulse.idle() if request.program is not None else 0.0,
+                              pulse.line)
 
         def heartbeat() -> None:
             while not done.wait(HEARTBEAT_S):

@@ -1,8 +1,8 @@
 """Where trials run: the executor contract, and the local executor.
 
 An executor runs :class:`~sweeps.trial.TrialRequest` s and hands back how each ended. The
-loop needs five verbs and nothing more: ``submit``, ``wait``, ``cancel``, ``capacity`` and
-``shutdown``. Everything else is the executor's own business, settled when it is built
+loop needs six verbs and nothing more: ``submit``, ``wait``, ``cancel``, ``capacity``,
+``lines`` (what a running program last printed, for the live view) and ``shutdown``. Everything else is the executor's own business, settled when it is built
 from a :class:`Plan`: starting workers ahead, early termination (the judge every report
 consults), liveness (a trial whose worker died or went silent comes back from ``wait`` as
 :class:`~sweeps.trial.Lost`), and closing the records of a trial it gave up on.
@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import FatalError
+from .program import Pulse
 from .trial import Lost, LostCause, TrialRequest, TrialResult, TrialState
 
 if TYPE_CHECKING:
@@ -97,6 +98,11 @@ class Executor(Protocol):
         """How many trials of the plan's size fit at once now (nodes come and go)."""
         ...
 
+    def lines(self, handles: list[Any]) -> dict[Any, str]:
+        """The last line each of these running trials printed, where one did (a program's output),
+        for the live view; a few seconds old at most."""
+        ...
+
     def shutdown(self) -> None:
         """Let every worker go, once its records are written. Safe to call twice."""
         ...
@@ -108,6 +114,7 @@ class _LocalJob:
     thread: threading.Thread | None = None
     outcome: TrialResult | Lost | None = None
     cancelled: str | None = None  # why, once cancelled
+    pulse: Pulse = field(default_factory=Pulse)
 
 
 class LocalExecutor:
@@ -138,6 +145,9 @@ class LocalExecutor:
     def capacity(self, excluded: frozenset[str] = frozenset()) -> int:
         return self._slots
 
+    def lines(self, handles: list[Any]) -> dict[Any, str]:
+        return {job: job.pulse.line for job in handles if job.pulse.line and job.outcome is None}
+
     def submit(self, request: TrialRequest, excluded: frozenset[str] = frozenset()) -> _LocalJob:
         job = _LocalJob(request)
         with self._lock:
@@ -165,7 +175,7 @@ class LocalExecutor:
         request = job.request
         try:
             outcome: TrialResult | Lost = run_trial(request, lambda value: self._decide(job, value),
-                                                    {"sweeps.node.id": "local"})
+                                                    {"sweeps.node.id": "local"}, pulse=job.pulse)
         except Exception as exc:  # noqa: BLE001 - the record could not be written: lost, runs again
             outcome = Lost(request.number, f"{type(exc).__name__}: {exc}", LostCause.DIED, "local")
         with self._lock:
@@ -195,6 +205,7 @@ class LocalExecutor:
         job: _LocalJob = handle
         with self._lock:
             job.cancelled = reason
+            job.pulse.cancelled = True  # a program is stopped at once
             if job in self._queue:  # never started
                 self._queue.remove(job)
                 job.outcome = Lost(job.request.number, reason, LostCause.CANCELLED)
@@ -207,6 +218,7 @@ class LocalExecutor:
         with self._lock:
             for job in self._queue + self._running:
                 job.cancelled = job.cancelled or "the sweep ended"
+                job.pulse.cancelled = True
             self._queue.clear()
             running = list(self._running)
         for job in running:

@@ -18,8 +18,8 @@ class Progress:
     total: int | None
     finished: int = 0
     counts: dict[str, int] = field(default_factory=dict)
-    #: the running trials: (number, when it started on the monotonic clock, params)
-    running: tuple[tuple[int, float, dict[str, Any]], ...] = ()
+    #: the running trials: (number, when it started on the monotonic clock, params, the last line it printed)
+    running: tuple[tuple[int, float, dict[str, Any], str], ...] = ()
     #: the best so far: (value, trial number, MLflow run id, params)
     best: tuple[float, int, str, dict[str, Any]] | None = None
     reruns: int = 0
@@ -70,9 +70,12 @@ class LiveView:
         table.add_column("state")
         table.add_column("for", justify="right")
         table.add_column("params")
+        printed = any(line for *_, line in p.running)
+        if printed:
+            table.add_column("last output", overflow="ellipsis", no_wrap=True, max_width=60)
         now = time.monotonic()
-        for number, t0, params in p.running[:12]:
-            table.add_row(str(number), "running", f"{now - t0:.0f}s", short(params))
+        for number, t0, params, line in p.running[:12]:
+            table.add_row(str(number), "running", f"{now - t0:.0f}s", short(params), *([line] if printed else []))
         if p.best is not None:
             value, number, run_id, params = p.best
             best = f"best {p.metric} = {_fmt(value)} (trial {number}, run {run_id[:8]}): {short(params)}"

@@ -56,15 +56,20 @@ class ProgramFailed(Exception):
 
 
 class Pulse:
-    """When a trial last showed a sign of life. A script shows one when it writes output or W&B
-    records, or uses CPU time; a worker's heartbeat says how long ago that was, so a script that
-    hangs goes silent to the controller although its worker is alive."""
+    """When a trial last showed a sign of life, and the last line it printed. A script shows one
+    when it writes output or W&B records, or uses CPU time; a worker's heartbeat says how long ago
+    that was, so a script that hangs goes silent to the controller although its worker is alive."""
 
     def __init__(self) -> None:
         self._last = time.monotonic()
+        self.line = ""
+        #: set by an executor that cannot kill the trial's process itself (the local one)
+        self.cancelled = False
 
-    def beat(self) -> None:
+    def beat(self, line: str = "") -> None:
         self._last = time.monotonic()
+        if line:
+            self.line = line
 
     def idle(self) -> float:
         return time.monotonic() - self._last
@@ -94,7 +99,6 @@ class ProgramRun:
         self.program, self.target, self.pulse = program, target, pulse or Pulse()
         self.tmp = tempfile.mkdtemp(prefix=f"sweeps-trial-{target.number}-")
         self.output = os.path.join(self.tmp, "output.log")
-        self.last_line = ""
         self._stderr: collections.deque[str] = collections.deque(maxlen=STDERR_LINES)
         self._lock = threading.Lock()
         mirroring = target.wandb is not None and target.wandb.mode != "disabled"
@@ -167,11 +171,9 @@ class ProgramRun:
                 log.write(raw)
                 log.flush()
             line = raw.decode(errors="replace")
-            if line.strip():
-                self.last_line = line.strip()
             if err:
                 self._stderr.append(line)
-            self.pulse.beat()
+            self.pulse.beat(line.strip()[:200])
 
     def _follow(self, proc: subprocess.Popen[bytes], report: Callable[..., None]) -> dict[str, Any]:
         """Hand each history row the script's run gains to ``report`` while the script runs; its summary
@@ -200,6 +202,9 @@ class ProgramRun:
                     return summary
             if ended is not None and (runfile is None or time.monotonic() - ended > EXIT_WAIT_S):
                 return summary  # no run, or one that never wrote its end
+            if self.pulse.cancelled and ended is None:
+                self._stop(proc)
+                continue
             used = _cpu_seconds(proc.pid)
             if used > cpu:
                 cpu = used

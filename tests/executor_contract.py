@@ -6,10 +6,13 @@ is under test is where they run and how they come back."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from pathlib import Path
 from typing import Any
 
 from sweeps.executors import JudgeSpec, Plan
+from sweeps.program import Program
 from sweeps.space import EarlyTerminate
 from sweeps.trial import Lost, LostCause, TrialRequest, TrialResult, TrialState
 
@@ -37,6 +40,24 @@ class ExecutorContract:
 
     def make(self, plan: Plan) -> Any:
         raise NotImplementedError
+
+    def test_a_running_programs_last_line_is_there_for_the_live_view_and_a_cancel_stops_it(self, tmp_path: Path) -> None:
+        (tmp_path / "talk.py").write_text("import time\nprint('warming up', flush=True)\ntime.sleep(1)\n"
+                                          "print('epoch 1 of 9', flush=True)\ntime.sleep(60)\n")
+        ex = self.make(Plan(tracking_uri="none", parallel=1))
+        program = Program("talk.py", ("${interpreter}", "${program}"))
+        try:
+            handle = ex.submit(dataclasses.replace(request(0, "", {}), program=program, workdir=str(tmp_path)))
+            deadline, seen = time.monotonic() + 60, []
+            while time.monotonic() < deadline and (not seen or seen[-1] != "epoch 1 of 9"):
+                ex.wait([handle], timeout=0.5)  # where the executor looks at its trials
+                seen += [line for line in ex.lines([handle]).values() if not seen or line != seen[-1]]
+            assert seen and seen[-1] == "epoch 1 of 9", seen
+            ex.cancel(handle, "enough")
+            got = collect(ex, [handle], timeout=30)
+        finally:
+            ex.shutdown()
+        assert isinstance(got[0], Lost) and got[0].cause is LostCause.CANCELLED and got[0].reason == "enough"
 
     def test_a_trial_runs_and_comes_back_with_its_result(self) -> None:
         ex = self.make(Plan(tracking_uri="none", parallel=2))
