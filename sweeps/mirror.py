@@ -457,8 +457,10 @@ class OwnRun:
             values = {k: v for k, v in values.items() if k not in theirs}
             if values:
                 self._ours.update(values)
-                # the trainer's own wandb.log may have moved W&B's step past this report's
-                run.log(values, step=step) if step >= run.step else run.log(values)
+                if step >= run.step:
+                    run.log(values, step=step)
+                else:  # the trainer's own wandb.log moved W&B's step past this report's
+                    run.log(values)
         except Exception as exc:  # noqa: BLE001
             logger.warning("W&B: report() not mirrored: %s", exc)
 

@@ -485,7 +485,10 @@ def own_calls(req: TrialRequest, exclusive: bool) -> Iterator[None]:
             quietly(lambda: tracking.deactivate(req.run_id))
         if on and exclusive:
             for k, v in saved.items():
-                os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
 
 
 def _own_run(req: TrialRequest, exclusive: bool) -> OwnRun | None:
