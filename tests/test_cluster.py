@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -181,13 +182,28 @@ def _overlapping(probes: list[dict]) -> int:
     return max(sum(1 for q in probes if q["start"] <= p["start"] < q["end"]) for p in probes)
 
 
-def test_trials_run_on_agents_and_log_to_the_tracking_server(head: Head, tmp_path: Path) -> None:
+def test_trials_and_wandb_programs_run_on_agents_and_log_to_the_tracking_server(head: Head, tmp_path: Path) -> None:
     work = _sweep_dir(tmp_path, "on-agents", "{cpus: 1}", 3, 0.2)
+    program = tmp_path / "program"
+    program.mkdir()
+    shutil.copy(Path(__file__).parent / "program_script.py", program / "train.py")
+    (program / "s.yaml").write_text("name: program-on-agents\nprogram: train.py\nmethod: grid\nmetric: {name: loss}\n"
+                                    "parameters:\n  x: {values: [1, 2]}\n  mode: {value: mlflow}\n")
     with agent(head, gpus=0, cpus=2):
         nodes = _node_ids(head)
         agents = {nid for nid, res in nodes.items() if "sweeps_agent" in res}
         out = _launch(head, work)
+        ran = _launch(head, program)
     assert out.returncode == 0, out.stdout + out.stderr
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    scripts = _children(head, "program-on-agents")
+    assert len(scripts) == 2 and {c.info.status for c in scripts} == {"FINISHED"}
+    assert {c.data.tags["sweeps.node.id"] for c in scripts} <= agents
+    from mlflow import MlflowClient
+
+    for c in scripts:  # what the script logged (with wandb.log, and to MLflow over HTTP) reached the server, once
+        assert c.data.params["from_the_script"] == "yes"
+        assert [m.step for m in MlflowClient(head.uri).get_metric_history(c.info.run_id, "loss")] == [0, 1, 2, 3]
     children = _children(head, "on-agents")
     assert len(children) == 3 and {c.info.status for c in children} == {"FINISHED"}
     assert {c.data.tags["sweeps.node.id"] for c in children} <= agents
