@@ -33,7 +33,7 @@ from typing import Any
 from .errors import FatalError
 from . import tracking
 from .executors import Plan, judged_end
-from .mirror import WandbSettings, close, close_lost, lost_summary, warm
+from .mirror import WandbSettings, close, close_lost, log_model_artifact, lost_summary, warm
 from .program import Pulse
 from .trial import (Lost, LostCause, TrialEnd, TrialState, TrialMirror, TrialRecord, TrialRequest, TrialResult, environment_tags, quietly,
                      run_trial)
@@ -557,6 +557,10 @@ class _NodeRecord:
             self.recorder.metrics.remote(self.req.key, self._pending)
             self._pending, self._values = [], 0
 
+    def keep(self, path: str, folder: str | None, model: str | None = None) -> None:
+        self._send()
+        self.recorder.keep.remote(self.req.key, path, folder, model)  # on this node: the path is readable there
+
     def end(self, how: TrialEnd) -> None:
         import ray
 
@@ -657,6 +661,11 @@ class NodeRecorder:
 
         self._guard(key, write)
 
+    def keep(self, key: str, path: str, folder: str | None, model: str | None) -> None:
+        record = self._records.get(key)
+        if record is not None:
+            self._guard(key, lambda: record.keep(path, folder, model))
+
     def end(self, key: str, how: TrialEnd) -> None:
         record, error = self._records.pop(key, None), self._errors.pop(key, None)
         if record is None:
@@ -721,6 +730,9 @@ class _NodeMirrorRun:
     def log(self, batch: list[tuple[int, dict[str, float]]]) -> None:
         self.recorder._to_mirror("log", self.req.key, batch)
 
+    def model(self, name: str, path: str) -> None:
+        self.recorder._to_mirror("model", self.req.key, name, path)
+
     def close(self, summary: dict[str, Any], failed: bool) -> None:
         self.recorder._to_mirror("close", self.req.key, summary, failed)
 
@@ -740,6 +752,12 @@ class NodeMirror:
     def log(self, key: str, batch: list[tuple[int, dict[str, float]]]) -> None:
         if key in self._runs:
             self._runs[key].log(batch)
+
+    def model(self, key: str, name: str, path: str) -> None:
+        if key in self._runs:
+            self._runs[key].model(name, path)
+        else:
+            log_model_artifact(None, name, path)  # removes the copy
 
     def close(self, key: str, summary: dict[str, Any], failed: bool) -> None:
         run = self._runs.pop(key, None)

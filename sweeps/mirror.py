@@ -11,7 +11,7 @@ import logging
 import queue
 import sys
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
@@ -95,6 +95,26 @@ class Mirror:
             self._off("finish", exc)
         self._run = None
 
+    def model(self, name: str, path: str) -> None:
+        """The model in folder ``path`` as a W&B model artifact of this run; the folder is removed after."""
+        log_model_artifact(self._run, name, path)
+
+
+def log_model_artifact(run: Any, name: str, path: str) -> None:
+    """Log folder ``path`` as W&B model artifact ``name`` of ``run`` (W&B copies it), then remove it."""
+    import shutil
+
+    try:
+        if run is not None:
+            wandb = _wandb()
+            artifact = wandb.Artifact(name, type="model")
+            artifact.add_dir(path)
+            run.log_artifact(artifact)
+    except Exception as exc:  # noqa: BLE001 - W&B must never fail a trial
+        logger.warning("W&B: model artifact %s not logged: %s", name, exc)
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
 
 class LaterRun:
     """A W&B run (a :class:`Mirror`) opened, updated and finished on this process's W&B thread
@@ -119,6 +139,9 @@ class LaterRun:
 
     def summary(self, values: dict[str, Any]) -> None:
         later(lambda: self._run.summary(values) if self._run is not None else None)
+
+    def model(self, name: str, path: str) -> None:
+        later(lambda: self._run.model(name, path) if self._run is not None else log_model_artifact(None, name, path))
 
     def finish(self, failed: bool = False) -> None:
         later(lambda: self._finish(failed))
@@ -322,12 +345,14 @@ _FULL, _FIRST, _MIDDLE, _LAST = 1, 2, 3, 4
 @dataclass
 class RunUpdate:
     """What a run's file gained since it was last read: history rows ``(step, values)``, summary
-    updates, config updates, the run's own fields (name, group, job type) and its exit code."""
+    updates, config updates, the run's own fields (name, group, job type), the names of the
+    artifacts it logged, and its exit code."""
 
     history: list[tuple[int, dict[str, Any]]]
     summary: dict[str, Any]
     config: dict[str, Any]
     run: dict[str, str]
+    artifacts: list[str] = field(default_factory=list)
     exit_code: int | None = None
 
 
@@ -404,6 +429,8 @@ class RunFile:
                 if kind == "run":
                     update.run = {"id": rec.run.run_id, "name": rec.run.display_name, "group": rec.run.run_group,
                                   "job_type": rec.run.job_type}
+            elif kind == "artifact":
+                update.artifacts.append(rec.artifact.name)
             elif kind == "exit":
                 update.exit_code = rec.exit.exit_code
         return update
@@ -463,6 +490,9 @@ class OwnRun:
                     run.log(values)
         except Exception as exc:  # noqa: BLE001
             logger.warning("W&B: report() not mirrored: %s", exc)
+
+    def model(self, name: str, path: str) -> None:
+        log_model_artifact(self._run, name, path)
 
     def close(self, summary: dict[str, Any], failed: bool) -> None:
         run, self._run = self._run, None

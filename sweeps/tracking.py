@@ -145,9 +145,14 @@ def log_text(uri: str, run_id: str, text: str, path: str) -> None:
         client(uri).log_text(run_id, text, path)
 
 
-def log_artifact(uri: str, run_id: str, local_path: str) -> None:
+def log_artifact(uri: str, run_id: str, local_path: str, folder: str | None = None) -> None:
     if enabled(uri):
-        client(uri).log_artifact(run_id, local_path)
+        client(uri).log_artifact(run_id, local_path, folder)
+
+
+def log_artifacts(uri: str, run_id: str, local_dir: str, folder: str | None = None) -> None:
+    if enabled(uri):
+        client(uri).log_artifacts(run_id, local_dir, folder)
 
 
 def log_metric(uri: str, run_id: str, key: str, value: float, step: int) -> None:
@@ -246,6 +251,68 @@ def deactivate(run_id: str) -> None:
         mlflow.end_run()
         if run.info.run_id == run_id:
             break
+
+
+def log_model(uri: str, run_id: str, model: Any, name: str, example: Any = None) -> str:
+    """Log ``model`` as an MLflow logged model of run ``run_id``, in the flavour that fits it (torch,
+    scikit-learn, a pyfunc ``PythonModel``), with the flavour's default requirements (MLflow's
+    inference of them loads the model in a new process: seconds a model); its model URI. The run
+    stays RUNNING."""
+    import os
+
+    client(uri)
+    import mlflow
+
+    flavor, kwargs = _flavor(model, example)
+    mlflow.set_tracking_uri(uri)
+    active = mlflow.active_run()
+    ours = active is not None and active.info.run_id == run_id
+    named = os.environ.get("MLFLOW_RUN_ID")
+    if not ours:
+        mlflow.start_run(run_id=run_id, nested=active is not None)
+    try:
+        info = flavor.log_model(name=name, input_example=example, pip_requirements=flavor.get_default_pip_requirements(),
+                                **kwargs)
+    finally:
+        if not ours:
+            mlflow.end_run()
+            client(uri).update_run(run_id, status="RUNNING")
+            if named:  # end_run forgets it; the trial goes on
+                os.environ["MLFLOW_RUN_ID"] = named
+    set_tags(uri, run_id, {f"sweeps.model.{name}": info.model_uri})
+    return info.model_uri
+
+
+def _flavor(model: Any, example: Any) -> tuple[Any, dict[str, Any]]:
+    import sys
+
+    import mlflow
+
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(model, torch.nn.Module):
+        import mlflow.pytorch
+
+        # without an example, torch.export cannot trace it: pickled
+        return mlflow.pytorch, {"pytorch_model": model, **({} if example is not None else {"serialization_format": "pickle"})}
+    if type(model).__module__.split(".")[0] == "sklearn" or (hasattr(model, "get_params") and hasattr(model, "predict")):
+        import mlflow.sklearn
+
+        return mlflow.sklearn, {"sk_model": model}
+    import mlflow.pyfunc
+
+    if isinstance(model, mlflow.pyfunc.PythonModel):
+        return mlflow.pyfunc, {"python_model": model}
+    raise TypeError(f"report.model() keeps torch modules, scikit-learn estimators and mlflow.pyfunc.PythonModel "
+                    f"objects, not {type(model).__name__}; log it with MLflow's own mlflow.<flavor>.log_model "
+                    f"inside train(), which lands in the trial's run too")
+
+
+def download(uri: str, artifact_uri: str, dst: str) -> str:
+    """A local copy of ``artifact_uri`` (a run's artifact or a ``models:/`` URI) under ``dst``."""
+    client(uri)
+    import mlflow
+
+    return mlflow.artifacts.download_artifacts(artifact_uri=artifact_uri, dst_path=dst, tracking_uri=uri)
 
 
 def get_run(uri: str, run_id: str) -> Any:

@@ -29,7 +29,9 @@ import os
 import platform
 import queue
 import random
+import shutil
 import socket
+import tempfile
 import subprocess
 import sys
 import threading
@@ -225,6 +227,12 @@ class TrialMirror:
         if self.run is not None:
             self.run.log(batch)
 
+    def model(self, name: str, path: str) -> None:
+        if self.run is not None:
+            self.run.model(name, path)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+
     def close(self, summary: dict[str, Any], failed: bool) -> None:
         if self.run is not None:
             self.run.summary(summary)
@@ -277,6 +285,23 @@ class TrialRecord:
     def flush_due(self) -> None:
         self.buffer.flush_due()
 
+    def keep(self, path: str, folder: str | None, model: str | None = None) -> None:
+        """A file or folder the trainer kept (``report.save``; a model's local copy for W&B: ``model``),
+        staged on this node: an artifact of the MLflow run under ``folder``, or the model to the W&B
+        run. The staged copy is removed once written."""
+        try:
+            if model is not None:
+                if self.mirror is not None:
+                    self.mirror.model(model, path)  # removes it once W&B has it
+                    return
+            elif os.path.isdir(path):
+                tracking.log_artifacts(self.req.tracking_uri, self.req.run_id, path, folder)
+            else:
+                tracking.log_artifact(self.req.tracking_uri, self.req.run_id, path, folder)
+        finally:
+            if model is None or self.mirror is None:
+                shutil.rmtree(os.path.dirname(path) if model is None else path, ignore_errors=True)
+
     def end(self, how: TrialEnd) -> None:
         """Tags, params and the last metrics in one write (the trial counts once they are in), then the
         W&B run's summary and the MLflow run's end state."""
@@ -299,16 +324,17 @@ class TrialRecord:
 
 
 class _Reporter:
-    """The ``report`` a trainer calls: ``report(step=..., **metrics)``.
+    """The ``report`` a trainer calls: ``report(step=..., **metrics)``, and what it keeps:
+    ``report.model(model)``, ``report.save(path)``.
 
     With early termination, each value of the stopping metric is judged at
     once; a decision to stop raises :class:`StopTrial` out of ``report``.
     """
 
-    def __init__(self, recorder: Recorder, record: TrialRecord, stop_metric: str | None = None,
+    def __init__(self, recorder: Recorder, record: TrialRecord, req: TrialRequest,
                  decide: Callable[[float], str | None] | None = None, own: OwnRun | None = None) -> None:
-        self.recorder, self.record, self.own = recorder, record, own
-        self.stop_metric, self.decide = stop_metric, decide
+        self.recorder, self.record, self.req, self.own = recorder, record, req, own
+        self.stop_metric, self.decide = req.stop_metric, decide
         self.step = -1
         self.count = 0
         self.last: dict[str, float] = {}
@@ -337,6 +363,42 @@ class _Reporter:
                 if reason:
                     self.stopped = reason
                     raise StopTrial(reason)
+
+    def model(self, model: Any, name: str = "model", example: Any = None) -> str:
+        """Keep a trained model: an MLflow logged model of the trial's run, in the flavour that fits it
+        (a torch module, a scikit-learn estimator, an ``mlflow.pyfunc.PythonModel``), and a W&B model
+        artifact of the trial's W&B run. ``example``: an input (a batch of 2 or more for torch, whose
+        model is then exported with ``torch.export``; pickled without one). Written now, on this
+        thread; returns its model URI (``models:/m-...``), which ``sweeps best`` names."""
+        req = self.req
+        if not tracking.enabled(req.tracking_uri):
+            logger.warning("report.model(): MLflow is off for this sweep; the model is not kept")
+            return ""
+        uri = tracking.log_model(req.tracking_uri, req.run_id, model, name, example)
+        mirrored = self.own is not None or (req.wandb is not None and req.wandb.mode != "disabled"
+                                            and "wandb" not in req.uses)
+        if mirrored:
+            local = tracking.download(req.tracking_uri, uri, tempfile.mkdtemp(prefix="sweeps-model-"))
+            label = f"{req.run_name}-{name}"
+            if self.own is not None:
+                own = self.own
+                self.recorder.do(lambda: own.model(label, local), quiet=True)
+            else:
+                self.recorder.do(lambda: self.record.keep(local, None, label), quiet=True)
+        return uri
+
+    def save(self, path: str, name: str | None = None) -> None:
+        """Keep a file or a folder as an artifact of the trial's run, under ``files/`` (as ``name``).
+        Copied now: the trainer may change or remove it after."""
+        src = os.fspath(path)
+        staged = os.path.join(tempfile.mkdtemp(prefix="sweeps-file-"), name or os.path.basename(src.rstrip(os.sep)))
+        if os.path.isdir(src):
+            shutil.copytree(src, staged)
+            folder = f"files/{os.path.basename(staged)}"
+        else:
+            shutil.copy2(src, staged)
+            folder = "files"
+        self.recorder.do(lambda: self.record.keep(staged, folder))
 
     def keep(self, step: int, values: dict[str, float]) -> None:
         """Into the trial's record, and its W&B run where the trainer's process holds it."""
@@ -536,7 +598,7 @@ def run_trial(req: TrialRequest, decide: Callable[[float], str | None] | None = 
     record = (record or TrialRecord)(req)
     recorder = Recorder(str(req.number), tick=record.flush_due)
     recorder.do(lambda: record.start(tags, requirements))
-    report = _Reporter(recorder, record, req.stop_metric, decide, own)
+    report = _Reporter(recorder, record, req, decide, own)
     error = tb = None
     value = None
     final: dict[str, float] = {}

@@ -230,3 +230,28 @@ def always_dies(config, report):
 
     report(step=0, loss=float(config["x"]))
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def keeps_a_model(config, report):
+    """A scikit-learn model kept with report.model, and a file and a folder with report.save (removed at
+    once after: report copies them)."""
+    import shutil
+    import tempfile
+
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = load_breast_cancer(return_X_y=True)
+    model = LogisticRegression(C=float(config["c"]), max_iter=200).fit(x / x.max(axis=0), y)
+    acc = float(model.score(x / x.max(axis=0), y))
+    uri = report.model(model)
+    tmp = tempfile.mkdtemp()
+    with open(f"{tmp}/notes.txt", "w") as f:
+        f.write(f"c={config['c']} model={uri}\n")
+    os.makedirs(f"{tmp}/plots")
+    with open(f"{tmp}/plots/a.csv", "w") as f:
+        f.write("x,y\n1,2\n")
+    report.save(f"{tmp}/notes.txt")
+    report.save(f"{tmp}/plots")
+    shutil.rmtree(tmp)
+    return {"acc": acc}

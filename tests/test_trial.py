@@ -102,3 +102,32 @@ def test_a_torch_model_logged_with_mlflow_pytorch_is_a_logged_model_of_its_trial
         hidden = int(client.get_run(m.source_run_id).data.params["hidden"])
         weights = dict(model.named_parameters()) or dict(model.named_buffers())
         assert model(torch.zeros(3, 64)).shape == (3, 10) and hidden in {w.shape[0] for w in weights.values()}
+
+
+def test_report_model_and_save_keep_a_model_files_and_a_folder_in_the_trials_runs(env) -> None:
+    """A trainer that imports neither MLflow nor W&B keeps its model and files through report."""
+    import mlflow
+    import numpy as np
+
+    summary = env.launch("""
+        name: keeps
+        method: grid
+        metric: {name: acc, goal: maximize}
+        trainer: sweeps_test_trainers:keeps_a_model
+        parameters:
+          c: {values: [0.1, 10.0]}
+    """, parallel=2)
+    assert summary.counts["COMPLETE"] == 2
+    _, children = env.runs(summary)
+    client = env.client()
+    models = {m.source_run_id: m for m in client.search_logged_models(experiment_ids=[summary.record.experiment_id])}
+    wb = {r.name: r for r in offline_runs(env.tmp) if r.job_type == "trial"}
+    mlflow.set_tracking_uri(env.uri)
+    for c in children:
+        model = models[c.info.run_id]
+        assert c.data.tags["sweeps.model.model"] == model.model_uri
+        assert mlflow.pyfunc.load_model(model.model_uri).predict(np.zeros((2, 30))).shape == (2,)
+        files = {a.path for a in client.list_artifacts(c.info.run_id, "files")}
+        assert files == {"files/notes.txt", "files/plots"}
+        assert [a.path for a in client.list_artifacts(c.info.run_id, "files/plots")] == ["files/plots/a.csv"]
+        assert wb[c.info.run_name].artifacts == [f"{c.info.run_name}-model"]  # a W&B model artifact too
