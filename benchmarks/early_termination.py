@@ -38,6 +38,7 @@ SPACE = """
       batch_size: {{values: [32, 64, 128]}}
       optimizer: {{values: [adam, sgd]}}
       epochs: {{value: {epochs}}}
+      keep_model: {{value: false}}
 """
 HYPERBAND = "    early_terminate: {type: hyperband, min_iter: 1, eta: 3}\n"
 

@@ -90,7 +90,7 @@ from trainers.digits_mlp import train as _digits
 
 def w2(config, report):
     start = time.time()
-    out = _digits({**config, "epochs": 5}, report)
+    out = _digits({**config, "epochs": 5, "keep_model": False}, report)  # the peers keep no model either
     _log(start)
     return out
 '''

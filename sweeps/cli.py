@@ -201,6 +201,103 @@ def _print_launch_summary(summary: Any) -> None:
 
 
 @main.command()
+@click.argument("sweep")
+@click.option("--state-dir", type=click.Path(file_okay=False), default=".sweeps", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.option("--trial", type=click.IntRange(min=0), help="This trial instead of the best one.")
+@click.option("--download", type=click.Path(file_okay=False), help="Copy the trial's model(s) and files into DIR.")
+def best(sweep: str, state_dir: str, as_json: bool, trial: int | None, download: str | None) -> None:
+    """The best trial of SWEEP: its value, params, MLflow run, model URI, W&B run, and how to load its model."""
+    import json
+    from pathlib import Path
+
+    from . import tracking
+    from .status import best_trial
+
+    if download is not None:
+        _writable(Path(download))
+    info = best_trial(Path(state_dir), sweep, trial)
+    info["models"] = tracking.logged_models(info["tracking_uri"], info["experiment_id"], info["run_id"] or "")
+    info["model_uri"] = info["models"].get("model") or next(iter(info["models"].values()), None)
+    if download is not None:
+        for name, model_uri in info["models"].items():
+            tracking.download(info["tracking_uri"], model_uri, str(Path(download) / name))
+        if info["run_id"]:
+            tracking.download_files(info["tracking_uri"], info["run_id"], download)
+    if as_json:
+        click.echo(json.dumps(info, indent=2, default=str))
+        return
+    _print_best(info, download)
+
+
+def _writable(path: Any) -> None:
+    import tempfile
+
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"cannot write to {path}: {exc.strerror or exc}") from None
+
+
+def _print_best(info: dict[str, Any], download: str | None) -> None:
+    click.echo(f"best trial of sweep {info['sweep']} ({info['name']}): trial {info['trial']}, "
+               f"{info['metric']} = {info['value']:.6g} ({info['goal']})")
+    for k, v in info["params"].items():
+        click.echo(f"  {k} = {v!r}")
+    click.echo(f"MLflow run: {info['run_id']} ({info['tracking_uri']})")
+    if info["wandb_run_id"]:
+        click.echo(f"W&B run: {info['wandb_run_id']} ({info['wandb_mode']})")
+    if not info["models"]:
+        click.echo("no model kept: call report.model(model) in the trainer (or MLflow's own log_model) to keep one")
+    for name, model_uri in info["models"].items():
+        click.echo(f"model {name}: {model_uri}")
+    if info["model_uri"]:
+        click.echo(f"""load it:
+  import mlflow
+  mlflow.set_tracking_uri("{info['tracking_uri']}")
+  model = mlflow.pyfunc.load_model("{info['model_uri']}")   # model.predict(...)
+promote it: sweeps promote {info['sweep']} --model NAME""")
+    if download:
+        click.echo(f"copied to {download}: " + ", ".join([*info["models"], "files"]))
+
+
+@main.command()
+@click.argument("sweep")
+@click.option("--model", "name", required=True, help="The registered model's name in MLflow's Model Registry.")
+@click.option("--alias", default="champion", show_default=True, help="The alias the new version gets.")
+@click.option("--trial", type=click.IntRange(min=0), help="This trial's model instead of the best trial's.")
+@click.option("--state-dir", type=click.Path(file_okay=False), default=".sweeps", show_default=True)
+def promote(sweep: str, name: str, alias: str, trial: int | None, state_dir: str) -> None:
+    """Register the model of SWEEP's best trial (or --trial N) in MLflow's Model Registry with an alias."""
+    from pathlib import Path
+
+    from . import tracking
+    from .status import best_trial
+
+    info = best_trial(Path(state_dir), sweep, trial)
+    models = tracking.logged_models(info["tracking_uri"], info["experiment_id"], info["run_id"] or "")
+    model_uri = models.get("model") or next(iter(models.values()), None)
+    if model_uri is None:
+        raise ConfigError(f"trial {info['trial']} of sweep {info['sweep']} kept no model: call report.model(model) in "
+                          "the trainer (or MLflow's own mlflow.<flavor>.log_model) to keep one")
+    tags = {"sweeps.sweep_id": info["sweep"], "sweeps.trial": str(info["trial"]), "sweeps.metric": info["metric"],
+            "sweeps.value": repr(info["value"]), "sweeps.run_id": info["run_id"]}
+    version, created = tracking.register(info["tracking_uri"], model_uri, name, alias, tags)
+    tracking.set_tags(info["tracking_uri"], info["parent_run_id"], {"sweeps.promoted": f"{name}/{version.version}@{alias}"})
+    click.echo(f"{'registered' if created else 'already registered'}: {name} version {version.version} "
+               f"(trial {info['trial']}, {info['metric']} = {info['value']:.6g}) as {name}@{alias}")
+    click.echo(f'load it: mlflow.pyfunc.load_model("models:/{name}@{alias}")')
+    if info["wandb_mode"] != "online":
+        click.echo(f"W&B: not linked to the W&B registry: the sweep's W&B runs are {info['wandb_mode']} "
+                   "(upload them with `wandb sync`, then link the artifact in W&B)")
+    else:
+        click.echo("W&B: not linked to the W&B registry (sweeps does not link W&B artifacts yet): link the trial's "
+                   "model artifact in W&B")
+
+
+@main.command()
 @click.argument("sweep", required=False)
 @click.option("--state-dir", type=click.Path(file_okay=False), default=".sweeps", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")

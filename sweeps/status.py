@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .errors import ConfigError
 from .state import SWEEP_FILE, SweepRecord, open_study, sweep_dir
 
 
@@ -52,3 +53,37 @@ def sweep_trials(root: Path, sweep_id: str) -> dict[str, Any]:
     from dataclasses import asdict
 
     return {"sweep": asdict(rec), "best_trial": number, "best_value": value, "trials": trials}
+
+
+def best_trial(root: Path, sweep_id: str, trial: int | None = None) -> dict[str, Any]:
+    """The sweep's best complete trial (or trial ``trial``) as the study records it: its number, value,
+    params, MLflow run id and W&B run id, and where the sweep's records are. ConfigError when there is
+    none, naming what there is."""
+    directory = sweep_dir(root, sweep_id)
+    rec = SweepRecord.load(directory)
+    study = open_study(directory, rec.id, rec.goal, create=False)
+    trials = study.get_trials(deepcopy=False)
+    if trial is not None:
+        found = [t for t in trials if t.number == trial]
+        if not found or found[0].state.name != "COMPLETE":
+            complete = [t.number for t in trials if t.state.name == "COMPLETE"]
+            raise ConfigError(f"sweep {rec.id} has no complete trial {trial} (complete trials: "
+                              f"{', '.join(map(str, complete)) or 'none'})")
+        t = found[0]
+    else:
+        number, _ = _best(study)
+        if number is None:
+            states = ", ".join(f"{n} {s.lower()}" for s, n in sorted(_count(trials).items())) or "no trials"
+            raise ConfigError(f"sweep {rec.id} has no complete trial yet ({states}); `sweeps status {rec.id}` shows them")
+        t = next(t for t in trials if t.number == number)
+    return {"sweep": rec.id, "name": rec.name, "metric": rec.metric, "goal": rec.goal, "trial": t.number,
+            "value": t.value, "params": t.user_attrs.get("config", {}), "run_id": t.user_attrs.get("mlflow_run_id"),
+            "wandb_run_id": t.user_attrs.get("wandb_id"), "tracking_uri": rec.tracking_uri,
+            "experiment_id": rec.experiment_id, "parent_run_id": rec.parent_run_id, "wandb_mode": rec.wandb_mode}
+
+
+def _count(trials: list[Any]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for t in trials:
+        counts[t.state.name] = counts.get(t.state.name, 0) + 1
+    return counts

@@ -379,3 +379,45 @@ class MlflowSweep:
         self._curve.flush()
         self.tags({"sweeps.stop_reason": end.stop})
         end_run(self.uri, self.run_id, end.status)
+
+
+def logged_models(uri: str, experiment_id: str, run_id: str) -> dict[str, str]:
+    """The logged models of run ``run_id``: name ► model URI (``report.model`` or MLflow's own log_model)."""
+    if not enabled(uri) or not run_id:
+        return {}
+    found = client(uri).search_logged_models(experiment_ids=[experiment_id], filter_string=f"source_run_id = '{run_id}'")
+    return {m.name: m.model_uri for m in found}
+
+
+def register(uri: str, model_uri: str, name: str, alias: str, tags: dict[str, str]) -> tuple[Any, bool]:
+    """Register ``model_uri`` as a version of registered model ``name`` with ``alias``; the version and
+    whether it is new. The same model registered again under ``name`` gives its version back, not a
+    second one. A name the registry refuses raises ConfigError with its reason."""
+    from .errors import ConfigError
+
+    c = client(uri)
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        same = [v for v in c.search_model_versions(f"name = '{name}'") if v.tags.get("sweeps.model_uri") == model_uri]
+        created = not same
+        if created:
+            mlflow.set_registry_uri(uri)
+            mlflow.set_tracking_uri(uri)
+            version = mlflow.register_model(model_uri, name, tags={**tags, "sweeps.model_uri": model_uri})
+        else:
+            version = same[0]
+        c.set_registered_model_alias(name, alias, version.version)
+    except MlflowException as exc:
+        raise ConfigError(f"the model registry at {uri} refuses the model name {name!r} or alias {alias!r}: "
+                          f"{exc.message.splitlines()[0]}") from None
+    return version, created
+
+
+def download_files(uri: str, run_id: str, dst: str) -> None:
+    """The run's ``files/`` (what ``report.save`` kept) into ``dst/files``, where it has any."""
+    if enabled(uri) and client(uri).list_artifacts(run_id, "files"):
+        import mlflow
+
+        mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="files", dst_path=dst, tracking_uri=uri)

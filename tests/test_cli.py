@@ -247,3 +247,75 @@ def test_local_runs_a_quick_sweep_in_the_launch_process_without_ray(tmp_path: Pa
     detail = json.loads(_sweeps("status", sweep_id, "--json", cwd=tmp_path).stdout)
     assert sorted(t["value"] for t in detail["trials"]) == [2.0, 4.0, 6.0]
     assert len(list((tmp_path / "wandb").glob("offline-run-*"))) == 4  # 3 trials and the sweep, offline by default
+
+
+MODEL_TRAINER = '''
+from sklearn.datasets import load_breast_cancer
+from sklearn.linear_model import LogisticRegression
+
+
+def train(config, report):
+    if config["c"] < 0:
+        raise ValueError("no negative C")
+    x, y = load_breast_cancer(return_X_y=True)
+    x = x / x.max(axis=0)
+    model = LogisticRegression(C=config["c"], max_iter=300).fit(x, y)
+    if config.get("keep", True):
+        report.model(model, example=x[:2])
+    return {"acc": float(model.score(x, y))}
+'''
+
+
+def _model_sweep(tmp: Path, name: str, cs: list[float], keep: str = "[true]") -> str:
+    (tmp / "model_trainer.py").write_text(MODEL_TRAINER)
+    (tmp / f"{name}.yaml").write_text(
+        f"name: {name}\nmethod: grid\nmetric: {{name: acc, goal: maximize}}\ntrainer: model_trainer:train\n"
+        f"parameters:\n  c: {{values: {cs}}}\n  keep: {{values: {keep}}}\n")
+    out = _sweeps("launch", f"{name}.yaml", "--local", "--no-progress", cwd=tmp, env=_user_env())
+    assert out.returncode in (0, 1), out.stderr
+    return out.stdout.splitlines()[0].split(": ")[1]
+
+
+def test_best_names_the_model_and_promote_registers_it_once_under_an_alias(tmp_path: Path) -> None:
+    import mlflow
+    import numpy as np
+
+    sweep = _model_sweep(tmp_path, "models", [0.01, 10.0])
+    best = json.loads(_sweeps("best", sweep, "--json", cwd=tmp_path).stdout)
+    assert best["trial"] == 1 and best["params"] == {"c": 10.0, "keep": True} and best["run_id"] and best["wandb_run_id"]
+    assert best["model_uri"].startswith("models:/m-") and best["models"] == {"model": best["model_uri"]}
+    text = _sweeps("best", sweep, "--download", "got", cwd=tmp_path)
+    assert text.returncode == 0 and f'mlflow.pyfunc.load_model("{best["model_uri"]}")' in text.stdout
+    assert (tmp_path / "got" / "model" / "MLmodel").exists()
+    first = _sweeps("promote", sweep, "--model", "cancer-lr", cwd=tmp_path)
+    again = _sweeps("promote", sweep, "--model", "cancer-lr", cwd=tmp_path)
+    assert first.returncode == 0 and "registered: cancer-lr version 1 (trial 1" in first.stdout, first.stderr
+    assert again.returncode == 0 and "already registered: cancer-lr version 1" in again.stdout
+    assert "W&B: not linked to the W&B registry: the sweep's W&B runs are offline" in first.stdout
+    mlflow.set_tracking_uri(best["tracking_uri"])
+    model = mlflow.pyfunc.load_model("models:/cancer-lr@champion")
+    assert model.predict(np.zeros((3, 30))).shape == (3,)
+    version = mlflow.MlflowClient(best["tracking_uri"]).get_model_version_by_alias("cancer-lr", "champion")
+    assert version.tags["sweeps.sweep_id"] == sweep and version.tags["sweeps.trial"] == "1"
+    other = _sweeps("promote", sweep, "--model", "cancer-lr", "--trial", "0", cwd=tmp_path)
+    assert "registered: cancer-lr version 2 (trial 0" in other.stdout  # another trial: a new version takes the alias
+    parent = mlflow.MlflowClient(best["tracking_uri"]).get_run(best["parent_run_id"])
+    assert parent.data.tags["sweeps.promoted"] == "cancer-lr/2@champion"
+
+
+def test_best_and_promote_refuse_in_one_line_what_cannot_be(tmp_path: Path) -> None:
+    unknown = _sweeps("best", "nope", cwd=tmp_path)
+    assert unknown.returncode == 2 and unknown.stderr.strip() == "no sweep 'nope' in .sweeps (sweeps there: none)"
+    failed = _model_sweep(tmp_path, "failing", [-1.0])
+    out = _sweeps("best", failed, cwd=tmp_path)
+    assert out.returncode == 2 and out.stderr.strip() == (f"sweep {failed} has no complete trial yet (1 fail); "
+                                                          f"`sweeps status {failed}` shows them")
+    mixed = _model_sweep(tmp_path, "mixed", [1.0], keep="[false, true]")  # trial 0 keeps no model, trial 1 does
+    out = _sweeps("promote", mixed, "--model", "x", "--trial", "0", cwd=tmp_path)
+    assert out.returncode == 2 and "trial 0 of sweep" in out.stderr and "kept no model: call report.model(model)" in out.stderr
+    assert "no model kept: call report.model(model)" in _sweeps("best", mixed, "--trial", "0", cwd=tmp_path).stdout
+    out = _sweeps("promote", mixed, "--model", "", "--trial", "1", cwd=tmp_path)
+    assert out.returncode == 2 and "the model registry at sqlite:///" in out.stderr and "refuses the model name ''" in out.stderr
+    out = _sweeps("best", mixed, "--download", "/proc/nope", cwd=tmp_path)
+    assert out.returncode == 2 and out.stderr.strip().startswith("cannot write to /proc/nope: ")
+    assert "Traceback" not in out.stderr

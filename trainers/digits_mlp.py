@@ -3,7 +3,7 @@
 Deterministic under the seed the sweep sets (torch's global seed); runs on the
 GPU Ray assigned when there is one, otherwise on the CPU with as many threads
 as CPUs were given to the trial (Ray sets OMP_NUM_THREADS to that).
-Reports val_acc and val_loss after every epoch.
+Reports val_acc and val_loss after every epoch, and keeps the trained model.
 """
 
 from __future__ import annotations
@@ -43,8 +43,14 @@ def build(config: dict[str, Any]) -> nn.Module:
     return nn.Sequential(*blocks)
 
 
-def train(config: dict[str, Any], report: Callable[..., None]) -> dict[str, float]:
-    return fit(config, report)[1]
+def train(config: dict[str, Any], report: Any) -> dict[str, float]:
+    """Fit, and keep the trained model with ``report.model`` (``keep_model: false`` in the config skips it;
+    so does a ``report`` that is a plain function, as other tools pass)."""
+    model, metrics = fit(config, report)
+    if config.get("keep_model", True) and hasattr(report, "model"):
+        example = _data(torch.device("cpu"))[2][:2]  # two validation images: the model takes any batch size
+        report.model(model.cpu(), example=example.numpy())
+    return metrics
 
 
 def fit(config: dict[str, Any], report: Callable[..., None]) -> tuple[nn.Module, dict[str, float]]:
