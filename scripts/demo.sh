@@ -11,10 +11,13 @@ shift || true
 sweeps validate "$file"
 echo
 sweeps launch "$file" "$@"
+read -r id name < <(sweeps status --json | "$VENV/bin/python" -c "import json, sys; s = json.load(sys.stdin)[0]; print(s['id'], s['name'])")
 cat <<TXT
 
 Where to look:
-  sweeps status                                      # every sweep here, then: sweeps status <id>
+  sweeps status $id                                  # its trials; sweeps status lists every sweep here
+  sweeps best $id                                    # the best trial, its model and how to load it (--download DIR)
+  sweeps promote $id --model $name                   # register the best model in MLflow's registry as $name@champion
   mlflow ui --backend-store-uri sqlite:///mlflow.db  # open http://127.0.0.1:5000: the sweep's parent run, its trials nested under it
   ls wandb/                                          # W&B offline runs; upload them with: wandb sync --sync-all
 TXT

@@ -346,6 +346,7 @@ def test_real_torch_training_of_the_digits_mlp(env) -> None:
         history = env.client().get_metric_history(child.info.run_id, "val_acc")
         assert [m.step for m in history] == [0, 1]
         assert 0.5 < history[-1].value <= 1.0  # it learned
+        assert child.data.tags["sweeps.model.model"].startswith("models:/m-")  # and kept its model (pt2, any batch)
     assert summary.best_value > 0.5
 
 
