@@ -10,9 +10,9 @@ from typing import Any
 
 from .errors import ConfigError, FatalError, SweepsError, TrialError
 
-__all__ = ["ConfigError", "FatalError", "SweepSpec", "SweepsError", "TrialError", "load_spec", "parse_spec"]
+__all__ = ["ConfigError", "FatalError", "SweepSpec", "SweepsError", "TrialError", "load", "load_spec", "parse_spec"]
 
-_LAZY = {"SweepSpec": "space", "load_spec": "space", "parse_spec": "space"}
+_LAZY = {"SweepSpec": "space", "load_spec": "space", "parse_spec": "space", "load": "status"}
 
 
 def __getattr__(name: str) -> Any:

@@ -298,6 +298,35 @@ def promote(sweep: str, name: str, alias: str, trial: int | None, state_dir: str
 
 
 @main.command()
+@click.argument("sweep")
+@click.option("--format", "fmt", type=click.Choice(["csv", "parquet", "json"]), default="csv", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="The file to write (default: standard output; "
+              "parquet needs one).")
+@click.option("--state-dir", type=click.Path(file_okay=False), default=".sweeps", show_default=True)
+def export(sweep: str, fmt: str, output: str | None, state_dir: str) -> None:
+    """SWEEP's trials as a table: params, final metrics, state, duration, MLflow and W&B run ids (one row a trial).
+    In Python, sweeps.load(SWEEP) gives the same pandas DataFrame."""
+    from pathlib import Path
+
+    from .status import load
+
+    if output is None and fmt == "parquet":
+        raise ConfigError("--format parquet writes a binary file: name it with -o FILE")
+    if output is not None:
+        _writable(Path(output).resolve().parent)
+    frame = load(sweep, state_dir)
+    if fmt == "parquet":
+        frame.to_parquet(output, index=False)
+    else:
+        text = frame.to_json(orient="records", indent=2) + "\n" if fmt == "json" else frame.to_csv(index=False)
+        if output is None:
+            click.echo(text, nl=False)
+            return
+        Path(output).write_text(text)
+    click.echo(f"{len(frame)} trials of sweep {sweep} written to {output}", err=True)
+
+
+@main.command()
 @click.argument("sweep", required=False)
 @click.option("--state-dir", type=click.Path(file_okay=False), default=".sweeps", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")

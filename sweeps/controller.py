@@ -305,7 +305,7 @@ class Controller:
             return tracking.MlflowSweep.reopen(s.uri, s.metric.name, self.resumed.experiment_id,
                                                self.resumed.parent_run_id)
         return tracking.MlflowSweep.create(
-            s.uri, s.experiment, s.metric.name, s.name,
+            s.uri, s.experiment, s.metric.name, f"{s.name}-{s.sweep_id}",  # the id tells apart the sweeps of one file
             tags={"sweeps.sweep_id": s.sweep_id, "sweeps.role": "sweep",
                   **({"mlflow.note.content": spec.description} if spec.description else {})},
             params={k: v for k, v in params.items() if v is not None}, text=spec.text, filename=Path(spec.file).name)
@@ -336,6 +336,9 @@ class Loop:
         #: what people read of the stop (the stop's value, or more where it says more)
         self.stop_message: str | None = None
         self.repro_tags, self.git_diff = git_state(settings.workdir)
+        #: keep: {models: K}: the trials whose models were dropped, and the models' ids
+        self.dropped: set[int] = set()
+        self.dropped_models: list[str] = []
         capacity = self._capacity()
         self.parallel = settings.parallel_set or capacity
         if self.parallel > capacity:
@@ -451,7 +454,9 @@ class Loop:
         run_id = tracking.create_run(
             self.s.uri, self.parent.experiment_id, run_name,
             tags={tracking.PARENT_TAG: self.parent.run_id, "sweeps.sweep_id": self.s.sweep_id, "sweeps.trial": str(number),
-                  "sweeps.role": "trial", "sweeps.seed": str(seed), **self.repro_tags, **again},
+                  "sweeps.role": "trial", "sweeps.seed": str(seed), **self.repro_tags, **again,
+                  # MLflow's Source column: the trainer or the program
+                  "mlflow.source.name": spec.trainer or spec.program or "", "mlflow.source.type": "LOCAL"},
         )  # the worker logs the params with its own tags, in one write
         trial.set_user_attr("config", flat)
         trial.set_user_attr("mlflow_run_id", run_id)
@@ -497,6 +502,7 @@ class Loop:
             self.study.tell(trial, outcome.value)
             self.counts["COMPLETE"] += 1
             self._maybe_best(outcome.value, request)
+            self._keep_models()
             self._node_result(outcome.node, ok=True)
         elif outcome.state is TrialState.PRUNED:
             trial.set_user_attr("pruned_reason", outcome.pruned_reason)
@@ -601,9 +607,26 @@ class Loop:
 
     # -- the end -----------------------------------------------------------
 
+    def _keep_models(self) -> None:
+        """``keep: {models: K}``: the models of trials that fell out of the K best are deleted."""
+        import optuna
+
+        k = self.spec.keep_models
+        if k is None or not tracking.enabled(self.s.uri):
+            return
+        done = self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        sign = -1 if self.s.metric.goal == "maximize" else 1
+        for t in sorted(done, key=lambda t: (sign * t.value, t.number))[k:]:
+            if t.number not in self.dropped:
+                self.dropped.add(t.number)
+                self.dropped_models += tracking.drop_models(
+                    self.s.uri, self.parent.experiment_id, t.user_attrs.get("mlflow_run_id", ""),
+                    f"not among the {k} best trials (keep: {{models: {k}}})")
+
     def close(self, plots: list[Path]) -> SweepSummary:
         """The sweep ran to its end (or was stopped): its table and plots kept, its records closed."""
         status = "FAILED" if self.failed_out else "KILLED" if self.interrupts() else "FINISHED"
+        tracking.free_models(self.s.uri, self.dropped_models)
         table = self.s.state / "trials.csv"
         trials_frame(self.study).to_csv(table, index=False)
         self.trackers.end(SweepEnd(status, self.stop_message or "done", self.finished, dict(self.counts),

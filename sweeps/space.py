@@ -406,6 +406,8 @@ class SweepSpec:
     tracking: TrackingSpec = field(default_factory=TrackingSpec)
     faults: FaultPolicy = field(default_factory=FaultPolicy)
     allow_repeats: bool = False
+    #: keep the models of this many best trials (None: every trial's)
+    keep_models: int | None = None
     warnings: tuple[Problem, ...] = ()
 
     @property
@@ -688,6 +690,8 @@ class _Builder(_Checks):
             tracking=tracking,
             faults=self._faults(),
             allow_repeats=d.get("allow_repeats") is True,
+            keep_models=d["keep"].get("models") if isinstance(d.get("keep"), dict) and _is_int(d["keep"].get("models"))
+            else None,
         )
 
     # -- top-level sections ---------------------------------------------

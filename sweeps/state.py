@@ -293,6 +293,7 @@ def trials_frame(study: optuna.Study) -> Any:
             **{f"params.{k}": v for k, v in (t.user_attrs.get("config") or {}).items()},
             "duration_s": t.user_attrs.get("duration_s"),
             "mlflow_run_id": t.user_attrs.get("mlflow_run_id"),
+            "wandb_run_id": t.user_attrs.get("wandb_id"),
             "retry_of": t.user_attrs.get("retry_of"),
             "node": t.user_attrs.get("node"),
             "error": t.user_attrs.get("error"),

@@ -87,3 +87,26 @@ def _count(trials: list[Any]) -> dict[str, int]:
     for t in trials:
         counts[t.state.name] = counts.get(t.state.name, 0) + 1
     return counts
+
+
+def load(sweep: str, state_dir: str | Path = ".sweeps") -> Any:
+    """A sweep's trials as a pandas DataFrame, one row per trial: ``number``, ``state``, ``value``,
+    ``params.<name>``, the final value of every metric its MLflow run holds (``metrics.<name>``),
+    ``duration_s``, ``mlflow_run_id``, ``wandb_run_id``, and why a trial failed or stopped early.
+
+    >>> import sweeps
+    >>> df = sweeps.load("3f2a9c1d")          # in the directory the sweep was launched from
+    >>> df.sort_values("value").head()
+    """
+    from . import tracking
+    from .state import trials_frame
+
+    directory = sweep_dir(Path(state_dir), sweep)
+    rec = SweepRecord.load(directory)
+    frame = trials_frame(open_study(directory, rec.id, rec.goal, create=False))
+    finals = tracking.final_metrics(rec.tracking_uri, rec.experiment_id, rec.id)
+    names = sorted({k for metrics in finals.values() for k in metrics})
+    at = frame.columns.get_loc("duration_s") if len(frame) else 0
+    for offset, name in enumerate(names):
+        frame.insert(at + offset, f"metrics.{name}", [finals.get(r, {}).get(name) for r in frame.get("mlflow_run_id", [])])
+    return frame

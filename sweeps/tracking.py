@@ -31,6 +31,8 @@ DEFAULT_URI = "sqlite:///mlflow.db"
 PARENT_TAG = "mlflow.parentRunId"
 #: the tracking URI that turns MLflow off
 DISABLED = "none"
+#: MLflow's UI opens an experiment on its training runs with this tag (else on its GenAI overview)
+KIND_TAG, TRAINING = "mlflow.experimentKind", "custom_model_development"
 
 
 def enabled(uri: str) -> bool:
@@ -82,12 +84,14 @@ def experiment_id(uri: str, name: str) -> str:
     c = client(uri)
     exp = c.get_experiment_by_name(name)
     if exp is not None:
+        if KIND_TAG not in exp.tags:
+            c.set_experiment_tag(exp.experiment_id, KIND_TAG, TRAINING)
         return exp.experiment_id
     location = None
     if uri.startswith("sqlite:///"):
         location = (Path(uri[len("sqlite:///"):]).parent / "mlartifacts").as_uri()
     try:
-        return c.create_experiment(name, artifact_location=location)
+        return c.create_experiment(name, artifact_location=location, tags={KIND_TAG: TRAINING})
     except Exception:  # created concurrently by another process
         exp = c.get_experiment_by_name(name)
         if exp is None:
@@ -421,3 +425,41 @@ def download_files(uri: str, run_id: str, dst: str) -> None:
         import mlflow
 
         mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="files", dst_path=dst, tracking_uri=uri)
+
+
+def final_metrics(uri: str, experiment_id: str, sweep_id: str) -> dict[str, dict[str, float]]:
+    """The last value of every metric of each trial run of a sweep, by run id (one search)."""
+    if not enabled(uri):
+        return {}
+    runs = client(uri).search_runs([experiment_id], filter_string=f"tags.`sweeps.sweep_id` = '{sweep_id}' "
+                                   "and tags.`sweeps.role` = 'trial'", max_results=50_000)
+    return {r.info.run_id: dict(r.data.metrics) for r in runs}
+
+
+def drop_models(uri: str, experiment_id: str, run_id: str, reason: str) -> list[str]:
+    """Delete the logged models of run ``run_id`` (``keep: {models: K}``), saying why on the run; the ids of
+    the models deleted."""
+    if not enabled(uri) or not run_id:
+        return []
+    c = client(uri)
+    found = c.search_logged_models(experiment_ids=[experiment_id], filter_string=f"source_run_id = '{run_id}'")
+    for m in found:
+        c.delete_logged_model(m.model_id)
+    if found:
+        set_tags(uri, run_id, {"sweeps.model.dropped": reason})
+    return [m.model_id for m in found]
+
+
+def free_models(uri: str, model_ids: list[str]) -> None:
+    """Free the files of deleted logged models of a local store with MLflow's own ``mlflow gc`` (a tracking
+    server's are freed by ``mlflow gc`` where the server runs)."""
+    import subprocess
+    import sys
+
+    if not model_ids or not is_local(uri):
+        return
+    out = subprocess.run([sys.executable, "-m", "mlflow", "gc", "--backend-store-uri", uri,
+                          "--logged-model-ids", ",".join(model_ids)], capture_output=True, text=True, timeout=600,
+                         stdin=subprocess.DEVNULL)
+    if out.returncode != 0:
+        logger.warning("mlflow gc did not free the dropped models: %s", out.stderr.strip().splitlines()[-1:])

@@ -207,8 +207,10 @@ def test_launch_options_override_the_file_and_are_recorded(tmp_path: Path) -> No
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert client.get_experiment_by_name("file-exp") is None
     runs = client.search_runs([client.get_experiment_by_name("exp-x").experiment_id])
-    assert sorted(r.info.run_name for r in runs) == ["named", "named-0", "named-1"]
-    parent = next(r for r in runs if r.info.run_name == "named")
+    assert sorted(r.info.run_name for r in runs) == ["named-0", "named-1", f"named-{sweep_id}"]
+    parent = next(r for r in runs if r.info.run_name == f"named-{sweep_id}")
+    assert client.get_experiment_by_name("exp-x").tags["mlflow.experimentKind"] == "custom_model_development"
+    assert {r.data.tags["mlflow.source.name"] for r in runs if r.info.run_name != parent.info.run_name} == {"my_trainer:train"}
     assert parent.data.params["seed"] == "7"
 
 
@@ -301,6 +303,27 @@ def test_best_names_the_model_and_promote_registers_it_once_under_an_alias(tmp_p
     assert "registered: cancer-lr version 2 (trial 0" in other.stdout  # another trial: a new version takes the alias
     parent = mlflow.MlflowClient(best["tracking_uri"]).get_run(best["parent_run_id"])
     assert parent.data.tags["sweeps.promoted"] == "cancer-lr/2@champion"
+    _export_and_load(tmp_path, sweep)
+
+
+def _export_and_load(tmp_path: Path, sweep: str) -> None:
+    """sweeps export and sweeps.load: one row a trial with params, final metrics and run ids."""
+    import pandas as pd
+
+    import sweeps
+
+    rows = json.loads(_sweeps("export", sweep, "--format", "json", cwd=tmp_path).stdout)
+    assert [(r["number"], r["state"], r["params.c"]) for r in rows] == [(0, "COMPLETE", 0.01), (1, "COMPLETE", 10.0)]
+    assert all(r["metrics.acc"] == r["value"] and r["mlflow_run_id"] and r["wandb_run_id"] for r in rows)
+    out = _sweeps("export", sweep, "--format", "parquet", "-o", "t.parquet", cwd=tmp_path)
+    assert out.returncode == 0 and out.stderr.strip() == f"2 trials of sweep {sweep} written to t.parquet"
+    frame = sweeps.load(sweep, tmp_path / ".sweeps")
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "t.parquet"), frame)
+    assert _sweeps("export", sweep, cwd=tmp_path).stdout == frame.to_csv(index=False)
+    refused = _sweeps("export", sweep, "--format", "parquet", cwd=tmp_path)
+    assert refused.returncode == 2 and refused.stderr.strip() == "--format parquet writes a binary file: name it with -o FILE"
+
+
 
 
 def test_best_and_promote_refuse_in_one_line_what_cannot_be(tmp_path: Path) -> None:

@@ -68,3 +68,27 @@ def test_a_buffer_larger_than_mlflows_batch_limits_is_written_whole(tmp_path, mo
     got = MlflowClient(uri).get_run(run).data
     assert len(got.params) == 250 and len([t for t in got.tags if t.startswith("t")]) == 150
     assert len(MlflowClient(uri).get_metric_history(run, "loss")) == 2500
+
+
+def test_keep_models_k_deletes_the_models_of_trials_that_fall_out_of_the_k_best(local_env) -> None:
+    env = local_env  # the loop's decision, and MLflow's record of it: no Ray needed
+    summary = env.launch("""
+        name: keep-two
+        method: grid
+        metric: {name: acc, goal: maximize}
+        trainer: sweeps_test_trainers:keeps_a_model
+        keep: {models: 2}
+        parameters:
+          c: {values: [0.001, 10.0, 0.01, 100.0]}
+    """, parallel=1)
+    assert summary.counts["COMPLETE"] == 4
+    _, children = env.runs(summary)
+    client = env.client()
+    kept = {m.source_run_id for m in client.search_logged_models(experiment_ids=[summary.record.experiment_id])}
+    by_c = {float(c.data.params["c"]): c for c in children}
+    assert kept == {by_c[10.0].info.run_id, by_c[100.0].info.run_id}  # the two best
+    for c in (0.001, 0.01):
+        assert by_c[c].data.tags["sweeps.model.dropped"] == "not among the 2 best trials (keep: {models: 2})"
+    # their files are gone too (MLflow's own gc, at the sweep's end); the kept ones' are there
+    models_dir = env.tmp / "mlartifacts" / "models"
+    assert len([p for p in models_dir.iterdir() if (p / "artifacts" / "MLmodel").exists()]) == 2
