@@ -17,6 +17,7 @@ cat <<TXT
 Where to look:
   sweeps status $id                                  # its trials; sweeps status lists every sweep here
   sweeps best $id                                    # the best trial, its model and how to load it (--download DIR)
+  sweeps report $id                                  # one HTML page of what the search learned (opens offline)
   sweeps promote $id --model $name                   # register the best model in MLflow's registry as $name@champion
   mlflow ui --backend-store-uri sqlite:///mlflow.db  # open http://127.0.0.1:5000: the sweep's parent run, its trials nested under it
   ls wandb/                                          # W&B offline runs; upload them with: wandb sync --sync-all

@@ -197,7 +197,8 @@ def _print_launch_summary(summary: Any) -> None:
                    else f"look at it: {rec.tracking_uri}")
     if rec.wandb_mode == "offline":
         click.echo("W&B offline runs: ./wandb (upload with: wandb sync --sync-all)")
-    click.echo(f"trials: sweeps status {summary.id}")
+    click.echo(f"trials: sweeps status {summary.id}; the best model: sweeps best {summary.id}; "
+               f"a page of plots: sweeps report {summary.id}")
 
 
 @main.command()
@@ -295,6 +296,40 @@ def promote(sweep: str, name: str, alias: str, trial: int | None, state_dir: str
     else:
         click.echo("W&B: not linked to the W&B registry (sweeps does not link W&B artifacts yet): link the trial's "
                    "model artifact in W&B")
+
+
+@main.command()
+@click.argument("sweep")
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="The HTML file to write (default: report.html beside the sweep's trials.csv).")
+@click.option("--state-dir", type=click.Path(file_okay=False), default=".sweeps", show_default=True)
+def report(sweep: str, output: str | None, state_dir: str) -> None:
+    """One self-contained HTML page of SWEEP (opens offline): best so far, parallel coordinates, parameter
+    importances, slices, learning curves, a sortable trial table, the best config as YAML. Also logged on the
+    sweep's MLflow parent run."""
+    from pathlib import Path
+
+    from . import tracking
+    from .report import MAX_CURVES, build
+    from .state import SweepRecord, open_study, sweep_dir
+    from .status import load
+
+    directory = sweep_dir(Path(state_dir), sweep)
+    path = Path(output) if output else directory / "report.html"
+    _writable(path.resolve().parent)
+    record = SweepRecord.load(directory)
+    study = open_study(directory, record.id, record.goal, create=False)
+    frame = load(sweep, state_dir)
+    runs = {r: n for n, r in zip(frame["number"], frame["mlflow_run_id"]) if r} if len(frame) else {}
+    found = tracking.histories(record.tracking_uri, list(runs)[:MAX_CURVES], record.metric)
+    curves = {runs[r]: points for r, points in found.items() if points}
+    if not tracking.enabled(record.tracking_uri):  # the study's own record of the judged metric
+        curves = {t.number: sorted(t.intermediate_values.items()) for t in study.get_trials(deepcopy=False)
+                  if t.intermediate_values}
+    path.write_text(build(study, record, frame, curves))
+    if record.parent_run_id and tracking.enabled(record.tracking_uri):
+        tracking.log_artifact(record.tracking_uri, record.parent_run_id, str(path))
+    click.echo(f"report of sweep {record.id}: {path} (open it in a browser; also on the MLflow parent run)")
 
 
 @main.command()

@@ -463,3 +463,12 @@ def free_models(uri: str, model_ids: list[str]) -> None:
                          stdin=subprocess.DEVNULL)
     if out.returncode != 0:
         logger.warning("mlflow gc did not free the dropped models: %s", out.stderr.strip().splitlines()[-1:])
+
+
+def histories(uri: str, run_ids: list[str], key: str) -> dict[str, list[tuple[int, float]]]:
+    """Metric ``key`` of each run, as ``(step, value)`` in step order."""
+    if not enabled(uri):
+        return {}
+    c = client(uri)
+    return {r: [(m.step, m.value) for m in sorted(c.get_metric_history(r, key), key=lambda m: (m.step, m.timestamp))]
+            for r in run_ids if r}

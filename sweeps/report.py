@@ -1,0 +1,128 @@
+"""`sweeps report`: one self-contained HTML page of what a sweep learned.
+
+Optuna's own plots (plotly figures: best so far, parallel coordinates, parameter importances,
+slices), the learning curves of every trial, a sortable table of the trials with their MLflow
+run ids, and the best config as YAML. plotly.js is inlined once: the page opens offline.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import numbers
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+#: the most trials whose learning curves are drawn (one line each)
+MAX_CURVES = 300
+
+_SORT_JS = """
+document.querySelectorAll('table.sortable th').forEach(function (th, col) {
+  th.addEventListener('click', function () {
+    var body = th.closest('table').tBodies[0], rows = Array.from(body.rows);
+    var up = th.dataset.order !== 'up'; th.dataset.order = up ? 'up' : 'down';
+    rows.sort(function (a, b) {
+      var x = a.cells[col].dataset.v, y = b.cells[col].dataset.v, nx = parseFloat(x), ny = parseFloat(y);
+      var c = (isNaN(nx) || isNaN(ny)) ? x.localeCompare(y) : nx - ny;
+      return up ? c : -c;
+    });
+    rows.forEach(function (r) { body.appendChild(r); });
+  });
+});
+"""
+
+
+def build(study: Any, record: Any, frame: Any, curves: dict[int, list[tuple[int, float]]]) -> str:
+    """The page: ``study`` (Optuna), ``record`` (the sweep's ``SweepRecord``), ``frame`` (``sweeps.load``'s
+    table) and ``curves`` (each trial's objective metric as ``(step, value)``)."""
+    from plotly.offline import get_plotlyjs
+
+    sections = [_section(title, fig) for title, fig in _figures(study, record, frame, curves)]
+    best = _best_yaml(study)
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>sweep {html.escape(record.id)}: {html.escape(record.name)}</title>
+<style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}} table{{border-collapse:collapse;font-size:13px}}
+td,th{{padding:3px 8px;border-bottom:1px solid #ddd;text-align:left}} th{{cursor:pointer;background:#f4f4f4}}
+pre{{background:#f6f6f6;padding:1em}} .note{{color:#777}}</style>
+<script>{get_plotlyjs()}</script></head><body>
+<h1>sweep {html.escape(record.id)}: {html.escape(record.name)}</h1>
+<p>{html.escape(record.method)} search, {html.escape(record.metric)} ({html.escape(record.goal)}), {len(frame)} trials,
+status {html.escape(record.status)}; MLflow parent run <code>{html.escape(record.parent_run_id or "none")}</code>
+({html.escape(record.tracking_uri)}).</p>
+{''.join(sections)}
+<h2>The best config</h2><p class="note">to paste back into a search-space file</p><pre id="best-config">{html.escape(best)}</pre>
+<h2>Trials</h2><p class="note">click a column to sort</p>{_table(frame)}
+<script>{_SORT_JS}</script></body></html>
+"""
+
+
+def _figures(study: Any, record: Any, frame: Any, curves: dict[int, list[tuple[int, float]]]) -> list[tuple[str, Any]]:
+    from optuna import visualization as vis
+
+    out: list[tuple[str, Any]] = []
+    plots = [("The best so far", vis.plot_optimization_history), ("Parallel coordinates", vis.plot_parallel_coordinate),
+             ("Parameter importances", vis.plot_param_importances), ("Each parameter", vis.plot_slice)]
+    for title, plot in plots:
+        try:
+            fig = plot(study, target_name=record.metric)
+        except Exception as exc:  # noqa: BLE001 - e.g. importances need two complete trials that differ
+            logger.info("%s not drawn: %s", title, exc)
+            out.append((title, f"not drawn: {exc}"))
+            continue
+        out.append((title, fig))
+    out.append(("Learning curves", _curves(frame, curves, record.metric)))
+    return out
+
+
+def _curves(frame: Any, curves: dict[int, list[tuple[int, float]]], metric: str) -> Any:
+    """Every trial's reported values of the objective metric; the early-stopped ones dashed and marked."""
+    import plotly.graph_objects as go
+
+    states = dict(zip(frame["number"], frame["state"])) if len(frame) else {}
+    fig = go.Figure()
+    for number in sorted(curves)[:MAX_CURVES]:
+        points = curves[number]
+        pruned = states.get(number) == "PRUNED"
+        fig.add_trace(go.Scatter(x=[s for s, _ in points], y=[v for _, v in points], mode="lines+markers",
+                                 name=f"trial {number}" + (" (stopped early)" if pruned else ""),
+                                 line={"dash": "dash" if pruned else "solid"},
+                                 marker={"symbol": "x" if pruned else "circle", "size": 5}))
+    fig.update_layout(xaxis_title="step", yaxis_title=metric, height=450)
+    return fig
+
+
+def _section(title: str, fig: Any) -> str:
+    if isinstance(fig, str):
+        return f'<h2>{html.escape(title)}</h2><p class="note">{html.escape(fig)}</p>'
+    return f'<h2>{html.escape(title)}</h2><div class="plot">{fig.to_html(full_html=False, include_plotlyjs=False)}</div>'
+
+
+def _best_yaml(study: Any) -> str:
+    import yaml
+
+    try:
+        best = study.best_trial
+    except ValueError:
+        return "# no complete trial yet"
+    config = best.user_attrs.get("config") or best.params
+    return (f"# trial {best.number}: {best.value}\n"
+            + yaml.safe_dump({"parameters": {k: {"value": v} for k, v in config.items()}}, sort_keys=False))
+
+
+def _table(frame: Any) -> str:
+    columns = [c for c in frame.columns if not frame[c].isna().all()]
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
+    rows = []
+    for _, row in frame.iterrows():
+        cells = []
+        for c in columns:
+            v = row[c]
+            number = isinstance(v, numbers.Number) and not isinstance(v, bool)
+            if v is None or (number and v != v):
+                text = ""
+            else:
+                text = f"{v:.6g}" if number and not float(v).is_integer() else str(v)
+            cells.append(f'<td data-v="{html.escape(repr(float(v)) if number and text else text)}">{html.escape(text)}</td>')
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return f'<table class="sortable" id="trials"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'

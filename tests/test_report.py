@@ -1,0 +1,68 @@
+"""`sweeps report` (sweeps/report.py): one HTML page that opens offline, checked in real headless
+Chromium: it renders, holds its plots and logs no JavaScript error."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from sweeps.cli import main
+
+
+def _chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found:
+        return found
+    if os.environ.get("CI") == "true":
+        pytest.fail("Debian's chromium package is missing: .ci/run installs it (apt-get install chromium)")
+    pytest.skip("needs Debian's chromium package (apt-get install chromium)")
+
+
+def test_the_report_opens_offline_in_chromium_with_its_plots_and_no_javascript_error(local_env) -> None:
+    env = local_env
+    chromium = _chromium()
+    summary = env.launch("""
+        name: reported
+        method: grid
+        metric: {name: loss}
+        trainer: sweeps_test_trainers:quadratic
+        early_terminate: {type: hyperband, min_iter: 1, eta: 2}
+        parameters:
+          x: {values: [0.3, 0.5, 0.1, 3.0, 0.4, 5.0]}
+          steps: {value: 4}
+    """, parallel=1)
+    assert summary.counts["PRUNED"] >= 1
+    out = CliRunner().invoke(main, ["report", summary.id, "--state-dir", str(env.tmp / ".sweeps")])
+    assert out.exit_code == 0, out.output
+    page = summary.state_dir / "report.html"  # beside trials.csv
+    assert f"report of sweep {summary.id}: {page}" in out.output and (summary.state_dir / "trials.csv").exists()
+    text = page.read_text()
+    assert not re.search(r"<(script|link|img)[^>]+(src|href)=", text)  # nothing to fetch: plotly.js is inlined, it opens offline
+    run = env.client().get_run(summary.record.parent_run_id)
+    assert "report.html" in [a.path for a in env.client().list_artifacts(run.info.run_id)]
+
+    shown = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0",
+                            "--virtual-time-budget=10000", "--dump-dom", page.as_uri()],
+                           capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert "CONSOLE" not in shown.stderr, [line for line in shown.stderr.splitlines() if "CONSOLE" in line]
+    dom = shown.stdout
+    assert dom.count("js-plotly-plot") >= 5  # each plot drawn: best so far, coordinates, importances, slices, curves
+    for title in ("The best so far", "Parallel coordinates", "Parameter importances", "Each parameter", "Learning curves"):
+        assert f"<h2>{title}</h2>" in dom
+    assert "(stopped early)" in dom  # the early-stopped trials are marked in the curves
+    for c in env.runs(summary)[1]:
+        assert c.info.run_id in dom  # the trial table names each MLflow run
+    best = yaml.safe_load(re.search(r'<pre id="best-config">(.*?)</pre>', text, re.S).group(1).replace("&#x27;", "'"))
+    assert best == {"parameters": {"x": {"value": 0.3}, "steps": {"value": 4}}}
+
+
+def test_a_report_of_an_unknown_sweep_or_to_an_unwritable_place_is_a_one_line_error(local_env) -> None:
+    out = CliRunner().invoke(main, ["report", "nope", "--state-dir", str(local_env.tmp / ".sweeps")])
+    assert out.exit_code == 2 and "no sweep 'nope' in" in out.output
