@@ -10,12 +10,14 @@ is its state directory alone.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -262,12 +264,23 @@ def log_model(uri: str, run_id: str, model: Any, name: str, example: Any = None)
     scikit-learn, a pyfunc ``PythonModel``), with the flavour's default requirements (MLflow's
     inference of them loads the model in a new process: seconds a model); its model URI. The run
     stays RUNNING."""
+    flavor, kwargs = _flavor(model, example)
+    with _active(uri, run_id):
+        info = flavor.log_model(name=name, input_example=example, pip_requirements=flavor.get_default_pip_requirements(),
+                                **kwargs)
+    set_tags(uri, run_id, {f"sweeps.model.{name}": info.model_uri})
+    return info.model_uri
+
+
+@contextlib.contextmanager
+def _active(uri: str, run_id: str) -> Iterator[None]:
+    """Run ``run_id`` as MLflow's active run on this thread for a fluent call (it is already where the
+    trainer imports MLflow); it stays RUNNING after."""
     import os
 
     client(uri)
     import mlflow
 
-    flavor, kwargs = _flavor(model, example)
     mlflow.set_tracking_uri(uri)
     active = mlflow.active_run()
     ours = active is not None and active.info.run_id == run_id
@@ -275,16 +288,52 @@ def log_model(uri: str, run_id: str, model: Any, name: str, example: Any = None)
     if not ours:
         mlflow.start_run(run_id=run_id, nested=active is not None)
     try:
-        info = flavor.log_model(name=name, input_example=example, pip_requirements=flavor.get_default_pip_requirements(),
-                                **kwargs)
+        yield
     finally:
         if not ours:
             mlflow.end_run()
             client(uri).update_run(run_id, status="RUNNING")
             if named:  # end_run forgets it; the trial goes on
                 os.environ["MLFLOW_RUN_ID"] = named
-    set_tags(uri, run_id, {f"sweeps.model.{name}": info.model_uri})
-    return info.model_uri
+
+
+def log_dataset(uri: str, run_id: str, name: str, data: Any) -> str:
+    """Record data set ``name`` as an input of run ``run_id`` (MLflow's Dataset column) with a digest of its
+    content, not its path: a pandas DataFrame, a numpy array, or a file or folder. The digest is also the
+    run's tag ``sweeps.dataset.<name>``; returned."""
+    client(uri)
+    import mlflow.data
+
+    if isinstance(data, (str, os.PathLike)):
+        from mlflow.data.meta_dataset import MetaDataset
+        from mlflow.data.sources import LocalArtifactDatasetSource
+
+        path = Path(data).resolve()
+        dataset: Any = MetaDataset(LocalArtifactDatasetSource(str(path)), name=name, digest=_digest(path))
+    elif hasattr(data, "to_numpy") and hasattr(data, "columns"):
+        dataset = mlflow.data.from_pandas(data, name=name)
+    else:
+        dataset = mlflow.data.from_numpy(data, name=name)
+    with _active(uri, run_id):
+        mlflow.log_input(dataset, context="training")
+    set_tags(uri, run_id, {f"sweeps.dataset.{name}": dataset.digest})
+    return dataset.digest
+
+
+def _digest(path: Path) -> str:
+    """sha256 of a file's bytes, or of a folder's files (their paths and bytes, in order); 12 hex digits."""
+    import hashlib
+
+    h = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    if not files:
+        raise FileNotFoundError(f"no data at {path}")
+    for f in files:
+        h.update(str(f.relative_to(path) if f != path else f.name).encode())
+        with open(f, "rb") as stream:
+            for block in iter(lambda: stream.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()[:12]
 
 
 def _flavor(model: Any, example: Any) -> tuple[Any, dict[str, Any]]:

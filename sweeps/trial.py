@@ -387,6 +387,14 @@ class _Reporter:
                 self.recorder.do(lambda: self.record.keep(local, None, label), quiet=True)
         return uri
 
+    def dataset(self, name: str, data: Any) -> str:
+        """Declare the data this trial trains on: a pandas DataFrame, a numpy array, or a file or folder. Its
+        digest (of the content, not the path) is recorded on the trial's run as an MLflow input (the Dataset
+        column) and tag ``sweeps.dataset.<name>``, so trials on different data are told apart; returned."""
+        if not tracking.enabled(self.req.tracking_uri):
+            return ""
+        return tracking.log_dataset(self.req.tracking_uri, self.req.run_id, name, data)
+
     def save(self, path: str, name: str | None = None) -> None:
         """Keep a file or a folder as an artifact of the trial's run, under ``files/`` (as ``name``).
         Copied now: the trainer may change or remove it after."""

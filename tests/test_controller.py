@@ -348,6 +348,12 @@ def test_real_torch_training_of_the_digits_mlp(env) -> None:
         assert 0.5 < history[-1].value <= 1.0  # it learned
         assert child.data.tags["sweeps.model.model"].startswith("models:/m-")  # and kept its model (pt2, any batch)
     assert summary.best_value > 0.5
+    import mlflow
+    import numpy as np
+
+    mlflow.set_tracking_uri(env.uri)
+    model = mlflow.pyfunc.load_model(children[0].data.tags["sweeps.model.model"])
+    assert model.predict(np.zeros((3, 64), dtype=np.float32)).shape == (3, 10)
 
 
 def test_a_w_and_b_failure_never_fails_a_trial_or_the_sweep(env) -> None:

@@ -133,3 +133,7 @@ def test_report_model_and_save_keep_a_model_files_and_a_folder_in_the_trials_run
         assert files == {"files/notes.txt", "files/plots"}
         assert [a.path for a in client.list_artifacts(c.info.run_id, "files/plots")] == ["files/plots/a.csv"]
         assert wb[c.info.run_name].artifacts == [f"{c.info.run_name}-model"]  # a W&B model artifact too
+        inputs = {d.dataset.name: d.dataset.digest for d in client.get_run(c.info.run_id).inputs.dataset_inputs}
+        assert inputs == {"breast_cancer": c.data.tags["sweeps.dataset.breast_cancer"],
+                          "plots": c.data.tags["sweeps.dataset.plots"]}
+    assert len({c.data.tags["sweeps.dataset.breast_cancer"] for c in children}) == 1  # by content: the same data
