@@ -33,7 +33,7 @@ from typing import Any
 from .errors import FatalError
 from . import tracking
 from .executors import Plan, judged_end
-from .mirror import WandbSettings, close, close_lost, log_model_artifact, lost_summary, warm
+from .mirror import Kept, WandbSettings, close, close_lost, lost_summary, warm
 from .program import Pulse
 from .trial import (Lost, LostCause, TrialEnd, TrialState, TrialMirror, TrialRecord, TrialRequest, TrialResult, environment_tags, quietly,
                      run_trial)
@@ -557,9 +557,9 @@ class _NodeRecord:
             self.recorder.metrics.remote(self.req.key, self._pending)
             self._pending, self._values = [], 0
 
-    def keep(self, path: str, folder: str | None, model: str | None = None) -> None:
+    def keep(self, kept: Kept) -> None:
         self._send()
-        self.recorder.keep.remote(self.req.key, path, folder, model)  # on this node: the path is readable there
+        self.recorder.keep.remote(self.req.key, kept)  # on this node: the staged path is readable there
 
     def end(self, how: TrialEnd) -> None:
         import ray
@@ -661,10 +661,12 @@ class NodeRecorder:
 
         self._guard(key, write)
 
-    def keep(self, key: str, path: str, folder: str | None, model: str | None) -> None:
+    def keep(self, key: str, kept: Kept) -> None:
         record = self._records.get(key)
-        if record is not None:
-            self._guard(key, lambda: record.keep(path, folder, model))
+        if record is None:
+            kept.remove()
+        else:
+            self._guard(key, lambda: record.keep(kept))
 
     def end(self, key: str, how: TrialEnd) -> None:
         record, error = self._records.pop(key, None), self._errors.pop(key, None)
@@ -730,8 +732,8 @@ class _NodeMirrorRun:
     def log(self, batch: list[tuple[int, dict[str, float]]]) -> None:
         self.recorder._to_mirror("log", self.req.key, batch)
 
-    def model(self, name: str, path: str) -> None:
-        self.recorder._to_mirror("model", self.req.key, name, path)
+    def keep(self, kept: Kept) -> None:
+        self.recorder._to_mirror("keep", self.req.key, kept)
 
     def close(self, summary: dict[str, Any], failed: bool) -> None:
         self.recorder._to_mirror("close", self.req.key, summary, failed)
@@ -753,11 +755,11 @@ class NodeMirror:
         if key in self._runs:
             self._runs[key].log(batch)
 
-    def model(self, key: str, name: str, path: str) -> None:
+    def keep(self, key: str, kept: Kept) -> None:
         if key in self._runs:
-            self._runs[key].model(name, path)
+            self._runs[key].keep(kept)
         else:
-            log_model_artifact(None, name, path)  # removes the copy
+            kept.remove()
 
     def close(self, key: str, summary: dict[str, Any], failed: bool) -> None:
         run = self._runs.pop(key, None)

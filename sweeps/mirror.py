@@ -95,25 +95,53 @@ class Mirror:
             self._off("finish", exc)
         self._run = None
 
-    def model(self, name: str, path: str) -> None:
-        """The model in folder ``path`` as a W&B model artifact of this run; the folder is removed after."""
-        log_model_artifact(self._run, name, path)
+    def keep(self, kept: Kept) -> None:
+        log_kept(self._run, kept)
 
 
-def log_model_artifact(run: Any, name: str, path: str) -> None:
-    """Log folder ``path`` as W&B model artifact ``name`` of ``run`` (W&B copies it), then remove it."""
-    import shutil
+@dataclass(frozen=True)
+class Kept:
+    """Something a trainer kept, staged as a local file or folder in folder ``stage`` of the node that
+    records the trial (removed once written): an MLflow artifact under ``folder`` (None: not for
+    MLflow) and, where ``wandb`` says, for W&B: ``("model", name)`` (a model artifact) or
+    ``("media", key, step)`` (an image, or a table from a CSV file)."""
 
+    stage: str
+    path: str
+    folder: str | None = None
+    wandb: tuple[Any, ...] | None = None
+
+    def remove(self) -> None:
+        import shutil
+
+        shutil.rmtree(self.stage, ignore_errors=True)
+
+
+def log_kept(run: Any, kept: Kept) -> None:
+    """``kept`` into W&B run ``run`` (W&B copies what it logs), then its staged copy removed."""
     try:
-        if run is not None:
+        if run is not None and kept.wandb is not None:
             wandb = _wandb()
-            artifact = wandb.Artifact(name, type="model")
-            artifact.add_dir(path)
-            run.log_artifact(artifact)
+            if kept.wandb[0] == "model":
+                artifact = wandb.Artifact(kept.wandb[1], type="model")
+                artifact.add_dir(kept.path)
+                run.log_artifact(artifact)
+            else:
+                _, key, step = kept.wandb
+                if kept.path.endswith(".csv"):
+                    import pandas as pd
+
+                    media: Any = wandb.Table(dataframe=pd.read_csv(kept.path))
+                else:
+                    media = wandb.Image(kept.path)
+                if step >= run.step:
+                    run.log({key: media}, step=step)
+                else:  # a trainer's own wandb.log moved W&B's step past this report's
+                    run.log({key: media})
     except Exception as exc:  # noqa: BLE001 - W&B must never fail a trial
-        logger.warning("W&B: model artifact %s not logged: %s", name, exc)
+        logger.warning("W&B: %s not logged: %s", kept.wandb, exc)
     finally:
-        shutil.rmtree(path, ignore_errors=True)
+        kept.remove()
 
 
 class LaterRun:
@@ -140,8 +168,8 @@ class LaterRun:
     def summary(self, values: dict[str, Any]) -> None:
         later(lambda: self._run.summary(values) if self._run is not None else None)
 
-    def model(self, name: str, path: str) -> None:
-        later(lambda: self._run.model(name, path) if self._run is not None else log_model_artifact(None, name, path))
+    def keep(self, kept: Kept) -> None:
+        later(lambda: self._run.keep(kept) if self._run is not None else kept.remove())
 
     def finish(self, failed: bool = False) -> None:
         later(lambda: self._finish(failed))
@@ -491,8 +519,8 @@ class OwnRun:
         except Exception as exc:  # noqa: BLE001
             logger.warning("W&B: report() not mirrored: %s", exc)
 
-    def model(self, name: str, path: str) -> None:
-        log_model_artifact(self._run, name, path)
+    def keep(self, kept: Kept) -> None:
+        log_kept(self._run, kept)
 
     def close(self, summary: dict[str, Any], failed: bool) -> None:
         run, self._run = self._run, None

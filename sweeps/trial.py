@@ -43,7 +43,7 @@ from types import ModuleType
 from typing import Any, Callable, Iterator
 
 from . import tracking
-from .mirror import LaterRun, OwnRun, WandbSettings
+from .mirror import Kept, LaterRun, OwnRun, WandbSettings
 from .program import Program, ProgramRun, Pulse, Target
 
 logger = logging.getLogger(__name__)
@@ -227,11 +227,11 @@ class TrialMirror:
         if self.run is not None:
             self.run.log(batch)
 
-    def model(self, name: str, path: str) -> None:
+    def keep(self, kept: Kept) -> None:
         if self.run is not None:
-            self.run.model(name, path)
+            self.run.keep(kept)
         else:
-            shutil.rmtree(path, ignore_errors=True)
+            kept.remove()
 
     def close(self, summary: dict[str, Any], failed: bool) -> None:
         if self.run is not None:
@@ -285,22 +285,20 @@ class TrialRecord:
     def flush_due(self) -> None:
         self.buffer.flush_due()
 
-    def keep(self, path: str, folder: str | None, model: str | None = None) -> None:
-        """A file or folder the trainer kept (``report.save``; a model's local copy for W&B: ``model``),
-        staged on this node: an artifact of the MLflow run under ``folder``, or the model to the W&B
-        run. The staged copy is removed once written."""
+    def keep(self, kept: Kept) -> None:
+        """What the trainer kept (``report.save``, media, a model's copy for W&B), staged on this node: an
+        artifact of the MLflow run, and to the W&B run, which removes the staged copy once it has it."""
+        uri, run_id = self.req.tracking_uri, self.req.run_id
         try:
-            if model is not None:
-                if self.mirror is not None:
-                    self.mirror.model(model, path)  # removes it once W&B has it
-                    return
-            elif os.path.isdir(path):
-                tracking.log_artifacts(self.req.tracking_uri, self.req.run_id, path, folder)
-            else:
-                tracking.log_artifact(self.req.tracking_uri, self.req.run_id, path, folder)
+            if kept.folder is not None and os.path.isdir(kept.path):
+                tracking.log_artifacts(uri, run_id, kept.path, kept.folder)
+            elif kept.folder is not None:
+                tracking.log_artifact(uri, run_id, kept.path, kept.folder)
         finally:
-            if model is None or self.mirror is None:
-                shutil.rmtree(os.path.dirname(path) if model is None else path, ignore_errors=True)
+            if kept.wandb is not None and self.mirror is not None:
+                self.mirror.keep(kept)
+            else:
+                kept.remove()
 
     def end(self, how: TrialEnd) -> None:
         """Tags, params and the last metrics in one write (the trial counts once they are in), then the
@@ -347,10 +345,11 @@ class _Reporter:
         step = self.step + 1 if step is None else int(step)
         numeric = {}
         for k, v in metrics.items():
-            if not _is_number(v):
-                logger.warning("report(): %s=%r is not a number; not recorded", k, v)
-                continue
-            numeric[k] = float(v)
+            if _is_number(v):
+                numeric[k] = float(v)
+            elif not self._media(k, v, step):
+                logger.warning("report(): %s=%r is neither a number nor an image, a figure or a table; not recorded",
+                               k, type(v).__name__)
         self.step = max(self.step, step)
         self.count += 1
         self.last.update(numeric)
@@ -375,17 +374,52 @@ class _Reporter:
             logger.warning("report.model(): MLflow is off for this sweep; the model is not kept")
             return ""
         uri = tracking.log_model(req.tracking_uri, req.run_id, model, name, example)
-        mirrored = self.own is not None or (req.wandb is not None and req.wandb.mode != "disabled"
-                                            and "wandb" not in req.uses)
-        if mirrored:
-            local = tracking.download(req.tracking_uri, uri, tempfile.mkdtemp(prefix="sweeps-model-"))
-            label = f"{req.run_name}-{name}"
-            if self.own is not None:
-                own = self.own
-                self.recorder.do(lambda: own.model(label, local), quiet=True)
-            else:
-                self.recorder.do(lambda: self.record.keep(local, None, label), quiet=True)
+        if self._mirrored:
+            stage = tempfile.mkdtemp(prefix="sweeps-model-")
+            self._keep(Kept(stage, tracking.download(req.tracking_uri, uri, stage), None,
+                            ("model", f"{req.run_name}-{name}")))
         return uri
+
+    def _media(self, key: str, value: Any, step: int) -> bool:
+        """An image (a PIL image, a numpy array of HxW or HxWxC), a matplotlib figure or a pandas table,
+        written now as a file: an MLflow artifact ``media/<key>/step-<step>.png|csv`` and W&B media at
+        ``step``. False for anything else."""
+        kind = _media_kind(value)
+        if kind is None:
+            return False
+        stage = tempfile.mkdtemp(prefix="sweeps-media-")
+        path = os.path.join(stage, f"step-{step}.{'csv' if kind == 'table' else 'png'}")
+        if kind == "table":
+            value.to_csv(path, index=False)
+        elif kind == "figure":
+            value.savefig(path, format="png")
+        elif kind == "pil":
+            value.save(path, format="PNG")
+        else:
+            import matplotlib.image
+
+            matplotlib.image.imsave(path, value)
+        self._keep(Kept(stage, path, f"media/{key}", ("media", key, step) if self._mirrored else None))
+        return True
+
+    @property
+    def _mirrored(self) -> bool:
+        """The trial has a W&B run that sweeps writes: in this process, or mirrored by its record."""
+        req = self.req
+        return self.own is not None or (req.wandb is not None and req.wandb.mode != "disabled"
+                                        and "wandb" not in req.uses)
+
+    def _keep(self, kept: Kept) -> None:
+        """To the trial's record (MLflow, and W&B where it mirrors), or to the W&B run this process holds."""
+        if self.own is not None and kept.wandb is not None:
+            own, for_wandb = self.own, kept
+            if kept.folder is not None:  # MLflow's copy and W&B's are removed apart: two copies
+                twin = tempfile.mkdtemp(prefix="sweeps-media-")
+                for_wandb = Kept(twin, shutil.copy2(kept.path, twin), None, kept.wandb)
+                self.recorder.do(lambda: self.record.keep(dataclasses.replace(kept, wandb=None)))
+            self.recorder.do(lambda: own.keep(for_wandb), quiet=True)
+        else:
+            self.recorder.do(lambda: self.record.keep(kept))
 
     def dataset(self, name: str, data: Any) -> str:
         """Declare the data this trial trains on: a pandas DataFrame, a numpy array, or a file or folder. Its
@@ -399,14 +433,14 @@ class _Reporter:
         """Keep a file or a folder as an artifact of the trial's run, under ``files/`` (as ``name``).
         Copied now: the trainer may change or remove it after."""
         src = os.fspath(path)
-        staged = os.path.join(tempfile.mkdtemp(prefix="sweeps-file-"), name or os.path.basename(src.rstrip(os.sep)))
+        stage = tempfile.mkdtemp(prefix="sweeps-file-")
+        staged = os.path.join(stage, name or os.path.basename(src.rstrip(os.sep)))
         if os.path.isdir(src):
             shutil.copytree(src, staged)
-            folder = f"files/{os.path.basename(staged)}"
+            self.recorder.do(lambda: self.record.keep(Kept(stage, staged, f"files/{os.path.basename(staged)}")))
         else:
             shutil.copy2(src, staged)
-            folder = "files"
-        self.recorder.do(lambda: self.record.keep(staged, folder))
+            self.recorder.do(lambda: self.record.keep(Kept(stage, staged, "files")))
 
     def keep(self, step: int, values: dict[str, float]) -> None:
         """Into the trial's record, and its W&B run where the trainer's process holds it."""
@@ -660,9 +694,23 @@ def run_trial(req: TrialRequest, decide: Callable[[float], str | None] | None = 
     )
 
 
+def _media_kind(v: Any) -> str | None:
+    """What kind of media a reported value is, by what it can do (no library is imported for it)."""
+    if hasattr(v, "savefig"):
+        return "figure"
+    if hasattr(v, "to_csv") and hasattr(v, "columns"):
+        return "table"
+    if hasattr(v, "save") and hasattr(v, "mode") and hasattr(v, "size"):
+        return "pil"
+    if getattr(v, "ndim", 0) in (2, 3) and hasattr(v, "dtype"):
+        return "array"
+    return None
+
+
 def _is_number(v: Any) -> bool:
     """A metric value: ints, floats, numpy scalars, 0-d tensors; not bools or strings."""
-    return not isinstance(v, (bool, str)) and (isinstance(v, (int, float)) or hasattr(v, "__float__"))
+    return not isinstance(v, (bool, str)) and (isinstance(v, (int, float)) or
+                                               (hasattr(v, "__float__") and getattr(v, "ndim", 0) == 0))
 
 
 def quietly(fn: Callable[[], Any]) -> None:

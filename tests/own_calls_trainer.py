@@ -7,6 +7,7 @@ import tempfile
 from typing import Any, Callable
 
 import mlflow
+import numpy as np
 import wandb
 
 
@@ -25,6 +26,7 @@ def train(config: dict[str, Any], report: Callable[..., None]) -> dict[str, floa
         loss = (x - 2) ** 2 + 1 / (step + 1)
         mlflow.log_metric("loss", loss, step=step)  # logged by the trainer itself first ...
         wandb.log({"loss": loss, "own_metric": x * 10 + step})
-        report(step=step, loss=loss, reported_only=step)  # ... and reported: kept once in each
+        picture = np.full((4, 4), step * 50, dtype=np.uint8)
+        report(step=step, loss=loss, reported_only=step, picture=picture)  # ... and reported: kept once in each
     wandb.run.summary["own_summary"] = x
     return {"loss": loss}

@@ -259,3 +259,21 @@ def keeps_a_model(config, report):
     report.dataset("plots", f"{tmp}/plots")
     shutil.rmtree(tmp)
     return {"acc": acc}
+
+
+def reports_media(config, report):
+    """Reports an image (a numpy array), a matplotlib figure and a pandas table beside its metric."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import pandas as pd
+
+    for step in range(2):
+        fig, ax = plt.subplots(figsize=(2, 2))
+        ax.plot([0, 1], [0, step])
+        report(step=step, loss=1.0 / (step + 1), picture=np.full((8, 8), step * 100, dtype=np.uint8), curve=fig,
+               table=pd.DataFrame({"a": [step], "b": [2 * step]}))
+        plt.close(fig)
+    return {"loss": 0.5}

@@ -70,6 +70,8 @@ def test_a_trainers_own_mlflow_and_wandb_calls_land_in_its_trials_runs_on_one_wo
         assert [h["own_metric"] for h in run.history if "own_metric" in h] == [x * 10 + s for s in range(3)]
         assert len([h for h in run.history if "loss" in h]) == 3  # logged by the trainer, not again by report()
         assert [h["reported_only"] for h in run.history if "reported_only" in h] == [0, 1, 2]
+        assert len([h for h in run.history if h.get("picture/_type") == "image-file"]) == 3  # media into its own run
+        assert len(client.list_artifacts(c.info.run_id, "media/picture")) == 3
         assert run.summary["sweeps/state"] == "COMPLETE" and run.summary["sweeps/mlflow_run_id"] == c.info.run_id
     exp = client.search_experiments()
     assert sum(len(client.search_runs([e.experiment_id])) for e in exp) == 4  # the parent and its 3 children
@@ -137,3 +139,26 @@ def test_report_model_and_save_keep_a_model_files_and_a_folder_in_the_trials_run
         assert inputs == {"breast_cancer": c.data.tags["sweeps.dataset.breast_cancer"],
                           "plots": c.data.tags["sweeps.dataset.plots"]}
     assert len({c.data.tags["sweeps.dataset.breast_cancer"] for c in children}) == 1  # by content: the same data
+
+
+def test_reported_images_figures_and_tables_are_mlflow_artifacts_and_wandb_media(env) -> None:
+    summary = env.launch("""
+        name: media
+        method: grid
+        metric: {name: loss}
+        trainer: sweeps_test_trainers:reports_media
+        parameters:
+          x: {values: [1]}
+    """, parallel=1)
+    assert summary.counts["COMPLETE"] == 1
+    (child,) = env.runs(summary)[1]
+    client = env.client()
+    for key, ext in (("picture", "png"), ("curve", "png"), ("table", "csv")):
+        assert [a.path for a in client.list_artifacts(child.info.run_id, f"media/{key}")] == \
+            [f"media/{key}/step-0.{ext}", f"media/{key}/step-1.{ext}"]
+    assert [m.step for m in client.get_metric_history(child.info.run_id, "loss")] == [0, 1]
+    (run,) = [r for r in offline_runs(env.tmp) if r.job_type == "trial"]
+    rows = {h["_step"]: h for h in run.history}
+    for step in (0, 1):  # W&B's media in the same rows as the metric
+        assert rows[step]["picture/_type"] == "image-file" and rows[step]["curve/_type"] == "image-file"
+        assert rows[step]["table/_type"] == "table-file" and rows[step]["loss"] == 1.0 / (step + 1)
