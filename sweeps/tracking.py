@@ -276,15 +276,14 @@ def log_model(uri: str, run_id: str, model: Any, name: str, example: Any = None)
 def _active(uri: str, run_id: str) -> Iterator[None]:
     """Run ``run_id`` as MLflow's active run on this thread for a fluent call (it is already where the
     trainer imports MLflow); it stays RUNNING after."""
-    import os
 
     client(uri)
     import mlflow
 
+    saved = saved_env()
     mlflow.set_tracking_uri(uri)
     active = mlflow.active_run()
     ours = active is not None and active.info.run_id == run_id
-    named = os.environ.get("MLFLOW_RUN_ID")
     if not ours:
         mlflow.start_run(run_id=run_id, nested=active is not None)
     try:
@@ -293,8 +292,25 @@ def _active(uri: str, run_id: str) -> Iterator[None]:
         if not ours:
             mlflow.end_run()
             client(uri).update_run(run_id, status="RUNNING")
-            if named:  # end_run forgets it; the trial goes on
-                os.environ["MLFLOW_RUN_ID"] = named
+        restore_env(saved)  # set_tracking_uri writes $MLFLOW_TRACKING_URI, end_run forgets $MLFLOW_RUN_ID
+
+
+#: what MLflow's fluent API reads from the environment (and writes to it)
+FLUENT_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID")
+
+
+def saved_env() -> dict[str, str | None]:
+    return {k: os.environ.get(k) for k in FLUENT_ENV}
+
+
+def restore_env(saved: dict[str, str | None]) -> None:
+    """``FLUENT_ENV`` as ``saved_env`` found it: MLflow's ``set_tracking_uri`` writes ``$MLFLOW_TRACKING_URI``
+    for the whole process, and a trial must leave the process as it was."""
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
 
 
 def log_dataset(uri: str, run_id: str, name: str, data: Any) -> str:

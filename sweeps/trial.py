@@ -577,7 +577,7 @@ def own_calls(req: TrialRequest, exclusive: bool) -> Iterator[None]:
     (``exclusive``), ``MLFLOW_TRACKING_URI`` and ``MLFLOW_RUN_ID`` name it too, for a trainer that
     imports MLflow only when it runs, and for the processes it starts."""
     on = tracking.enabled(req.tracking_uri) and req.program is None
-    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID")}
+    saved = tracking.saved_env()
     if on and exclusive:
         os.environ.update(MLFLOW_TRACKING_URI=req.tracking_uri, MLFLOW_RUN_ID=req.run_id)
     try:
@@ -587,12 +587,7 @@ def own_calls(req: TrialRequest, exclusive: bool) -> Iterator[None]:
     finally:
         if on:
             quietly(lambda: tracking.deactivate(req.run_id))
-        if on and exclusive:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+            tracking.restore_env(saved)
 
 
 def _own_run(req: TrialRequest, exclusive: bool) -> OwnRun | None:

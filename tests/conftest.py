@@ -25,6 +25,16 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("WANDB_DISABLE_GIT", "true")
 
 
+@pytest.fixture(autouse=True)
+def _no_tracking_uri_leaks(monkeypatch):
+    """MLflow's set_tracking_uri also sets $MLFLOW_TRACKING_URI for the process (for its subprocesses): each
+    test starts without it and ends without it, so no `sweeps` a later test starts writes to another test's
+    store."""
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID"):
+        monkeypatch.setenv(name, "")  # recorded as absent before: removed again after the test
+        monkeypatch.delenv(name)
+
+
 @pytest.fixture(scope="session")
 def ray_cluster():
     """A local Ray with 4 CPUs and 2 logical GPUs; workers import tests/ and the repo."""
