@@ -523,7 +523,7 @@ def free_models(uri: str, model_ids: list[str]) -> None:
 
     if not model_ids or not is_local(uri):
         return
-    out = subprocess.run([sys.executable, "-m", "mlflow", "gc", "--backend-store-uri", uri,
+    out = subprocess.run([sys.executable, "-m", "mlflow", "gc", "--backend-store-uri", uri, "--tracking-uri", uri,
                           "--logged-model-ids", ",".join(model_ids)], capture_output=True, text=True, timeout=600,
                          stdin=subprocess.DEVNULL)
     if out.returncode != 0:

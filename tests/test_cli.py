@@ -278,19 +278,35 @@ def _model_sweep(tmp: Path, name: str, cs: list[float], keep: str = "[true]") ->
     return out.stdout.splitlines()[0].split(": ")[1]
 
 
+def _run_here(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """A `sweeps` command run in this process by click's runner, in ``cwd``: the same code as the command
+    line, without a new interpreter importing MLflow again (the launches above take the user's path)."""
+    from click.testing import CliRunner
+
+    from sweeps.cli import main
+
+    here = Path.cwd()
+    os.chdir(cwd)
+    try:
+        result = CliRunner().invoke(main, list(args))
+    finally:
+        os.chdir(here)
+    return subprocess.CompletedProcess(list(args), result.exit_code, result.stdout, result.stderr)
+
+
 def test_best_names_the_model_and_promote_registers_it_once_under_an_alias(tmp_path: Path) -> None:
     import mlflow
     import numpy as np
 
     sweep = _model_sweep(tmp_path, "models", [0.01, 10.0])
-    best = json.loads(_sweeps("best", sweep, "--json", cwd=tmp_path).stdout)
+    best = json.loads(_run_here("best", sweep, "--json", cwd=tmp_path).stdout)
     assert best["trial"] == 1 and best["params"] == {"c": 10.0, "keep": True} and best["run_id"] and best["wandb_run_id"]
     assert best["model_uri"].startswith("models:/m-") and best["models"] == {"model": best["model_uri"]}
-    text = _sweeps("best", sweep, "--download", "got", cwd=tmp_path)
+    text = _run_here("best", sweep, "--download", "got", cwd=tmp_path)
     assert text.returncode == 0 and f'mlflow.pyfunc.load_model("{best["model_uri"]}")' in text.stdout
     assert (tmp_path / "got" / "model" / "MLmodel").exists()
-    first = _sweeps("promote", sweep, "--model", "cancer-lr", cwd=tmp_path)
-    again = _sweeps("promote", sweep, "--model", "cancer-lr", cwd=tmp_path)
+    first = _run_here("promote", sweep, "--model", "cancer-lr", cwd=tmp_path)
+    again = _run_here("promote", sweep, "--model", "cancer-lr", cwd=tmp_path)
     assert first.returncode == 0 and "registered: cancer-lr version 1 (trial 1" in first.stdout, first.stderr
     assert again.returncode == 0 and "already registered: cancer-lr version 1" in again.stdout
     assert "W&B: not linked to the W&B registry: the sweep's W&B runs are offline" in first.stdout
@@ -299,7 +315,7 @@ def test_best_names_the_model_and_promote_registers_it_once_under_an_alias(tmp_p
     assert model.predict(np.zeros((3, 30))).shape == (3,)
     version = mlflow.MlflowClient(best["tracking_uri"]).get_model_version_by_alias("cancer-lr", "champion")
     assert version.tags["sweeps.sweep_id"] == sweep and version.tags["sweeps.trial"] == "1"
-    other = _sweeps("promote", sweep, "--model", "cancer-lr", "--trial", "0", cwd=tmp_path)
+    other = _run_here("promote", sweep, "--model", "cancer-lr", "--trial", "0", cwd=tmp_path)
     assert "registered: cancer-lr version 2 (trial 0" in other.stdout  # another trial: a new version takes the alias
     parent = mlflow.MlflowClient(best["tracking_uri"]).get_run(best["parent_run_id"])
     assert parent.data.tags["sweeps.promoted"] == "cancer-lr/2@champion"
@@ -312,33 +328,33 @@ def _export_and_load(tmp_path: Path, sweep: str) -> None:
 
     import sweeps
 
-    rows = json.loads(_sweeps("export", sweep, "--format", "json", cwd=tmp_path).stdout)
+    rows = json.loads(_run_here("export", sweep, "--format", "json", cwd=tmp_path).stdout)
     assert [(r["number"], r["state"], r["params.c"]) for r in rows] == [(0, "COMPLETE", 0.01), (1, "COMPLETE", 10.0)]
     assert all(r["metrics.acc"] == r["value"] and r["mlflow_run_id"] and r["wandb_run_id"] for r in rows)
-    out = _sweeps("export", sweep, "--format", "parquet", "-o", "t.parquet", cwd=tmp_path)
+    out = _run_here("export", sweep, "--format", "parquet", "-o", "t.parquet", cwd=tmp_path)
     assert out.returncode == 0 and out.stderr.strip() == f"2 trials of sweep {sweep} written to t.parquet"
     frame = sweeps.load(sweep, tmp_path / ".sweeps")
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "t.parquet"), frame)
-    assert _sweeps("export", sweep, cwd=tmp_path).stdout == frame.to_csv(index=False)
-    refused = _sweeps("export", sweep, "--format", "parquet", cwd=tmp_path)
+    assert _run_here("export", sweep, cwd=tmp_path).stdout == frame.to_csv(index=False)
+    refused = _run_here("export", sweep, "--format", "parquet", cwd=tmp_path)
     assert refused.returncode == 2 and refused.stderr.strip() == "--format parquet writes a binary file: name it with -o FILE"
 
 
 
 
 def test_best_and_promote_refuse_in_one_line_what_cannot_be(tmp_path: Path) -> None:
-    unknown = _sweeps("best", "nope", cwd=tmp_path)
+    unknown = _run_here("best", "nope", cwd=tmp_path)
     assert unknown.returncode == 2 and unknown.stderr.strip() == "no sweep 'nope' in .sweeps (sweeps there: none)"
     failed = _model_sweep(tmp_path, "failing", [-1.0])
-    out = _sweeps("best", failed, cwd=tmp_path)
+    out = _run_here("best", failed, cwd=tmp_path)
     assert out.returncode == 2 and out.stderr.strip() == (f"sweep {failed} has no complete trial yet (1 fail); "
                                                           f"`sweeps status {failed}` shows them")
     mixed = _model_sweep(tmp_path, "mixed", [1.0], keep="[false, true]")  # trial 0 keeps no model, trial 1 does
-    out = _sweeps("promote", mixed, "--model", "x", "--trial", "0", cwd=tmp_path)
+    out = _run_here("promote", mixed, "--model", "x", "--trial", "0", cwd=tmp_path)
     assert out.returncode == 2 and "trial 0 of sweep" in out.stderr and "kept no model: call report.model(model)" in out.stderr
-    assert "no model kept: call report.model(model)" in _sweeps("best", mixed, "--trial", "0", cwd=tmp_path).stdout
-    out = _sweeps("promote", mixed, "--model", "", "--trial", "1", cwd=tmp_path)
+    assert "no model kept: call report.model(model)" in _run_here("best", mixed, "--trial", "0", cwd=tmp_path).stdout
+    out = _run_here("promote", mixed, "--model", "", "--trial", "1", cwd=tmp_path)
     assert out.returncode == 2 and "the model registry at sqlite:///" in out.stderr and "refuses the model name ''" in out.stderr
-    out = _sweeps("best", mixed, "--download", "/proc/nope", cwd=tmp_path)
+    out = _run_here("best", mixed, "--download", "/proc/nope", cwd=tmp_path)
     assert out.returncode == 2 and out.stderr.strip().startswith("cannot write to /proc/nope: ")
     assert "Traceback" not in out.stderr
