@@ -62,17 +62,19 @@ class Pulse:
 
     def __init__(self) -> None:
         self._last = time.monotonic()
+        self._started = False  # idle counts from the program's start: setting it up is the worker's work
         self.line = ""
         #: set by an executor that cannot kill the trial's process itself (the local one)
         self.cancelled = False
 
     def beat(self, line: str = "") -> None:
         self._last = time.monotonic()
+        self._started = True
         if line:
             self.line = line
 
     def idle(self) -> float:
-        return time.monotonic() - self._last
+        return time.monotonic() - self._last if self._started else 0.0
 
 
 @dataclass(frozen=True)
@@ -146,6 +148,7 @@ class ProgramRun:
             argv = [sys.executable, "-I", "-c", _GUARD, str(os.getpid()), *argv]
         proc = subprocess.Popen(argv, cwd=self.cwd(), env=self.environment(config), stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+        self.pulse.beat()  # it started: from now on, no sign of life for heartbeat_timeout is a hang
         with open(self.output, "wb") as log:
             readers = [threading.Thread(target=self._read, args=(stream, log, err), daemon=True)
                        for stream, err in ((proc.stdout, False), (proc.stderr, True))]

@@ -51,8 +51,9 @@ def _free_port() -> int:
 
 def _env() -> dict[str, str]:
     env = dict(os.environ)
-    # a lost node is noticed in about 2 s instead of Ray's default 15-55 s
-    env.update(RAY_health_check_period_ms="500", RAY_health_check_timeout_ms="1000",
+    # a lost node is noticed in about 5 s instead of Ray's default 15-55 s (with 1.5 s, a busy 2-core
+    # machine once had the head's own node marked dead, and the launch's driver with it)
+    env.update(RAY_health_check_period_ms="1000", RAY_health_check_timeout_ms="2000",
                RAY_health_check_failure_threshold="3", RAY_USAGE_STATS_ENABLED="0", WANDB_SILENT="true")
     return env
 

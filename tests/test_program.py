@@ -190,7 +190,7 @@ def test_a_hanging_script_goes_silent_and_its_trial_runs_again(env) -> None:
         method: grid
         parameters:
           mode: {values: [hang_once]}
-        heartbeat_timeout: 4
+        heartbeat_timeout: 10
     """, parallel=1)
     trials = _trials(summary)
     assert [t.state.name for t in trials] == ["FAIL", "COMPLETE"]
