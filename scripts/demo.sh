@@ -12,13 +12,12 @@ sweeps validate "$file"
 echo
 sweeps launch "$file" "$@"
 read -r id name < <(sweeps status --json | "$VENV/bin/python" -c "import json, sys; s = json.load(sys.stdin)[0]; print(s['id'], s['name'])")
-cat <<TXT
-
-Where to look:
-  sweeps status $id                                  # its trials; sweeps status lists every sweep here
-  sweeps best $id                                    # the best trial, its model and how to load it (--download DIR)
-  sweeps report $id                                  # one HTML page of what the search learned (opens offline)
-  sweeps promote $id --model $name                   # register the best model in MLflow's registry as $name@champion
-  mlflow ui --backend-store-uri sqlite:///mlflow.db  # open http://127.0.0.1:5000: the sweep's parent run, its trials nested under it
-  ls wandb/                                          # W&B offline runs; upload them with: wandb sync --sync-all
-TXT
+echo
+echo "Where to look:"
+row() { printf '  %-52s # %s\n' "$1" "$2"; }
+row "sweeps status $id" "its trials; sweeps status lists every sweep here"
+row "sweeps best $id" "the best trial, its model and how to load it (--download DIR)"
+row "sweeps report $id" "one HTML page of what the search learned (opens offline)"
+row "sweeps promote $id --model $name" "the best model into MLflow's registry as $name@champion"
+row "mlflow ui --backend-store-uri sqlite:///mlflow.db" "http://127.0.0.1:5000: the parent run, its trials nested under it"
+row "ls wandb/" "W&B offline runs; upload them with: wandb sync --sync-all"

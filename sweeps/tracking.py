@@ -366,7 +366,9 @@ def _flavor(model: Any, example: Any) -> tuple[Any, dict[str, Any]]:
     if type(model).__module__.split(".")[0] == "sklearn" or (hasattr(model, "get_params") and hasattr(model, "predict")):
         import mlflow.sklearn
 
-        return mlflow.sklearn, {"sk_model": model}
+        # cloudpickle: MLflow's default, skops, refuses the trainer's own tree models (their node arrays are
+        # "untrusted types") unless each type is listed; the model was made by this trial, in this process
+        return mlflow.sklearn, {"sk_model": model, "serialization_format": mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE}
     import mlflow.pyfunc
 
     if isinstance(model, mlflow.pyfunc.PythonModel):
