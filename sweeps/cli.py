@@ -218,8 +218,6 @@ def best(sweep: str, state_dir: str, as_json: bool, trial: int | None, download:
     if download is not None:
         _writable(Path(download))
     info = best_trial(Path(state_dir), sweep, trial)
-    info["models"] = tracking.logged_models(info["tracking_uri"], info["experiment_id"], info["run_id"] or "")
-    info["model_uri"] = info["models"].get("model") or next(iter(info["models"].values()), None)
     if download is not None:
         for name, model_uri in info["models"].items():
             tracking.download(info["tracking_uri"], model_uri, str(Path(download) / name))
@@ -278,8 +276,7 @@ def promote(sweep: str, name: str, alias: str, trial: int | None, state_dir: str
     from .status import best_trial
 
     info = best_trial(Path(state_dir), sweep, trial)
-    models = tracking.logged_models(info["tracking_uri"], info["experiment_id"], info["run_id"] or "")
-    model_uri = models.get("model") or next(iter(models.values()), None)
+    model_uri = info["model_uri"]
     if model_uri is None:
         raise ConfigError(f"trial {info['trial']} of sweep {info['sweep']} kept no model: call report.model(model) in "
                           "the trainer (or MLflow's own mlflow.<flavor>.log_model) to keep one")

@@ -801,8 +801,9 @@ def _warm_tracking(uri: str, wandb: WandbSettings | None) -> None:
 
 
 def _warm_worker(uri: str, wandb: WandbSettings | None, trainer: str, records: bool) -> None:
-    try:  # the trial imports it first thing (and reports an import error itself)
-        importlib.import_module(trainer.partition(":")[0])
+    try:  # the trial imports it first thing (and reports an import error itself); a program has none
+        if trainer:
+            importlib.import_module(trainer.partition(":")[0])
     except Exception as exc:  # noqa: BLE001
         logger.debug("could not import the trainer ahead: %s", exc)
     if tracking.enabled(uri):

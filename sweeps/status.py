@@ -76,10 +76,15 @@ def best_trial(root: Path, sweep_id: str, trial: int | None = None) -> dict[str,
             states = ", ".join(f"{n} {s.lower()}" for s, n in sorted(_count(trials).items())) or "no trials"
             raise ConfigError(f"sweep {rec.id} has no complete trial yet ({states}); `sweeps status {rec.id}` shows them")
         t = next(t for t in trials if t.number == number)
+    from . import tracking
+
+    run_id = t.user_attrs.get("mlflow_run_id")
+    models = tracking.logged_models(rec.tracking_uri, rec.experiment_id, run_id or "")
     return {"sweep": rec.id, "name": rec.name, "metric": rec.metric, "goal": rec.goal, "trial": t.number,
-            "value": t.value, "params": t.user_attrs.get("config", {}), "run_id": t.user_attrs.get("mlflow_run_id"),
+            "value": t.value, "params": t.user_attrs.get("config", {}), "run_id": run_id,
             "wandb_run_id": t.user_attrs.get("wandb_id"), "tracking_uri": rec.tracking_uri,
-            "experiment_id": rec.experiment_id, "parent_run_id": rec.parent_run_id, "wandb_mode": rec.wandb_mode}
+            "experiment_id": rec.experiment_id, "parent_run_id": rec.parent_run_id, "wandb_mode": rec.wandb_mode,
+            "models": models, "model_uri": models.get("model") or next(iter(models.values()), None)}
 
 
 def _count(trials: list[Any]) -> dict[str, int]:

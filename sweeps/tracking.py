@@ -474,9 +474,13 @@ def register(uri: str, model_uri: str, name: str, alias: str, tags: dict[str, st
         same = [v for v in c.search_model_versions(f"name = '{name}'") if v.tags.get("sweeps.model_uri") == model_uri]
         created = not same
         if created:
+            saved = saved_env()  # MLflow's register_model reads the global URIs; set_tracking_uri writes the env
             mlflow.set_registry_uri(uri)
             mlflow.set_tracking_uri(uri)
-            version = mlflow.register_model(model_uri, name, tags={**tags, "sweeps.model_uri": model_uri})
+            try:
+                version = mlflow.register_model(model_uri, name, tags={**tags, "sweeps.model_uri": model_uri})
+            finally:
+                restore_env(saved)
         else:
             version = same[0]
         c.set_registered_model_alias(name, alias, version.version)

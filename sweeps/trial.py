@@ -111,6 +111,11 @@ class TrialRequest:
     uses: tuple[str, ...] = ()
 
     @property
+    def mirrored(self) -> bool:
+        """Sweeps writes the trial's W&B run: W&B is on, and the trial's own code does not make the run."""
+        return self.wandb is not None and self.wandb.mode != "disabled" and "wandb" not in self.uses
+
+    @property
     def key(self) -> str:
         """The trial's name among the records a node's recorder keeps: unique in the sweep even where
         MLflow is off (then every ``run_id`` is empty)."""
@@ -256,8 +261,7 @@ class TrialRecord:
         self.req = req
         self.buffer = tracking.MetricBuffer(req.tracking_uri, req.run_id, shared="mlflow" in req.uses)
         # a trial whose own code makes its W&B run (a program, a trainer calling wandb) is not mirrored again
-        mirroring = req.wandb is not None and req.wandb.mode != "disabled" and "wandb" not in req.uses
-        self.mirror: Any = (mirror or TrialMirror(req)) if mirroring else None
+        self.mirror: Any = (mirror or TrialMirror(req)) if req.mirrored else None
 
     def start(self, tags: Callable[[], dict[str, str]], packages: Callable[[], tuple[str, str]]) -> None:
         """``tags()``: what names the worker's environment; ``packages()``: its package list (digest, text).
@@ -405,9 +409,7 @@ class _Reporter:
     @property
     def _mirrored(self) -> bool:
         """The trial has a W&B run that sweeps writes: in this process, or mirrored by its record."""
-        req = self.req
-        return self.own is not None or (req.wandb is not None and req.wandb.mode != "disabled"
-                                        and "wandb" not in req.uses)
+        return self.own is not None or self.req.mirrored
 
     def _keep(self, kept: Kept) -> None:
         """To the trial's record (MLflow, and W&B where it mirrors), or to the W&B run this process holds."""

@@ -490,6 +490,16 @@ BAD = [
         ["f.yaml:2: paramters: unknown key 'paramters'; did you mean 'parameters'?"],
     ),
     (
+        "keep needs a positive count of models",
+        "method: random\nkeep: {models: 0}\nparameters: {a: {value: 1}}\n",
+        ["f.yaml:2: keep.models: must be >= 1, not 0"],
+    ),
+    (
+        "unknown key under keep",
+        "method: random\nkeep: {modls: 2}\nparameters: {a: {value: 1}}\n",
+        ["f.yaml:2: keep.modls: unknown key 'modls'; did you mean 'models'?"],
+    ),
+    (
         "cannot grid",
         "method: grid\nparameters:\n  lr: {min: 0.0, max: 1.0}\n",
         ["f.yaml:3: parameters.lr: a grid cannot enumerate a uniform parameter; list the points with `values`, "
