@@ -207,7 +207,7 @@ def test_launch_options_override_the_file_and_are_recorded(tmp_path: Path) -> No
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert client.get_experiment_by_name("file-exp") is None
     runs = client.search_runs([client.get_experiment_by_name("exp-x").experiment_id])
-    assert sorted(r.info.run_name for r in runs) == ["named-0", "named-1", f"named-{sweep_id}"]
+    assert sorted(r.info.run_name for r in runs) == sorted(["named-0", "named-1", f"named-{sweep_id}"])
     parent = next(r for r in runs if r.info.run_name == f"named-{sweep_id}")
     assert client.get_experiment_by_name("exp-x").tags["mlflow.experimentKind"] == "custom_model_development"
     assert {r.data.tags["mlflow.source.name"] for r in runs if r.info.run_name != parent.info.run_name} == {"my_trainer:train"}
