@@ -287,12 +287,18 @@ def promote(sweep: str, name: str, alias: str, trial: int | None, state_dir: str
     click.echo(f"{'registered' if created else 'already registered'}: {name} version {version.version} "
                f"(trial {info['trial']}, {info['metric']} = {info['value']:.6g}) as {name}@{alias}")
     click.echo(f'load it: mlflow.pyfunc.load_model("models:/{name}@{alias}")')
-    if info["wandb_mode"] != "online":
+    if info["wandb_mode"] != "online" or not info["wandb_run_id"]:
         click.echo(f"W&B: not linked to the W&B registry: the sweep's W&B runs are {info['wandb_mode']} "
-                   "(upload them with `wandb sync`, then link the artifact in W&B)")
-    else:
-        click.echo("W&B: not linked to the W&B registry (sweeps does not link W&B artifacts yet): link the trial's "
-                   "model artifact in W&B")
+                   "(upload them with `wandb sync`, then link the model artifact in W&B)")
+        return
+    from .mirror import link_model
+
+    try:
+        where = link_model(info["wandb_entity"], info["wandb_project"] or info["name"], info["wandb_run_id"], name, alias)
+    except Exception as exc:  # noqa: BLE001 - the MLflow registry has the version: say what W&B refused
+        click.echo(f"W&B: not linked to the W&B registry: {type(exc).__name__}: {exc}")
+        return
+    click.echo(f"W&B: linked to the W&B registry as {where}")
 
 
 @main.command()
@@ -327,6 +333,38 @@ def report(sweep: str, output: str | None, state_dir: str) -> None:
     if record.parent_run_id and tracking.enabled(record.tracking_uri):
         tracking.log_artifact(record.tracking_uri, record.parent_run_id, str(path))
     click.echo(f"report of sweep {record.id}: {path} (open it in a browser; also on the MLflow parent run)")
+
+
+@main.command()
+@click.argument("sweep_ids", metavar="SWEEP SWEEP [SWEEP...]", nargs=-1, required=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="The HTML file to write (default: compare-<ids>.html here).")
+@click.option("--state-dir", type=click.Path(file_okay=False), default=".sweeps", show_default=True)
+def compare(sweep_ids: tuple[str, ...], output: str | None, state_dir: str) -> None:
+    """One self-contained HTML page of several sweeps of one metric: their best-so-far curves on one plot,
+    a row each, and their best configs side by side."""
+    from pathlib import Path
+
+    from .report import compare as page
+    from .state import SweepRecord, open_study, sweep_dir
+
+    if len(set(sweep_ids)) < 2:
+        raise ConfigError("compare needs two sweeps or more: sweeps compare SWEEP SWEEP [SWEEP...] "
+                          "(`sweeps status` lists them)")
+    found = []
+    for sweep in dict.fromkeys(sweep_ids):
+        directory = sweep_dir(Path(state_dir), sweep)
+        record = SweepRecord.load(directory)
+        found.append((record, open_study(directory, record.id, record.goal, create=False)))
+    first = found[0][0]
+    for record, _ in found[1:]:
+        if (record.metric, record.goal) != (first.metric, first.goal):
+            raise ConfigError(f"sweeps {first.id} ({first.metric}, {first.goal}) and {record.id} ({record.metric}, "
+                              f"{record.goal}) optimize different metrics: compare sweeps of one metric and goal")
+    path = Path(output) if output else Path(f"compare-{'-'.join(r.id for r, _ in found)}.html")
+    _writable(path.resolve().parent)
+    path.write_text(page(found))
+    click.echo(f"{len(found)} sweeps compared: {path} (open it in a browser)")
 
 
 @main.command()

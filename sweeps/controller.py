@@ -277,12 +277,13 @@ class Controller:
                 parallel=s.parallel_set or 0, trials=s.max_trials, time_s=spec.budget.time_s,
                 target=spec.budget.target, tracking_uri=s.uri, experiment=s.experiment,
                 experiment_id=parent.experiment_id, parent_run_id=parent.run_id, wandb_mode=s.wandb.mode,
-                parallel_set=s.parallel_set,
+                parallel_set=s.parallel_set, wandb_project=s.wandb.project, wandb_entity=s.wandb.entity,
             )
         record = self.resumed
         record.status, record.stop_reason, record.ended = "running", None, None
         record.resumed += 1
         record.trials, record.tracking_uri, record.wandb_mode = s.max_trials, s.uri, s.wandb.mode
+        record.wandb_project, record.wandb_entity = s.wandb.project, s.wandb.entity
         return record
 
     def _new_executor(self, history: tuple[Any, ...]) -> Executor:

@@ -271,6 +271,20 @@ def close(timeout: float | None = None) -> bool:
     return True
 
 
+def link_model(entity: str | None, project: str, run_id: str, name: str, alias: str) -> str:
+    """Link the model artifact that W&B run ``run_id`` logged to the W&B model registry, collection
+    ``name``, with ``alias``; the registry path. Online only; W&B's own errors propagate."""
+    wandb = _wandb()
+    api = wandb.Api()
+    run = api.run(f"{entity or api.default_entity}/{project}/{run_id}")
+    models = [a for a in run.logged_artifacts() if a.type == "model"]
+    if not models:
+        raise ValueError(f"W&B run {run_id} logged no model artifact")
+    target = f"wandb-registry-model/{name}"
+    models[-1].link(target, aliases=[alias])
+    return f"{target}:{alias}"
+
+
 def new_run_id() -> str:
     """A W&B run id chosen ahead, so that a run whose process died can still be closed."""
     import secrets

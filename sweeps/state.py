@@ -64,6 +64,8 @@ class SweepRecord:
     stop_reason: str | None = None
     ended: str | None = None
     resumed: int = 0
+    wandb_project: str | None = None
+    wandb_entity: str | None = None
 
     def save(self, directory: Path) -> None:
         tmp = directory / (SWEEP_FILE + ".tmp")

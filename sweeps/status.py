@@ -84,6 +84,7 @@ def best_trial(root: Path, sweep_id: str, trial: int | None = None) -> dict[str,
             "value": t.value, "params": t.user_attrs.get("config", {}), "run_id": run_id,
             "wandb_run_id": t.user_attrs.get("wandb_id"), "tracking_uri": rec.tracking_uri,
             "experiment_id": rec.experiment_id, "parent_run_id": rec.parent_run_id, "wandb_mode": rec.wandb_mode,
+            "wandb_project": rec.wandb_project, "wandb_entity": rec.wandb_entity,
             "models": models, "model_uri": models.get("model") or next(iter(models.values()), None)}
 
 

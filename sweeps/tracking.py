@@ -527,7 +527,12 @@ def free_models(uri: str, model_ids: list[str]) -> None:
     import subprocess
     import sys
 
-    if not model_ids or not is_local(uri):
+    if not model_ids:
+        return
+    if not is_local(uri):
+        logger.warning("%d dropped models are deleted in MLflow; their files stay on the tracking server until, on "
+                       "the head: MLFLOW_TRACKING_URI=%s mlflow gc --backend-store-uri DB --logged-model-ids %s",
+                       len(model_ids), uri, ",".join(model_ids))
         return
     out = subprocess.run([sys.executable, "-m", "mlflow", "gc", "--backend-store-uri", uri, "--tracking-uri", uri,
                           "--logged-model-ids", ",".join(model_ids)], capture_output=True, text=True, timeout=600,

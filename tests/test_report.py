@@ -24,6 +24,16 @@ def _chromium() -> str:
     pytest.skip("needs Debian's chromium package (apt-get install chromium)")
 
 
+def _shown(chromium: str, page) -> str:
+    """The page's DOM after Chromium ran its scripts; no console message (a JavaScript error) allowed."""
+    shown = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0",
+                            "--virtual-time-budget=10000", "--dump-dom", page.as_uri()],
+                           capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert "CONSOLE" not in shown.stderr, [line for line in shown.stderr.splitlines() if "CONSOLE" in line]
+    return shown.stdout
+
+
 def test_the_report_opens_offline_in_chromium_with_its_plots_and_no_javascript_error(local_env) -> None:
     env = local_env
     chromium = _chromium()
@@ -47,12 +57,7 @@ def test_the_report_opens_offline_in_chromium_with_its_plots_and_no_javascript_e
     run = env.client().get_run(summary.record.parent_run_id)
     assert "report.html" in [a.path for a in env.client().list_artifacts(run.info.run_id)]
 
-    shown = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0",
-                            "--virtual-time-budget=10000", "--dump-dom", page.as_uri()],
-                           capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
-    assert shown.returncode == 0, shown.stderr[-2000:]
-    assert "CONSOLE" not in shown.stderr, [line for line in shown.stderr.splitlines() if "CONSOLE" in line]
-    dom = shown.stdout
+    dom = _shown(chromium, page)
     assert dom.count("js-plotly-plot") >= 5  # each plot drawn: best so far, coordinates, importances, slices, curves
     for title in ("The best so far", "Parallel coordinates", "Parameter importances", "Each parameter", "Learning curves"):
         assert f"<h2>{title}</h2>" in dom
@@ -66,3 +71,60 @@ def test_the_report_opens_offline_in_chromium_with_its_plots_and_no_javascript_e
 def test_a_report_of_an_unknown_sweep_or_to_an_unwritable_place_is_a_one_line_error(local_env) -> None:
     out = CliRunner().invoke(main, ["report", "nope", "--state-dir", str(local_env.tmp / ".sweeps")])
     assert out.exit_code == 2 and "no sweep 'nope' in" in out.output
+
+
+def test_compare_puts_several_sweeps_of_one_metric_on_one_page(local_env) -> None:
+    env = local_env
+    chromium = _chromium()
+    state = str(env.tmp / ".sweeps")
+    one = env.launch("""
+        name: coarse
+        method: grid
+        metric: {name: loss}
+        trainer: sweeps_test_trainers:quadratic
+        parameters:
+          x: {values: [0.9, 0.4, 2.0]}
+          steps: {value: 2}
+    """, parallel=1)
+    two = env.launch("""
+        name: fine
+        method: grid
+        metric: {name: loss}
+        trainer: sweeps_test_trainers:quadratic
+        parameters:
+          x: {values: [0.35, 0.3, 0.5]}
+          steps: {value: 3}
+    """, parallel=1)
+    page = env.tmp / "both.html"
+    out = CliRunner().invoke(main, ["compare", one.id, two.id, "-o", str(page), "--state-dir", state])
+    assert out.exit_code == 0, out.output
+    assert f"2 sweeps compared: {page}" in out.output
+    text = page.read_text()
+    assert not re.search(r"<(script|link|img)[^>]+(src|href)=", text)
+    dom = _shown(chromium, page)
+    assert dom.count("plotly-graph-div js-plotly-plot") == 1  # drawn: the best-so-far curves of both, on one plot
+    assert f"Best Value of coarse ({one.id})" in dom and f"Best Value of fine ({two.id})" in dom  # each line's sweep
+    for record in (one.record, two.record):
+        assert record.parent_run_id in dom
+    configs = {m.group(1): yaml.safe_load(m.group(2).replace("&#x27;", "'"))
+               for m in re.finditer(r'<pre class="best-config" data-sweep="(\w+)">(.*?)</pre>', text, re.S)}
+    assert configs == {one.id: {"parameters": {"x": {"value": 0.4}, "steps": {"value": 2}}},
+                       two.id: {"parameters": {"x": {"value": 0.3}, "steps": {"value": 3}}}}
+    differs = re.findall(r'<tr class="differs"><td data-v="(\w+)"', text)
+    assert differs == ["x", "steps"]  # both params differ between the best configs
+
+    other = env.launch("""
+        name: upside-down
+        method: grid
+        metric: {name: loss, goal: maximize}
+        trainer: sweeps_test_trainers:quadratic
+        parameters:
+          x: {values: [0.5]}
+          steps: {value: 1}
+    """, parallel=1)
+    for args, said in ((["compare", one.id], "compare needs two sweeps or more"),
+                       (["compare", one.id, "nope"], "no sweep 'nope' in"),
+                       (["compare", one.id, other.id], f"sweeps {one.id} (loss, minimize) and {other.id} (loss, maximize) "
+                                                      "optimize different metrics")):
+        out = CliRunner().invoke(main, [*args, "--state-dir", state])
+        assert out.exit_code == 2 and said in out.output and len(out.output.strip().splitlines()) == 1, out.output
