@@ -127,6 +127,7 @@ def _prepare(spec: Any, agents_only: bool, address: str | None) -> tuple[Any, An
     # MLflow's INFO lines (creating tables...) and run banners would break up the live view
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     return spec, Console(stderr=True, highlight=False)
 
 
@@ -365,6 +366,136 @@ def compare(sweep_ids: tuple[str, ...], output: str | None, state_dir: str) -> N
     _writable(path.resolve().parent)
     path.write_text(page(found))
     click.echo(f"{len(found)} sweeps compared: {path} (open it in a browser)")
+
+
+@main.command()
+@click.argument("run_id", required=False)
+@click.option("--sweep", help="The sweep whose trial to run again (with --best or --trial N instead of RUN_ID).")
+@click.option("--best", is_flag=True, help="The sweep's best trial.")
+@click.option("--trial", type=click.IntRange(min=0), help="The sweep's trial N.")
+@click.option("--tracking-uri", help="Where RUN_ID is recorded (default: the sweep's, $MLFLOW_TRACKING_URI, "
+              "else sqlite:///mlflow.db).")
+@click.option("--tolerance", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="The relative difference a metric may have and still match (0: to the last digit).")
+@click.option("--strict", is_flag=True, help="Refuse to run when the code, packages, Python or data differ from the record.")
+@click.option("--address", help="Ray cluster to run it on, HEAD:PORT (default: a local Ray).")
+@click.option("--local", is_flag=True, help="Run it in a thread of this process, without Ray (CPU trials).")
+@click.option("--wandb-mode", type=click.Choice(["offline", "online", "disabled"]),
+              help="W&B mirror (default: the sweep file's, $WANDB_MODE, else offline).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.option("--state-dir", type=click.Path(file_okay=False), default=".sweeps", show_default=True)
+def reproduce(run_id: str | None, sweep: str | None, best: bool, trial: int | None, tracking_uri: str | None,
+              tolerance: float, strict: bool, address: str | None, local: bool, wandb_mode: str | None,
+              as_json: bool, state_dir: str) -> None:
+    """Run a recorded trial again (same config, seed and seeding) and compare every metric, step by step.
+    Before it runs, says what differs from the record: git commit, uncommitted changes, the trainer's file,
+    packages, Python, data. Exit 0: the metrics match; 1: they differ; 2: bad input."""
+    import os
+    from pathlib import Path
+
+    from . import reproduce as rp
+    from . import tracking
+
+    _check_local(local, address, False)
+    if (run_id is None) == (sweep is None) or (sweep is not None and run_id is None and best == (trial is not None)):
+        raise click.UsageError("name the trial: RUN_ID (an MLflow run id), or --sweep SWEEP with --best or --trial N")
+    workdir = Path.cwd()
+    if sweep is not None:
+        from .state import SweepRecord, sweep_dir
+        from .status import best_trial
+
+        record = SweepRecord.load(sweep_dir(Path(state_dir), sweep))
+        uri = tracking.absolute_uri(tracking_uri, workdir) if tracking_uri else record.tracking_uri
+        if run_id is None:
+            run_id = best_trial(Path(state_dir), sweep, trial)["run_id"]
+    else:
+        uri = tracking.absolute_uri(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"), workdir)
+    if not tracking.enabled(uri):
+        raise ConfigError("reproduce reads the trial's MLflow record: this sweep ran with --no-tracking")
+    _prepare(None, False, address)
+    rec = rp.load(uri, run_id)
+    _check_code(rec, workdir)
+    before = rp.differences(rec, workdir)
+    say = (lambda text: None) if as_json else click.echo
+    say(f"reproducing trial {rec.tags.get('sweeps.trial')} of sweep {rec.tags.get('sweeps.sweep_id')} (MLflow run "
+        f"{rec.run_id}): {rec.what}, seed {rec.seed}")
+    for d in before:
+        say(f"  differs: {d.text}")
+    if before and strict:
+        click.echo(f"--strict: {len(before)} difference(s) from the record; nothing was run", err=True)
+        raise SystemExit(1)
+    outcome = rp.reproduce(rec, workdir, tolerance=tolerance, address=address, local=local, wandb_mode=wandb_mode,
+                           wandb_dir=Path(os.environ.get("WANDB_DIR") or workdir), before=before)
+    if as_json:
+        import json
+
+        click.echo(json.dumps({
+            "run_id": rec.run_id, "new_run_id": outcome.run_id, "matches": outcome.matches, "state": outcome.state,
+            "error": outcome.error, "compared": outcome.compared,
+            "mismatches": [vars(m) for m in outcome.mismatches],
+            "differences": [{"kind": d.kind, "text": d.text} for d in outcome.differences()]}, indent=2))
+    else:
+        _print_reproduced(outcome, tolerance)
+    if not outcome.matches:
+        raise SystemExit(1)
+
+
+def _check_code(rec: Any, workdir: Any) -> None:
+    """Exit 2 when the trial's trainer module or program is not found from here."""
+    import importlib.util
+    import sys
+
+    if rec.program is not None:
+        if not (workdir / rec.program[0]).is_file():
+            raise ConfigError(f"program {rec.program[0]} of run {rec.run_id} is not in {workdir}: run `sweeps reproduce` "
+                              "in the directory the sweep was launched from")
+        return
+    module = rec.trainer.partition(":")[0]
+    sys.path.insert(0, str(workdir))
+    try:
+        found = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        found = None
+    finally:
+        sys.path.remove(str(workdir))
+    if found is None:
+        raise ConfigError(f"trainer module {module} of run {rec.run_id} is not importable from {workdir}: run "
+                          "`sweeps reproduce` in the directory the sweep was launched from")
+
+
+def _print_reproduced(outcome: Any, tolerance: float) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    if outcome.matches:
+        how = "exactly" if tolerance == 0 else f"within a relative {tolerance:g}"
+        click.echo(f"reproduced {how}: {outcome.compared} values of {len(outcome.record.run.data.metrics)} metrics match "
+                   f"(new MLflow run {outcome.run_id}, {outcome.duration_s:.1f} s)")
+        return
+    if outcome.state != "COMPLETE":
+        click.echo(f"the rerun ended {outcome.state}: {outcome.error} (new MLflow run {outcome.run_id})")
+    if outcome.mismatches:
+        table = Table("metric", "first step that differs", "recorded", "now", "difference", "steps that differ",
+                      title=f"not reproduced (new MLflow run {outcome.run_id})", box=None)
+        for m in outcome.mismatches:
+            gap = f"{m.now - m.recorded:+.6g}" if m.recorded is not None and m.now is not None else "missing"
+            table.add_row(m.metric, str(m.step), _num(m.recorded), _num(m.now), gap, str(m.count))
+        Console(soft_wrap=True, width=200).print(table)
+    found = outcome.differences()
+    if found:
+        click.echo("what differs from the record, most likely cause first:")
+        for d in found:
+            click.echo(f"  {d.kind}: {d.text}")
+    elif outcome.mismatches:
+        gpu = " or its GPU" if outcome.record.tags.get("sweeps.gpu.name") else ""
+        click.echo(f"nothing recorded differs (code, packages, Python, data, device): the trainer{gpu} is not "
+                   "deterministic. Seeded torch on a CPU repeats itself; on a GPU, call "
+                   "torch.use_deterministic_algorithms(True) (with CUBLAS_WORKSPACE_CONFIG=:4096:8), or pass "
+                   "--tolerance to accept a relative difference")
+
+
+def _num(v: float | None) -> str:
+    return "missing" if v is None else f"{v:.10g}"
 
 
 @main.command()

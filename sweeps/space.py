@@ -436,6 +436,19 @@ class SweepSpec:
                 node[p.path[-1]] = flat[p.name]
         return out
 
+    def flatten(self, nested: dict[str, Any]) -> dict[str, Any]:
+        """The nested config a trainer got -> flat ``{dotted name: value}`` (``nest`` undone)."""
+        out: dict[str, Any] = {}
+        for p in self.params:
+            node: Any = nested
+            for part in p.path:
+                if not isinstance(node, dict) or part not in node:
+                    break
+                node = node[part]
+            else:
+                out[p.name] = node
+        return out
+
     def grid(self) -> Iterator[dict[str, Any]]:
         """Every grid point once, as a flat config of the active parameters."""
 

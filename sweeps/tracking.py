@@ -151,6 +151,20 @@ def log_text(uri: str, run_id: str, text: str, path: str) -> None:
         client(uri).log_text(run_id, text, path)
 
 
+def read_text(uri: str, run_id: str, path: str) -> str:
+    """Artifact ``path`` of run ``run_id``, as text; OSError when the run has no such artifact."""
+    import tempfile
+
+    from mlflow.exceptions import MlflowException
+
+    with tempfile.TemporaryDirectory(prefix="sweeps-read-") as tmp:
+        try:
+            local = client(uri).download_artifacts(run_id, path, tmp)
+        except MlflowException as exc:
+            raise OSError(f"{path}: {exc}") from None
+        return Path(local).read_text()
+
+
 def log_artifact(uri: str, run_id: str, local_path: str, folder: str | None = None) -> None:
     if enabled(uri):
         client(uri).log_artifact(run_id, local_path, folder)
@@ -325,7 +339,7 @@ def log_dataset(uri: str, run_id: str, name: str, data: Any) -> str:
         from mlflow.data.sources import LocalArtifactDatasetSource
 
         path = Path(data).resolve()
-        dataset: Any = MetaDataset(LocalArtifactDatasetSource(str(path)), name=name, digest=_digest(path))
+        dataset: Any = MetaDataset(LocalArtifactDatasetSource(str(path)), name=name, digest=path_digest(path))
     elif hasattr(data, "to_numpy") and hasattr(data, "columns"):
         dataset = mlflow.data.from_pandas(data, name=name)
     else:
@@ -336,7 +350,7 @@ def log_dataset(uri: str, run_id: str, name: str, data: Any) -> str:
     return dataset.digest
 
 
-def _digest(path: Path) -> str:
+def path_digest(path: Path) -> str:
     """sha256 of a file's bytes, or of a folder's files (their paths and bytes, in order); 12 hex digits."""
     import hashlib
 

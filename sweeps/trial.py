@@ -521,6 +521,37 @@ def environment_tags() -> dict[str, str]:
     }
 
 
+def source_tags(req: TrialRequest) -> dict[str, str]:
+    """The file of the trial's code (the trainer's module, or the program) and a digest of its bytes, for
+    ``sweeps reproduce`` to tell whether it changed since; nothing where it cannot be found."""
+    path = source_file(req)
+    if path is None:
+        return {}
+    relative = os.path.relpath(path, req.workdir)
+    shown = path if relative.startswith("..") else relative
+    return {"sweeps.source.path": shown, "sweeps.source.sha256": file_digest(path)}
+
+
+def source_file(req: TrialRequest) -> str | None:
+    """The trainer's module file, or the program, as this process finds it."""
+    import importlib.util
+
+    if req.program is not None:
+        path = os.path.join(req.workdir, req.program.path)
+        return path if os.path.isfile(path) else None
+    try:
+        found = importlib.util.find_spec(req.trainer.partition(":")[0])
+    except (ImportError, ValueError):
+        return None
+    return found.origin if found is not None and found.origin and os.path.isfile(found.origin) else None
+
+
+def file_digest(path: str) -> str:
+    """sha256 of a file's bytes, 12 hex digits."""
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()[:12]
+
+
 _SCAN_LOCK = threading.Lock()
 
 
@@ -628,7 +659,7 @@ def run_trial(req: TrialRequest, decide: Callable[[float], str | None] | None = 
     program = _program(req, pulse)
 
     def tags() -> dict[str, str]:  # read on the recorder thread: the trainer does not wait for them
-        out = {**environment_tags(), **(node_tags or {}), "sweeps.gpu.ids": ",".join(ids)}
+        out = {**environment_tags(), **(node_tags or {}), **source_tags(req), "sweeps.gpu.ids": ",".join(ids)}
         name = gpu_name(ids)
         if name:
             out["sweeps.gpu.name"] = name

@@ -7,6 +7,7 @@ import atexit
 import functools
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import textwrap
@@ -132,3 +133,19 @@ def local_env(tmp_path: Path) -> Env:
 
 def pytest_configure(config) -> None:
     config.addinivalue_line("markers", "ray: runs its trials on the session's Ray (tests/test_controller.py)")
+
+
+def run_here(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """A `sweeps` command run in this process by click's runner, in ``cwd``: the same code as the command
+    line, without a new interpreter importing MLflow again."""
+    from click.testing import CliRunner
+
+    from sweeps.cli import main
+
+    here = Path.cwd()
+    os.chdir(cwd)
+    try:
+        result = CliRunner().invoke(main, list(args))
+    finally:
+        os.chdir(here)
+    return subprocess.CompletedProcess(list(args), result.exit_code, result.stdout, result.stderr)

@@ -11,6 +11,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from conftest import run_here as _run_here
+
 SPACES = Path(__file__).parent / "spaces"
 HEAVY = ("ray", "mlflow", "wandb", "torch")
 
@@ -277,22 +279,6 @@ def _model_sweep(tmp: Path, name: str, cs: list[float], keep: str = "[true]") ->
     out = _sweeps("launch", f"{name}.yaml", "--local", "--no-progress", cwd=tmp, env=_user_env())
     assert out.returncode in (0, 1), out.stderr
     return out.stdout.splitlines()[0].split(": ")[1]
-
-
-def _run_here(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    """A `sweeps` command run in this process by click's runner, in ``cwd``: the same code as the command
-    line, without a new interpreter importing MLflow again (the launches above take the user's path)."""
-    from click.testing import CliRunner
-
-    from sweeps.cli import main
-
-    here = Path.cwd()
-    os.chdir(cwd)
-    try:
-        result = CliRunner().invoke(main, list(args))
-    finally:
-        os.chdir(here)
-    return subprocess.CompletedProcess(list(args), result.exit_code, result.stdout, result.stderr)
 
 
 def test_best_names_the_model_and_promote_registers_it_once_under_an_alias(tmp_path: Path) -> None:

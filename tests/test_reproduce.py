@@ -1,0 +1,118 @@
+"""`sweeps reproduce`: a recorded trial run again from its record, compared value by value, with what
+changed since named first."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from conftest import run_here
+
+
+def _user_env() -> dict[str, str]:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "WANDB_"))}
+    return {**env, "WANDB_SILENT": "true", "WANDB_MODE": "offline", "RAY_USAGE_STATS_ENABLED": "0"}
+
+
+def _sweeps(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "sweeps.cli", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=300, stdin=subprocess.DEVNULL, env=_user_env())
+
+
+def test_a_seeded_torch_trial_reproduces_exactly_and_a_changed_package_is_named(env) -> None:
+    summary = env.launch("""
+        name: torch-fit
+        method: grid
+        metric: {name: loss}
+        trainer: seeded_trainer:fit
+        parameters:
+          lr: {values: [0.05, 0.2]}
+          steps: {value: 4}
+    """)
+    _, children = env.runs(summary)
+    run_id = next(c.info.run_id for c in children if c.data.params["lr"] == "0.2")
+    out = run_here("reproduce", run_id, "--tracking-uri", env.uri, cwd=env.tmp)
+    assert out.returncode == 0, out.stdout + out.stderr
+    first, said = out.stdout.splitlines()[0], out.stdout.splitlines()[-1]
+    assert first.startswith(f"reproducing trial 1 of sweep {summary.id} (MLflow run {run_id}): trainer "
+                            "seeded_trainer:fit, seed ")
+    assert "differs" not in out.stdout
+    assert said.startswith("reproduced exactly: 8 values of 2 metrics match (new MLflow run ")  # loss and noise, 4 steps
+    new = env.client().get_run(said.split("new MLflow run ")[1].split(",")[0])
+    assert new.data.tags["sweeps.reproduces"] == run_id and new.info.experiment_id == summary.record.experiment_id
+    seed = next(c for c in children if c.info.run_id == run_id).data.tags["sweeps.seed"]
+    assert new.data.params["lr"] == "0.2" and new.data.tags["sweeps.seed"] == seed and f"seed {seed}" in first
+
+    # the record says numpy was another version: named before the run, the metrics still match
+    packages = json.loads(env.client().get_run(run_id).data.tags["sweeps.packages"])
+    env.client().set_tag(run_id, "sweeps.packages", json.dumps({**packages, "numpy": "1.0.0"}))
+    again = run_here("reproduce", "--sweep", summary.id, "--trial", "1", "--state-dir", str(env.tmp / ".sweeps"),
+                     cwd=env.tmp)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"  differs: package versions changed: numpy 1.0.0 -> {packages['numpy']}" in again.stdout.splitlines()
+    strict = run_here("reproduce", run_id, "--tracking-uri", env.uri, "--strict", cwd=env.tmp)
+    assert strict.returncode == 1 and "--strict: 1 difference(s) from the record; nothing was run" in strict.stderr
+    assert len(env.client().search_runs([summary.record.experiment_id], "tags.`sweeps.reproduces` != ''")) == 2
+
+    for args, said in ((["nope"], "no MLflow run nope in"),
+                       ([summary.record.parent_run_id], "is not a sweeps trial"),
+                       (["--sweep", summary.id], "name the trial")):
+        bad = run_here("reproduce", *args, "--tracking-uri", env.uri, "--state-dir", str(env.tmp / ".sweeps"), cwd=env.tmp)
+        assert bad.returncode == 2 and said in bad.stdout + bad.stderr, bad.stdout + bad.stderr
+
+
+TRAINER = """
+import csv
+
+def train(config, report):
+    report.dataset("data", "data.csv")
+    rows = [float(r[0]) for r in csv.reader(open("data.csv"))]
+    for step, v in enumerate(rows):
+        report(step=step, score=v * config["w"] + {shift})
+    return {{"score": sum(rows) * config["w"] + {shift}}}
+"""
+
+
+def test_after_a_commit_that_changes_the_code_reproduce_exits_1_and_names_it_first(tmp_path: Path) -> None:
+    def commit(message: str) -> None:
+        subprocess.run(["git", "add", "-A"], cwd=tmp_path, check=True)
+        subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", message], cwd=tmp_path,
+                       check=True)
+
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    (tmp_path / ".gitignore").write_text("mlflow.db\nmlartifacts/\nwandb/\n.sweeps/\n")
+    (tmp_path / "data_trainer.py").write_text(TRAINER.format(shift=0))
+    (tmp_path / "data.csv").write_text("1\n2\n3\n")
+    (tmp_path / "sweep.yaml").write_text(textwrap.dedent("""
+        method: grid
+        metric: {name: score, goal: maximize}
+        trainer: data_trainer:train
+        parameters:
+          w: {values: [0.5]}
+    """))
+    commit("first")
+    launched = _sweeps("launch", "sweep.yaml", "--local", "--no-progress", cwd=tmp_path)
+    assert launched.returncode == 0, launched.stderr
+    sweep = launched.stdout.splitlines()[0].split(": ")[1]
+    same = _sweeps("reproduce", "--sweep", sweep, "--best", "--local", cwd=tmp_path)
+    assert same.returncode == 0 and "reproduced exactly: 4 values of 1 metrics match" in same.stdout, same.stdout + same.stderr
+    assert "differs" not in same.stdout
+
+    (tmp_path / "data_trainer.py").write_text(TRAINER.format(shift=1))
+    commit("shift the score")
+    (tmp_path / "data.csv").write_text("1\n2\n4\n")  # the data changes too, uncommitted
+    changed = _sweeps("reproduce", "--sweep", sweep, "--best", "--local", cwd=tmp_path)
+    assert changed.returncode == 1, changed.stdout + changed.stderr
+    lines = changed.stdout.splitlines()
+    table = lines.index(next(line for line in lines if line.startswith("what differs from the record")))
+    assert lines[table + 1].startswith("  code: the git commit changed since the trial: ")  # the most likely cause first
+    assert "(1 commit later; see: git diff " in lines[table + 1]
+    assert any(line.startswith("  code: data_trainer.py (trainer data_trainer:train) changed since the trial")
+               for line in lines)
+    assert any(line.startswith("  data: data set data: the content of ") for line in lines)
+    assert any(line.split()[:5] == ["score", "0", "0.5", "1.5", "+1"] for line in lines), changed.stdout
