@@ -13,6 +13,7 @@ Systems, each run in a fresh process (its own Ray where it uses Ray), interleave
   sweeps        `Controller` as `sweeps launch` runs it: Ray worker actors, MLflow nested
                 runs in sqlite, W&B offline runs
   sweeps-untracked  the same with tracking disabled (`sweeps launch --no-tracking`)
+  sweeps-deterministic  the same in synchronous batches (`sweeps launch --deterministic`)
   hand          a loop written by hand: Optuna ask/tell, Ray tasks, an MLflow nested
                 run and a W&B offline run per trial, one MLflow call per value
   tune          Ray Tune + OptunaSearch + MLflowLoggerCallback + WandbLoggerCallback
@@ -62,7 +63,7 @@ from typing import Iterator
 ROOT = Path(__file__).resolve().parents[1]
 PARALLEL = 2
 WORKLOADS = {"W1": {"trials": 40, "steps": 10}, "W2": {"trials": 16, "epochs": 5}}
-SYSTEMS = ["sweeps", "sweeps-untracked", "hand", "tune", "optuna", "optuna-mlflow", "ray"]
+SYSTEMS = ["sweeps", "sweeps-untracked", "sweeps-deterministic", "hand", "tune", "optuna", "optuna-mlflow", "ray"]
 #: the address of the Ray the benchmark started for every system (--ray-running), in the children's environment
 ADDRESS_ENV = "BENCH_RAY_ADDRESS"
 
@@ -110,7 +111,8 @@ def child(system: str, workload: str, work: Path, born: float) -> dict:
                       PYTHONPATH=os.pathsep.join([str(work), str(ROOT)]))
     trials = WORKLOADS[workload]["trials"]
     uri = f"sqlite:///{work}/mlflow.db"
-    {"sweeps": run_sweeps, "sweeps-untracked": run_sweeps_untracked, "hand": run_hand, "tune": run_tune,
+    {"sweeps": run_sweeps, "sweeps-untracked": run_sweeps_untracked, "sweeps-deterministic": run_sweeps_deterministic,
+     "hand": run_hand, "tune": run_tune,
      "optuna": run_optuna, "optuna-mlflow": run_optuna_mlflow, "ray": run_ray}[system](workload, trials, uri, work)
     wall = time.time() - born
     times = [json.loads(line) for line in (work / "times.jsonl").read_text().splitlines()]
@@ -145,7 +147,7 @@ def recorded(system: str, uri: str, work: Path, trials: int) -> dict:
     out: dict = {}
     if system == "sweeps-untracked" and any((work / p).exists() for p in ("mlflow.db", "wandb")):
         raise SystemExit("sweeps-untracked: tracking was not disabled")
-    if system in ("sweeps", "hand", "tune", "optuna-mlflow"):
+    if system in ("sweeps", "sweeps-deterministic", "hand", "tune", "optuna-mlflow"):
         from mlflow import MlflowClient
 
         client = MlflowClient(uri)
@@ -154,9 +156,9 @@ def recorded(system: str, uri: str, work: Path, trials: int) -> dict:
         out["mlflow_runs"] = len(children)
         if len(children) != trials:
             raise SystemExit(f"{system}: {len(children)} MLflow trial runs recorded, expected {trials}")
-    if system in ("sweeps", "hand", "tune"):
+    if system in ("sweeps", "sweeps-deterministic", "hand", "tune"):
         wandb_runs = list((work / "wandb").glob("offline-run-*"))
-        n = len(wandb_runs) - (1 if system == "sweeps" else 0)  # sweeps adds the sweep's own run
+        n = len(wandb_runs) - (1 if system.startswith("sweeps") else 0)  # sweeps adds the sweep's own run
         out["wandb_runs"] = n
         if n != trials:
             raise SystemExit(f"{system}: {n} W&B trial runs recorded, expected {trials}")
@@ -216,7 +218,11 @@ def run_sweeps_untracked(workload: str, trials: int, uri: str, work: Path) -> No
     run_sweeps(workload, trials, "none", work)
 
 
-def run_sweeps(workload: str, trials: int, uri: str, work: Path) -> None:
+def run_sweeps_deterministic(workload: str, trials: int, uri: str, work: Path) -> None:
+    run_sweeps(workload, trials, uri, work, deterministic=True)
+
+
+def run_sweeps(workload: str, trials: int, uri: str, work: Path, deterministic: bool = False) -> None:
     from sweeps.controller import Controller, LaunchOptions
     from sweeps.space import parse_spec
 
@@ -232,7 +238,8 @@ def run_sweeps(workload: str, trials: int, uri: str, work: Path) -> None:
     Controller(spec, LaunchOptions(trials=trials, parallel=PARALLEL, tracking_uri=uri, wandb_dir=str(work),
                                    address=os.environ.get(ADDRESS_ENV),
                                    wandb_mode="disabled" if uri == "none" else "offline",
-                                   state_dir=work / ".sweeps", workdir=work, progress=False)).run()
+                                   state_dir=work / ".sweeps", workdir=work, progress=False,
+                                   deterministic=deterministic)).run()
 
 
 def run_hand(workload: str, trials: int, uri: str, work: Path) -> None:

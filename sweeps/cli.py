@@ -73,9 +73,12 @@ def validate(file: str, strict: bool) -> None:
 @click.option("--no-tracking", is_flag=True,
               help="Neither MLflow nor W&B: results only in the state directory (same as --tracking-uri none --wandb-mode disabled).")
 @click.option("--local", is_flag=True, help="Run trials in threads of this process, without Ray (CPU trials; quick runs, debugging).")
+@click.option("--deterministic", is_flag=True, help="Run trials in synchronous batches of --parallel, so that a "
+              "parallel model-based sweep proposes the same configs again with the same file and seed.")
 def launch(file: str, trials: int | None, parallel: int | None, seed: int | None, name: str | None,
            address: str | None, tracking_uri: str | None, experiment: str | None, wandb_mode: str | None,
-           state_dir: str, strict: bool, no_progress: bool, agents_only: bool, no_tracking: bool, local: bool) -> None:
+           state_dir: str, strict: bool, no_progress: bool, agents_only: bool, no_tracking: bool, local: bool,
+           deterministic: bool) -> None:
     """Run a sweep of FILE: trials on Ray, each an MLflow child run, mirrored to W&B."""
     import os
     import sys
@@ -99,6 +102,7 @@ def launch(file: str, trials: int | None, parallel: int | None, seed: int | None
         wandb_mode=wandb_mode or (None if spec.tracking.wandb_mode else os.environ.get("WANDB_MODE")),
         wandb_dir=os.environ.get("WANDB_DIR"), state_dir=Path(state_dir),
         progress=not no_progress and console.is_terminal, executor="local" if local else "ray",
+        deterministic=deterministic,
     )
     controller = Controller(spec, opts, on_event=lambda msg: console.print(msg, markup=False, soft_wrap=True))
     click.echo(f"sweep id: {controller.sweep_id}")

@@ -87,6 +87,8 @@ class LaunchOptions:
     progress: bool = True
     #: where trials run: "ray" (a local Ray, or the cluster at ``address``) or "local" (threads of this process)
     executor: str = "ray"
+    #: trials in synchronous batches of ``parallel``: a parallel model-based sweep repeats its configs
+    deterministic: bool = False
 
 
 def trial_seed(sweep_seed: int, number: int) -> int:
@@ -117,6 +119,7 @@ class Settings:
     #: the points a grid runs in order, or a finite space's points without repeats (else None)
     points: list[dict[str, Any]] | None
     points_kind: str | None
+    deterministic: bool = False
 
     @classmethod
     def resolve(cls, spec: SweepSpec, opts: LaunchOptions, resume: SweepRecord | None) -> Settings:
@@ -133,6 +136,7 @@ class Settings:
             mode = opts.wandb_mode or spec.tracking.wandb_mode or "offline"
             max_trials = opts.trials or spec.budget.trials
             parallel_set = opts.parallel or spec.parallel
+            deterministic = opts.deterministic
         else:
             sweep_id, name, seed = resume.id, resume.name, resume.seed
             uri = tracking.absolute_uri(opts.tracking_uri, workdir) if opts.tracking_uri else resume.tracking_uri
@@ -140,6 +144,7 @@ class Settings:
             mode = opts.wandb_mode or resume.wandb_mode
             max_trials = opts.trials or resume.trials
             parallel_set = opts.parallel or resume.parallel_set
+            deterministic = opts.deterministic or resume.deterministic
         wandb = WandbSettings(mode=mode, project=spec.tracking.wandb_project or name, entity=spec.tracking.wandb_entity,
                               dir=str(Path(opts.wandb_dir).resolve()) if opts.wandb_dir else str(workdir))
         points, kind = _points(spec, seed)
@@ -150,7 +155,7 @@ class Settings:
                    metric=spec.metric, max_trials=max_trials, parallel_set=parallel_set, state=root / sweep_id,
                    workdir=workdir, stop_metric=(et.metric or spec.metric.name) if et else None,
                    stop_goal=(et.goal or spec.metric.goal) if et and et.metric else spec.metric.goal,
-                   points=points, points_kind=kind)
+                   points=points, points_kind=kind, deterministic=deterministic)
 
 
 def _points(spec: SweepSpec, seed: int) -> tuple[list[dict[str, Any]] | None, str | None]:
@@ -278,12 +283,14 @@ class Controller:
                 target=spec.budget.target, tracking_uri=s.uri, experiment=s.experiment,
                 experiment_id=parent.experiment_id, parent_run_id=parent.run_id, wandb_mode=s.wandb.mode,
                 parallel_set=s.parallel_set, wandb_project=s.wandb.project, wandb_entity=s.wandb.entity,
+                deterministic=s.deterministic,
             )
         record = self.resumed
         record.status, record.stop_reason, record.ended = "running", None, None
         record.resumed += 1
         record.trials, record.tracking_uri, record.wandb_mode = s.max_trials, s.uri, s.wandb.mode
         record.wandb_project, record.wandb_entity = s.wandb.project, s.wandb.entity
+        record.deterministic = s.deterministic
         return record
 
     def _new_executor(self, history: tuple[Any, ...]) -> Executor:
@@ -406,9 +413,11 @@ class Loop:
             # runs of the same params again do not count against the budget: they
             # go on after it is spent, not after a user, a deadline or a target stopped the sweep
             again = self.stop is None or self.stop.lets_reruns_go_on
-            while again and self.reruns and len(self.running) < self.parallel:
+            # deterministic: a batch starts once the last one ended, so each ask sees the same results every time
+            fill = not self.s.deterministic or not self.running
+            while fill and again and self.reruns and len(self.running) < self.parallel:
                 self._launch_one()
-            while self.stop is None and len(self.running) < self.parallel:
+            while fill and self.stop is None and len(self.running) < self.parallel:
                 if self.s.max_trials is not None and self.launched >= self.s.max_trials:
                     if self.s.points is not None and self.s.max_trials == len(self.s.points):
                         self._stop(Stop.GRID_EXHAUSTED if self.s.points_kind == "grid" else Stop.SPACE_EXHAUSTED)
@@ -427,7 +436,7 @@ class Loop:
         """Every few seconds: the cluster's size (agents come and go)."""
         self._next_check = time.monotonic() + CHECK_EVERY_S
         capacity = self._capacity()
-        if not self.s.parallel_set:
+        if not self.s.parallel_set and not self.s.deterministic:  # a deterministic sweep keeps its batch size
             self.parallel = max(1, capacity)
 
     def _capacity(self) -> int:

@@ -66,6 +66,7 @@ class SweepRecord:
     resumed: int = 0
     wandb_project: str | None = None
     wandb_entity: str | None = None
+    deterministic: bool = False
 
     def save(self, directory: Path) -> None:
         tmp = directory / (SWEEP_FILE + ".tmp")

@@ -277,3 +277,9 @@ def reports_media(config, report):
                table=pd.DataFrame({"a": [step], "b": [2 * step]}))
         plt.close(fig)
     return {"loss": 0.5}
+
+
+def jittery(config, report):
+    """Ends after a random wait that no seed repeats: parallel trials end in a different order every run."""
+    time.sleep(int.from_bytes(os.urandom(1), "big") / 255 * 0.3)
+    return {"loss": (float(config["x"]) - 0.3) ** 2 + abs(float(config["y"]))}

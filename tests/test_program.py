@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import run_here
+
 from sweeps.mirror import RunFile, find_run_file, render_command, write_param_file
 from sweeps.state import open_study
 from wandb_offline import offline_runs
@@ -146,6 +148,15 @@ def test_a_wandb_script_runs_unchanged_and_lands_in_the_trials_runs(env) -> None
             assert t.value == history[-1].value
     assert len(wb) == 3
     assert not list(env.tmp.rglob("mlruns")) and not list(Path.cwd().glob("mlruns"))
+
+    # a script's trial reproduces; an early-stopped one up to where it was stopped
+    for number, values in ((1, 10), (2, None)):
+        run_id = _trials(summary)[number].user_attrs["mlflow_run_id"]
+        out = run_here("reproduce", run_id, "--tracking-uri", env.uri, cwd=env.tmp)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "program train.py" in out.stdout.splitlines()[0] and "differs" not in out.stdout
+        said = out.stdout.splitlines()[-1]
+        assert said.startswith(f"reproduced exactly: {values or ''}") and " values of 2 metrics match" in said, said
 
 
 def _alive(pid: int) -> bool:

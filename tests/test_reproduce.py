@@ -116,3 +116,25 @@ def test_after_a_commit_that_changes_the_code_reproduce_exits_1_and_names_it_fir
                for line in lines)
     assert any(line.startswith("  data: data set data: the content of ") for line in lines)
     assert any(line.split()[:5] == ["score", "0", "0.5", "1.5", "+1"] for line in lines), changed.stdout
+
+
+def test_a_deterministic_parallel_bayes_sweep_gives_the_same_configs_twice(local_env) -> None:
+    def configs(**kw) -> list[dict]:
+        summary = local_env.launch("""
+            method: bayes
+            metric: {name: loss}
+            trainer: sweeps_test_trainers:jittery
+            seed: 7
+            sampler: {type: tpe, n_startup_trials: 2}
+            parameters:
+              x: {min: -2.0, max: 2.0}
+              y: {min: -1.0, max: 1.0}
+        """, trials=8, parallel=2, **kw)
+        from sweeps.state import open_study
+
+        study = open_study(summary.state_dir, summary.id, "minimize", create=False)
+        assert summary.record.deterministic == kw.get("deterministic", False)
+        return [t.params for t in sorted(study.get_trials(), key=lambda t: t.number)]
+
+    first = configs(deterministic=True)
+    assert len(first) == 8 and configs(deterministic=True) == first
