@@ -429,7 +429,7 @@ def reproduce(run_id: str | None, sweep: str | None, best: bool, trial: int | No
         click.echo(f"--strict: {len(before)} difference(s) from the record; nothing was run", err=True)
         raise SystemExit(1)
     outcome = rp.reproduce(rec, workdir, tolerance=tolerance, address=address, local=local, wandb_mode=wandb_mode,
-                           wandb_dir=Path(os.environ.get("WANDB_DIR") or workdir), before=before)
+                           wandb_dir=Path(os.environ.get("WANDB_DIR") or workdir), before=before, say=say)
     if as_json:
         import json
 

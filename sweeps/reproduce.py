@@ -259,8 +259,9 @@ def _program(rec: Record) -> Any:
 
 
 def rerun(rec: Record, workdir: Path, address: str | None, local: bool, wandb_mode: str | None,
-          wandb_dir: Path) -> tuple[str, Any]:
-    """Run the trial again, a new run in its experiment tagged ``sweeps.reproduces``: (run id, how it ended)."""
+          wandb_dir: Path, notes: list[Difference]) -> tuple[str, Any]:
+    """Run the trial again, a new run in its experiment tagged ``sweeps.reproduces``: (run id, how it ended).
+    How it had to run otherwise than the trial did goes to ``notes``."""
     from .executors import LocalExecutor, Plan
     from .mirror import WandbSettings, new_run_id
     from .state import git_state
@@ -289,10 +290,7 @@ def rerun(rec: Record, workdir: Path, address: str | None, local: bool, wandb_mo
     if local:
         executor: Any = LocalExecutor(plan)
     else:
-        from .execution import RayExecutor, prepare_local
-
-        prepare_local(address, workdir)
-        executor = RayExecutor(plan, address)
+        executor = _ray_executor(plan, address, workdir, notes)
     try:
         handle = executor.submit(request)
         while True:
@@ -304,6 +302,23 @@ def rerun(rec: Record, workdir: Path, address: str | None, local: bool, wandb_mo
         raise
     finally:
         executor.shutdown()
+
+
+def _ray_executor(plan: Any, address: str | None, workdir: Path, notes: list[Difference]) -> Any:
+    """A Ray executor for ``plan``; on the CPU, saying so, where no GPU is free for a GPU trial."""
+    import dataclasses
+
+    from .errors import FatalError
+    from .execution import RayExecutor, prepare_local
+
+    prepare_local(address, workdir)
+    try:
+        return RayExecutor(plan, address)
+    except FatalError:
+        if not plan.gpus:
+            raise
+    notes.append(Difference("device", f"the trial ran with {plan.gpus:g} GPUs; no GPU is free here: it runs on the CPU"))
+    return RayExecutor(dataclasses.replace(plan, gpus=0.0), address)
 
 
 def compare(rec: Record, run_id: str, tolerance: float) -> tuple[list[Mismatch], int]:
@@ -358,16 +373,20 @@ def after(rec: Record, run_id: str) -> list[Difference]:
 
 
 def reproduce(rec: Record, workdir: Path, *, tolerance: float, address: str | None, local: bool,
-              wandb_mode: str | None, wandb_dir: Path, before: list[Difference]) -> Outcome:
+              wandb_mode: str | None, wandb_dir: Path, before: list[Difference], say: Any) -> Outcome:
+    """The whole of it: rerun, compare, and what differs; ``say(line)`` tells what happens as it does."""
     from .trial import TrialResult
 
     t0 = time.monotonic()
-    run_id, ended = rerun(rec, workdir, address, local, wandb_mode, wandb_dir)
+    notes: list[Difference] = []
+    run_id, ended = rerun(rec, workdir, address, local, wandb_mode, wandb_dir, notes)
+    for d in notes:
+        say(f"  differs: {d.text}")
     if isinstance(ended, TrialResult):
         state, error = ended.state.value, ended.error
     else:
         state, error = "LOST", ended.reason
-    outcome = Outcome(rec, before, run_id, state, error)
+    outcome = Outcome(rec, before + notes, run_id, state, error)
     outcome.mismatches, outcome.compared = compare(rec, run_id, tolerance)
     outcome.after = after(rec, run_id)
     outcome.duration_s = time.monotonic() - t0

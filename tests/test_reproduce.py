@@ -19,9 +19,9 @@ def _user_env() -> dict[str, str]:
     return {**env, "WANDB_SILENT": "true", "WANDB_MODE": "offline", "RAY_USAGE_STATS_ENABLED": "0"}
 
 
-def _sweeps(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+def _sweeps(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "sweeps.cli", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=300, stdin=subprocess.DEVNULL, env=_user_env())
+                          timeout=300, stdin=subprocess.DEVNULL, env={**_user_env(), **env})
 
 
 def test_a_seeded_torch_trial_reproduces_exactly_and_a_changed_package_is_named(env) -> None:
@@ -30,6 +30,7 @@ def test_a_seeded_torch_trial_reproduces_exactly_and_a_changed_package_is_named(
         method: grid
         metric: {name: loss}
         trainer: seeded_trainer:fit
+        resources: {gpus: 0.5}
         parameters:
           lr: {values: [0.05, 0.2]}
           steps: {value: 4}
@@ -51,10 +52,13 @@ def test_a_seeded_torch_trial_reproduces_exactly_and_a_changed_package_is_named(
     # the record says numpy was another version: named before the run, the metrics still match
     packages = json.loads(env.client().get_run(run_id).data.tags["sweeps.packages"])
     env.client().set_tag(run_id, "sweeps.packages", json.dumps({**packages, "numpy": "1.0.0"}))
-    again = run_here("reproduce", "--sweep", summary.id, "--trial", "1", "--state-dir", str(env.tmp / ".sweeps"),
-                     cwd=env.tmp)
+    # and on a machine without a GPU (a new local Ray: its own process), on the CPU, saying so
+    again = _sweeps("reproduce", "--sweep", summary.id, "--trial", "1", cwd=env.tmp,
+                    PYTHONPATH=str(Path(__file__).parent))
     assert again.returncode == 0, again.stdout + again.stderr
     assert f"  differs: package versions changed: numpy 1.0.0 -> {packages['numpy']}" in again.stdout.splitlines()
+    assert "  differs: the trial ran with 0.5 GPUs; no GPU is free here: it runs on the CPU" \
+        in again.stdout.splitlines(), again.stdout
     strict = run_here("reproduce", run_id, "--tracking-uri", env.uri, "--strict", cwd=env.tmp)
     assert strict.returncode == 1 and "--strict: 1 difference(s) from the record; nothing was run" in strict.stderr
     assert len(env.client().search_runs([summary.record.experiment_id], "tags.`sweeps.reproduces` != ''")) == 2
