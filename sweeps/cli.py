@@ -406,12 +406,12 @@ def reproduce(run_id: str | None, sweep: str | None, best: bool, trial: int | No
     workdir = Path.cwd()
     if sweep is not None:
         from .state import SweepRecord, sweep_dir
-        from .status import best_trial
+        from .status import best_trial, trial_run_id
 
         record = SweepRecord.load(sweep_dir(Path(state_dir), sweep))
         uri = tracking.absolute_uri(tracking_uri, workdir) if tracking_uri else record.tracking_uri
         if run_id is None:
-            run_id = best_trial(Path(state_dir), sweep, trial)["run_id"]
+            run_id = best_trial(Path(state_dir), sweep)["run_id"] if best else trial_run_id(Path(state_dir), sweep, trial)
     else:
         uri = tracking.absolute_uri(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"), workdir)
     if not tracking.enabled(uri):

@@ -88,6 +88,19 @@ def best_trial(root: Path, sweep_id: str, trial: int | None = None) -> dict[str,
             "models": models, "model_uri": models.get("model") or next(iter(models.values()), None)}
 
 
+def trial_run_id(root: Path, sweep_id: str, number: int) -> str:
+    """The MLflow run of the sweep's trial ``number``, whatever its state; ConfigError naming the trials
+    there are when it has none."""
+    directory = sweep_dir(root, sweep_id)
+    rec = SweepRecord.load(directory)
+    trials = open_study(directory, rec.id, rec.goal, create=False).get_trials(deepcopy=False)
+    found = [t.user_attrs.get("mlflow_run_id") for t in trials if t.number == number]
+    if not found or not found[0]:
+        recorded = [str(t.number) for t in trials if t.user_attrs.get("mlflow_run_id")]
+        raise ConfigError(f"sweep {rec.id} has no recorded trial {number} (trials: {', '.join(recorded) or 'none'})")
+    return found[0]
+
+
 def _count(trials: list[Any]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for t in trials:
