@@ -1,15 +1,15 @@
 """Method -> Optuna sampler.
 
 grid and random use Optuna's RandomSampler (a grid's points are enqueued by
-the controller, each exactly once, so no sampler decides them); bayes is TPE
-unless the file asks for GP; tpe, gp, cmaes and qmc name a sampler directly.
-Every sampler is seeded from the sweep's seed.
+the controller, each exactly once, so no sampler decides them); bayes is
+:func:`bayes`, composed from Optuna's QMC, GP and TPE samplers, unless the
+file names `sampler: {type: tpe | gp}`; tpe, gp, cmaes and qmc name Optuna's
+sampler directly. Every sampler is seeded from the sweep's seed.
 
-GP's time per suggestion grows with the trials it models (on a 2-core CPU,
-about 0.1 s at 50 trials, 0.25 s at 300, 0.4 s at 400: see
-``benchmarks/sampler_time.py``), and the controller asks in its loop, so GP
-suggests the first ``gp_trials`` trials (default 300) and TPE, over every
-trial so far, the rest.
+Optuna's GP costs more per suggestion the more trials it models (see
+``benchmarks/sampler_time.py``), and the controller asks in its loop: `bayes`
+models at most ``MAX_MODEL_TRIALS``; `method: gp` suggests the first
+``gp_trials`` trials (default 300) and TPE, over every trial so far, the rest.
 """
 
 from __future__ import annotations
@@ -21,6 +21,10 @@ from .space import SAMPLER_TYPES, SweepSpec
 
 #: trials GP suggests before TPE takes over (sampler option ``gp_trials``)
 GP_TRIALS = 300
+#: `bayes`: the space-filling start, in trials
+STARTUP = 8
+#: `bayes`: the most complete trials its GP models (the best half and the most recent half)
+MAX_MODEL_TRIALS = 300
 
 if TYPE_CHECKING:
     import optuna
@@ -30,13 +34,16 @@ def sampler_type(spec: SweepSpec) -> str:
     """The Optuna sampler a sweep uses, by our short name."""
     if spec.sampler is not None:
         return spec.sampler.type
-    return {"grid": "random", "random": "random", "bayes": "tpe"}.get(spec.method, spec.method)
+    return {"grid": "random", "random": "random"}.get(spec.method, spec.method)
 
 
 def make_sampler(spec: SweepSpec, seed: int) -> optuna.samplers.BaseSampler:
     import optuna
 
     kind = sampler_type(spec)
+    if kind == "bayes":
+        et = spec.early_terminate
+        return bayes(seed, curves=et is not None and et.metric in (None, spec.metric.name if spec.metric else None))
     options: dict[str, Any] = dict(spec.sampler.options) if spec.sampler else {}
     gp_trials = int(options.pop("gp_trials", GP_TRIALS))
     if kind == "tpe" and spec.has_conditions:
@@ -96,3 +103,97 @@ def switching(first: optuna.samplers.BaseSampler, then: optuna.samplers.BaseSamp
             self.then.reseed_rng()
 
     return Switching()
+
+
+def bayes(seed: int, startup: int = STARTUP, max_trials: int = MAX_MODEL_TRIALS,
+          curves: bool = False) -> optuna.samplers.BaseSampler:
+    """`method: bayes`: a space-filling start, then Optuna's GP over a view of the study.
+
+    - The first ``startup`` trials are scrambled Sobol points (Optuna's ``QMCSampler``): they cover
+      the space more evenly than random ones.
+    - Then Optuna's ``GPSampler`` proposes (its running trials count as pending points: Optuna's
+      qLogEI), fitted on a view of the study built for each ask with Optuna's public
+      ``create_study`` / ``create_trial``:
+      - at most ``max_trials`` complete trials, the best half and the most recent half, so a
+        suggestion costs the same at 300 trials as at 2,000;
+      - with ``curves`` (early termination judges the objective), each early-stopped trial at its
+        last reported value: a region early termination gave up on is known to be poor.
+    - Parameters outside the space all trials share (conditional ones, `when:`) come from Optuna's
+      TPE over the study itself (multivariate, grouped, with its constant liar).
+    """
+    import optuna
+    from optuna.distributions import BaseDistribution
+    from optuna.search_space import IntersectionSearchSpace
+    from optuna.trial import FrozenTrial, TrialState, create_trial
+
+    class Bayes(optuna.samplers.BaseSampler):
+        def __init__(self) -> None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                self.start = optuna.samplers.QMCSampler(seed=seed, scramble=True, warn_independent_sampling=False,
+                                                        warn_asynchronous_seeding=False)
+                self.tpe = optuna.samplers.TPESampler(seed=seed + 1, multivariate=True, group=True, constant_liar=True,
+                                                      warn_independent_sampling=False)
+                self.gp = optuna.samplers.GPSampler(seed=seed + 2, n_startup_trials=0, warn_independent_sampling=False)
+            self.space = IntersectionSearchSpace()
+
+        def _modelled(self, study: optuna.Study, trial: FrozenTrial) -> bool:
+            """Past the start: ``startup`` trials asked before this one, two of them complete."""
+            before = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING,
+                                                              TrialState.PRUNED, TrialState.FAIL))
+            asked = sum(t.number < trial.number for t in before)
+            return asked >= startup and sum(t.state == TrialState.COMPLETE for t in before) >= 2
+
+        def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+            if not self._modelled(study, trial):
+                return self.start.infer_relative_search_space(study, trial)
+            return {k: d for k, d in self.space.calculate(study).items() if not d.single()}
+
+        def sample_relative(self, study: optuna.Study, trial: FrozenTrial,
+                            search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+            if not search_space:
+                return {}
+            if not self._modelled(study, trial):
+                return self.start.sample_relative(study, trial, search_space)
+            view, asking = self._view(study)
+            return self.gp.sample_relative(view, asking, search_space)
+
+        def _view(self, study: optuna.Study) -> tuple[optuna.Study, FrozenTrial]:
+            """An in-memory copy of what the GP models, and a running trial of its own to ask for."""
+            done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if len(done) > max_trials:
+                ranked = sorted(done, key=lambda t: t.value if study.direction.name == "MINIMIZE" else -t.value)
+                best = {t.number for t in ranked[:max_trials // 2]}
+                recent = [t for t in done if t.number not in best][-(max_trials - len(best)):]
+                done = [t for t in done if t.number in best] + recent
+            view = optuna.create_study(direction=study.direction)
+            view.add_trials(done)
+            for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                if t.params:
+                    view.add_trial(create_trial(state=TrialState.RUNNING, params=t.params, distributions=t.distributions))
+            if curves:
+                for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)):
+                    if t.intermediate_values and t.params:
+                        last = t.intermediate_values[max(t.intermediate_values)]
+                        view.add_trial(create_trial(params=t.params, distributions=t.distributions, value=last))
+            view.add_trial(create_trial(state=TrialState.RUNNING))
+            return view, view.get_trials(deepcopy=False)[-1]
+
+        def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
+                               param_distribution: BaseDistribution) -> Any:
+            sampler = self.tpe if self._modelled(study, trial) else self.start
+            return sampler.sample_independent(study, trial, param_name, param_distribution)
+
+        def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+            self.start.before_trial(study, trial)
+            self.tpe.before_trial(study, trial)
+
+        def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState, values: Any) -> None:
+            self.start.after_trial(study, trial, state, values)
+            self.tpe.after_trial(study, trial, state, values)
+
+        def reseed_rng(self) -> None:
+            for s in (self.start, self.tpe, self.gp):
+                s.reseed_rng()
+
+    return Bayes()

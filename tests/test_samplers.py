@@ -1,0 +1,137 @@
+"""`method: bayes` (sweeps/samplers.py: `bayes`): correct, not good; how good it is, is
+benchmarks/search_quality.py's. Seeded, resumable from its study, at home in conditional spaces,
+and its GP models a bounded view of the study (what bounds its time per suggestion; the time itself
+is measured by benchmarks/sampler_time.py, not asserted here)."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import optuna
+import pytest
+
+from sweeps.samplers import STARTUP, bayes, make_sampler, sampler_type
+from sweeps.space import load_spec, parse_spec
+
+SPACES = Path(__file__).parent / "spaces"
+MIXED = load_spec(SPACES / "wandb" / "every_distribution.yaml")
+CONDITIONAL = parse_spec(textwrap.dedent("""
+    method: bayes
+    metric: {name: loss}
+    parameters:
+      lr: {distribution: log_uniform_values, min: 1.0e-5, max: 1.0}
+      optimizer: {values: [adam, sgd]}
+      momentum: {min: 0.5, max: 0.99, when: {optimizer: sgd}}
+      beta: {min: 0.8, max: 0.999, when: {optimizer: adam}}
+"""), "conditional.yaml")
+
+
+def _loss(config: dict) -> float:
+    return sum((float(v) if isinstance(v, (int, float)) else len(str(v))) ** 2 for v in config.values()) % 17
+
+
+def _watch(sampler, monkeypatch) -> list[tuple[int, list[str]]]:
+    """Each GP suggestion: the trial asked for, and the states of the trials in the view it modelled."""
+    seen: list[tuple[int, list[str]]] = []
+    real = sampler.gp.sample_relative
+
+    def spy(view, trial, space):
+        seen.append((len(seen), [t.state.name for t in view.get_trials(deepcopy=False)]))
+        return real(view, trial, space)
+
+    monkeypatch.setattr(sampler.gp, "sample_relative", spy)
+    return seen
+
+
+def _run(study: optuna.Study, spec, n: int) -> list[dict]:
+    out = []
+    for _ in range(n):
+        trial = study.ask()
+        config = spec.suggest(trial)
+        out.append(config)
+        study.tell(trial, _loss(config))
+    return out
+
+
+def test_bayes_is_the_default_of_method_bayes_and_the_file_can_still_name_optunas() -> None:
+    assert sampler_type(MIXED.__class__(**{**MIXED.__dict__, "method": "bayes"})) == "bayes"
+    assert type(make_sampler(CONDITIONAL, 0)).__name__ == "Bayes"
+    named = parse_spec("method: bayes\nmetric: {name: l}\nsampler: {type: tpe}\nparameters: {x: {min: 0.0, max: 1.0}}\n", "f")
+    assert isinstance(make_sampler(named, 0), optuna.samplers.TPESampler) and sampler_type(named) == "tpe"
+
+
+def test_the_same_seed_gives_the_same_configs_and_another_seed_others(monkeypatch) -> None:
+    runs = {}
+    for seed in (3, 3, 4):
+        sampler = bayes(seed)
+        seen = _watch(sampler, monkeypatch)
+        runs.setdefault(seed, []).append(_run(optuna.create_study(sampler=sampler), MIXED, STARTUP + 4))
+        assert len(seen) == 4  # a space-filling start of STARTUP trials, then the GP
+    assert runs[3][0] == runs[3][1] and runs[3][0] != runs[4][0]
+
+
+def test_running_trials_are_pending_points_of_the_gp(monkeypatch) -> None:
+    sampler = bayes(0)
+    seen = _watch(sampler, monkeypatch)
+    study = optuna.create_study(sampler=sampler)
+    _run(study, MIXED, STARTUP)
+    first = study.ask()
+    MIXED.suggest(first)
+    second = study.ask()  # asked while the first runs
+    MIXED.suggest(second)
+    assert seen[0][1] == ["COMPLETE"] * STARTUP + ["RUNNING"]  # the view: the complete ones, and the asking trial
+    assert seen[1][1] == ["COMPLETE"] * STARTUP + ["RUNNING", "RUNNING"]  # the first, still running, is pending
+
+
+def test_a_resumed_sweep_continues_from_its_study(tmp_path: Path, monkeypatch) -> None:
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    storage = JournalStorage(JournalFileBackend(str(tmp_path / "study.log")))
+    study = optuna.create_study(study_name="s", storage=storage, sampler=bayes(0))
+    before = _run(study, MIXED, STARTUP + 2)
+    again = bayes(0 + 10)  # as the controller makes it on resume: a new process, the seed moved on
+    seen = _watch(again, monkeypatch)
+    resumed = optuna.load_study(study_name="s", storage=storage, sampler=again)
+    after = _run(resumed, MIXED, 2)
+    assert [s[1].count("COMPLETE") for s in seen] == [STARTUP + 2, STARTUP + 3]  # modelled at once, on every trial
+    assert after[0] not in before
+
+
+def test_conditional_parameters_are_searched_only_where_their_condition_holds(monkeypatch) -> None:
+    sampler = bayes(1)
+    seen = _watch(sampler, monkeypatch)
+    configs = _run(optuna.create_study(sampler=sampler), CONDITIONAL, STARTUP + 8)
+    for config in configs:
+        assert ("momentum" in config) == (config["optimizer"] == "sgd")
+        assert ("beta" in config) == (config["optimizer"] == "adam")
+    assert len(seen) == 8 and {c["optimizer"] for c in configs} == {"adam", "sgd"}
+
+
+def test_the_gp_models_at_most_max_trials_the_best_half_among_them(monkeypatch) -> None:
+    sampler = bayes(0, max_trials=6)
+    kept: list[list[float]] = []
+    real = sampler.gp.sample_relative
+    monkeypatch.setattr(sampler.gp, "sample_relative", lambda view, trial, space: kept.append(
+        [t.value for t in view.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]) or real(view, trial, space))
+    study = optuna.create_study(sampler=sampler)
+    _run(study, MIXED, 16)
+    values = sorted(t.value for t in study.trials[:-1])
+    assert len(kept[-1]) == 6 and sorted(kept[-1])[:3] == values[:3]
+
+
+@pytest.mark.parametrize("curves", [True, False])
+def test_early_stopped_trials_count_at_their_last_value_when_their_curve_is_the_objective(curves: bool,
+                                                                                          monkeypatch) -> None:
+    sampler = bayes(0, curves=curves)
+    seen = _watch(sampler, monkeypatch)
+    study = optuna.create_study(sampler=sampler)
+    _run(study, MIXED, STARTUP)
+    stopped = study.ask()
+    MIXED.suggest(stopped)
+    stopped.report(5.0, 0)
+    stopped.report(4.0, 1)
+    study.tell(stopped, state=optuna.trial.TrialState.PRUNED)
+    _run(study, MIXED, 1)
+    assert seen[-1][1].count("COMPLETE") == STARTUP + (1 if curves else 0)  # the stopped one, at 4.0
