@@ -92,7 +92,9 @@ def launch(file: str, trials: int | None, parallel: int | None, seed: int | None
     if no_tracking:
         tracking_uri, wandb_mode = "none", "disabled"
     _check_local(local, address, agents_only)
-    spec, console = _prepare(load_spec(file, strict=strict), agents_only, address)
+    loaded = load_spec(file, strict=strict)
+    spec, console = _prepare(loaded, agents_only, address,
+                             tracking_uri or loaded.tracking.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"))
     for w in spec.warnings:
         console.print(str(w), markup=False, style="yellow", soft_wrap=True)
     opts = LaunchOptions(
@@ -115,13 +117,20 @@ def _check_local(local: bool, address: str | None, agents_only: bool) -> None:
         raise click.UsageError("--local runs trials in this process, without Ray; drop --address / --agents-only, or --local")
 
 
-def _prepare(spec: Any, agents_only: bool, address: str | None) -> tuple[Any, Any]:
-    """What launch and resume set up alike: the spec's overrides, the environment
-    Ray and MLflow read, and the console for progress."""
+def _prepare(spec: Any, agents_only: bool, address: str | None, tracking_uri: str | None = None) -> tuple[Any, Any]:
+    """What launch, resume and reproduce set up alike: a head and tracking server that answer (else one
+    line, at once), the spec's overrides, the environment Ray and MLflow read, and the console for progress."""
     import dataclasses
     import os
 
     from rich.console import Console
+
+    from .cluster import check_head, check_tracking
+
+    if address:
+        check_head(address)
+    if tracking_uri:
+        check_tracking(tracking_uri)
 
     if agents_only:
         spec = dataclasses.replace(spec, resources=dataclasses.replace(spec.resources, agents_only=True))
@@ -173,7 +182,7 @@ def resume(sweep: str, state_dir: str, trials: int | None, parallel: int | None,
 
     _check_local(local, address, agents_only)
     spec, record = load_for_resume(Path(state_dir), sweep)
-    spec, console = _prepare(spec, agents_only, address)
+    spec, console = _prepare(spec, agents_only, address, tracking_uri or record.tracking_uri)
     opts = LaunchOptions(trials=trials, parallel=parallel, address=address, tracking_uri=tracking_uri,
                          wandb_mode=wandb_mode, wandb_dir=os.environ.get("WANDB_DIR"), state_dir=Path(state_dir),
                          progress=not no_progress and console.is_terminal, executor="local" if local else "ray")
@@ -416,7 +425,7 @@ def reproduce(run_id: str | None, sweep: str | None, best: bool, trial: int | No
         uri = tracking.absolute_uri(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"), workdir)
     if not tracking.enabled(uri):
         raise ConfigError("reproduce reads the trial's MLflow record: this sweep ran with --no-tracking")
-    _prepare(None, False, address)
+    _prepare(None, False, address, uri)
     rec = rp.load(uri, run_id)
     _check_code(rec, workdir)
     before = rp.differences(rec, workdir)

@@ -146,6 +146,41 @@ def _http_ok(url: str) -> bool:
         return False
 
 
+def check_head(address: str, timeout: float = 5.0) -> None:
+    """ConfigError at once, in one line, when nothing answers at the Ray head's ``address`` (HOST:PORT):
+    Ray's own client retries for minutes, printing connection warnings."""
+    import socket
+
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"--address {address}: give the Ray head as HOST:PORT (e.g. 10.0.0.1:6379)")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            return
+    except OSError as exc:
+        why = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc)).lower()
+    raise ConfigError(f"no Ray head answers at {address} ({why}): start one there with `sweeps head --host {host}` "
+                      "(or scripts/start_head.sh), or check the address and that the port is open from this machine")
+
+
+def check_tracking(uri: str, timeout: float = 5.0) -> None:
+    """ConfigError at once, in one line, when an MLflow tracking server (an http(s) URI) does not answer:
+    MLflow's client retries for minutes."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    url = uri.rstrip("/") + "/health"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout):  # noqa: S310 - the user's own server
+            return
+    except urllib.error.HTTPError:
+        return  # it answers (an auth proxy may refuse /health): MLflow's client says the rest
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        why = "timed out" if isinstance(reason, TimeoutError) else str(getattr(reason, "strerror", None) or reason).lower()
+    raise ConfigError(f"no MLflow tracking server answers at {uri} ({why}): start one (`sweeps head` does), or check "
+                      "--tracking-uri / $MLFLOW_TRACKING_URI")
+
+
 @dataclass
 class Head:
     ray: Child
@@ -224,6 +259,7 @@ def start_agent(address: str, cpus: float | None, gpus: float | None, token_file
                 environ: dict[str, str], extra: list[str] | None = None) -> Agent:
     """Join this machine to the cluster at ``address`` as a worker node for trials."""
     token, source = find_token(token_file, environ)
+    check_head(address)
     env = _ray_env(environ)
     env["RAY_AUTH_TOKEN"] = token
     argv = [ray_cli(), "start", f"--address={address}", "--block", "--disable-usage-stats",

@@ -345,3 +345,27 @@ def test_best_and_promote_refuse_in_one_line_what_cannot_be(tmp_path: Path) -> N
     out = _run_here("best", mixed, "--download", "/proc/nope", cwd=tmp_path)
     assert out.returncode == 2 and out.stderr.strip().startswith("cannot write to /proc/nope: ")
     assert "Traceback" not in out.stderr
+
+
+def test_a_head_or_a_tracking_server_that_is_not_there_is_one_line_at_once(tmp_path: Path, monkeypatch) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (tmp_path / "s.yaml").write_text("method: random\nmetric: {name: loss}\ntrainer: t:train\nparameters:\n"
+                                     "  x: {min: 0.0, max: 1.0}\n")
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "some-token")
+    for args, said in (
+        (["launch", "s.yaml", "--address", f"127.0.0.1:{port}"],
+         f"no Ray head answers at 127.0.0.1:{port} (connection refused): start one there with `sweeps head --host "
+         "127.0.0.1` (or scripts/start_head.sh), or check the address and that the port is open from this machine"),
+        (["launch", "s.yaml", "--tracking-uri", f"http://127.0.0.1:{port}"],
+         f"no MLflow tracking server answers at http://127.0.0.1:{port} (connection refused): start one (`sweeps head` "
+         "does), or check --tracking-uri / $MLFLOW_TRACKING_URI"),
+        (["agent", "--address", f"127.0.0.1:{port}"], f"no Ray head answers at 127.0.0.1:{port} (connection refused)"),
+        (["launch", "s.yaml", "--address", "headnode"], "--address headnode: give the Ray head as HOST:PORT"),
+    ):
+        out = _run_here(*args, cwd=tmp_path)
+        assert out.returncode == 2 and out.stderr.startswith(said) and len(out.stderr.splitlines()) == 1, out.stderr
+    assert not (tmp_path / ".sweeps").exists()  # nothing was started
