@@ -597,19 +597,32 @@ def status(sweep: str | None, state_dir: str, as_json: bool) -> None:
 @click.option("--artifacts-destination", default="./mlartifacts", show_default=True, help="Where the server keeps artifacts it receives over HTTP.")
 @click.option("--cpus", type=float, help="CPUs of the head that may run trials (default: all; 0 keeps trials off the head).")
 @click.option("--gpus", type=float, help="GPUs of the head that may run trials (default: detected).")
+@click.option("--auth-db", default="sqlite:///basic_auth.db", show_default=True,
+              help="The database of the MLflow server's users (MLflow's basic-auth app).")
+@click.option("--no-auth", is_flag=True, help="An MLflow server without authentication: anyone who reaches its port "
+              "can read, change and delete every run.")
 def head(host: str, port: int, mlflow_port: int, backend_store_uri: str, artifacts_destination: str,
-         cpus: float | None, gpus: float | None) -> None:
-    """Start a Ray head and an MLflow tracking server for a cluster; Ctrl-C stops both."""
+         cpus: float | None, gpus: float | None, auth_db: str, no_auth: bool) -> None:
+    """Start a Ray head and an MLflow tracking server (with MLflow's basic authentication) for a cluster;
+    Ctrl-C stops both."""
     import os
     import sys
+    from pathlib import Path
 
+    from . import tracking
     from .cluster import logdir_for, run_until_signal, start_head
 
     logs = logdir_for("head")
-    h = start_head(host, port, mlflow_port, backend_store_uri, artifacts_destination, cpus, gpus, logs, dict(os.environ))
+    auth = None if no_auth else tracking.absolute_uri(auth_db, Path.cwd())
+    h = start_head(host, port, mlflow_port, backend_store_uri, artifacts_destination, cpus, gpus, logs, dict(os.environ),
+                   auth_db=auth)
     click.echo(f"Ray head:      {h.ray_address}")
     click.echo(f"MLflow server: {h.tracking_uri}  (database {backend_store_uri}, artifacts in {artifacts_destination})")
     click.echo(f"cluster token: {h.token_path}  (copy it to each GPU node's ~/.ray/auth_token, or pass --token-file)")
+    if h.credentials is not None:
+        click.echo(f"MLflow login:  {h.credentials}  (copy it to each machine's ~/.mlflow/credentials, beside the token)")
+    else:
+        click.echo("warning: --no-auth: anyone who reaches the MLflow port can read, change and delete every run", err=True)
     click.echo(f"attach a GPU node:  sweeps agent --address {h.ray_address}")
     click.echo(f"launch a sweep:     sweeps launch FILE --address {h.ray_address} --tracking-uri {h.tracking_uri}")
     click.echo(f"logs: {logs}; Ctrl-C stops the head")

@@ -171,14 +171,47 @@ def check_tracking(uri: str, timeout: float = 5.0) -> None:
     url = uri.rstrip("/") + "/health"
     try:
         with urllib.request.urlopen(url, timeout=timeout):  # noqa: S310 - the user's own server
-            return
+            pass
     except urllib.error.HTTPError:
-        return  # it answers (an auth proxy may refuse /health): MLflow's client says the rest
+        pass  # it answers (an auth proxy may refuse /health)
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         why = "timed out" if isinstance(reason, TimeoutError) else str(getattr(reason, "strerror", None) or reason).lower()
-    raise ConfigError(f"no MLflow tracking server answers at {uri} ({why}): start one (`sweeps head` does), or check "
-                      "--tracking-uri / $MLFLOW_TRACKING_URI")
+        raise ConfigError(f"no MLflow tracking server answers at {uri} ({why}): start one (`sweeps head` does), or "
+                          "check --tracking-uri / $MLFLOW_TRACKING_URI") from None
+    _check_credentials(uri, timeout)
+
+
+def _check_credentials(uri: str, timeout: float) -> None:
+    """ConfigError in one line when the server refuses the credentials MLflow's client would send (from
+    ``$MLFLOW_TRACKING_USERNAME``/``$MLFLOW_TRACKING_PASSWORD``, else ``~/.mlflow/credentials``)."""
+    import base64
+    import configparser
+
+    user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    source = "$MLFLOW_TRACKING_USERNAME/$MLFLOW_TRACKING_PASSWORD"
+    if not (user and password):
+        path = credentials_path(dict(os.environ))
+        parser = configparser.ConfigParser()
+        parser.read(path)
+        held = parser["mlflow"] if parser.has_section("mlflow") else {}
+        user, password, source = held.get("mlflow_tracking_username"), held.get("mlflow_tracking_password"), str(path)
+    request = urllib.request.Request(uri.rstrip("/") + "/api/2.0/mlflow/experiments/search", method="POST",
+                                     data=b'{"max_results": 1}', headers={"Content-Type": "application/json"})
+    if user and password:
+        request.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())
+    try:
+        with urllib.request.urlopen(request, timeout=timeout):  # noqa: S310 - the user's own server
+            return
+    except urllib.error.HTTPError as exc:
+        if exc.code != 401:
+            return  # it answers; MLflow's client says the rest
+    except (urllib.error.URLError, OSError):
+        return
+    what = f"the credentials from {source}" if user and password else "a request without credentials"
+    raise ConfigError(f"the MLflow tracking server at {uri} refused {what} (401): copy the head's ~/.mlflow/credentials "
+                      "to this machine's ~/.mlflow/credentials (beside ~/.ray/auth_token), or set "
+                      "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD")
 
 
 @dataclass
@@ -188,6 +221,8 @@ class Head:
     ray_address: str
     tracking_uri: str
     token_path: str
+    #: the MLflow server's credentials file (None: no authentication)
+    credentials: Path | None = None
 
     def stop(self) -> None:
         self.mlflow.terminate()
@@ -231,14 +266,68 @@ def start_ray_head(host: str, port: int, cpus: float | None, gpus: float | None,
     return ray
 
 
+def credentials_path(environ: dict[str, str]) -> Path:
+    """Where MLflow's clients look for their user name and password by themselves."""
+    return Path(environ.get("HOME") or Path.home()) / ".mlflow" / "credentials"
+
+
+def head_credentials(environ: dict[str, str]) -> tuple[str, str, Path]:
+    """The MLflow server's admin (user name, password) and the credentials file that holds them: the one
+    there, or on the first start a new password written there (mode 0600), where MLflow's clients look."""
+    import configparser
+    import secrets
+
+    path = credentials_path(environ)
+    parser = configparser.ConfigParser()
+    if path.exists():
+        parser.read(path)
+    held = parser["mlflow"] if parser.has_section("mlflow") else {}
+    user, password = held.get("mlflow_tracking_username"), held.get("mlflow_tracking_password")
+    if user and password:
+        return user, password, path
+    user, password = "admin", secrets.token_urlsafe(24)
+    if not parser.has_section("mlflow"):
+        parser.add_section("mlflow")
+    parser["mlflow"]["mlflow_tracking_username"] = user
+    parser["mlflow"]["mlflow_tracking_password"] = password
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        parser.write(f)
+    os.chmod(path, 0o600)
+    return user, password, path
+
+
+def _auth_env(auth_db: str, logdir: Path, environ: dict[str, str]) -> tuple[dict[str, str], Path]:
+    """The environment that makes `mlflow server --app-name basic-auth` use ``auth_db`` and the head's admin."""
+    user, password, path = head_credentials(environ)
+    ini = logdir / "basic_auth.ini"
+    ini.write_text(f"[mlflow]\ndefault_permission = READ\ndatabase_uri = {auth_db}\nadmin_username = {user}\n"
+                   "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
+    import secrets
+
+    # the key of the UI's CSRF protection, one for the server's workers; a new one each start
+    key = environ.get("MLFLOW_FLASK_SERVER_SECRET_KEY") or secrets.token_hex(32)
+    return {"MLFLOW_AUTH_CONFIG_PATH": str(ini), "MLFLOW_AUTH_ADMIN_PASSWORD": password,
+            "MLFLOW_FLASK_SERVER_SECRET_KEY": key}, path
+
+
 def start_head(host: str, port: int, mlflow_port: int, backend_store_uri: str, artifacts_destination: str,
-               cpus: float | None, gpus: float | None, logdir: Path, environ: dict[str, str]) -> Head:
-    """Start a Ray head and an MLflow tracking server that serves artifacts over HTTP."""
+               cpus: float | None, gpus: float | None, logdir: Path, environ: dict[str, str],
+               auth_db: str | None = None) -> Head:
+    """Start a Ray head and an MLflow tracking server that serves artifacts over HTTP; with ``auth_db``, the
+    server asks for MLflow's basic authentication (its admin in ``~/.mlflow/credentials``)."""
     ray = start_ray_head(host, port, cpus, gpus, logdir, environ)
     mlflow_argv = [sys.executable, "-m", "mlflow", "server", "--host", host, "--port", str(mlflow_port),
                    "--backend-store-uri", backend_store_uri, "--artifacts-destination", artifacts_destination,
                    "--serve-artifacts", "--workers", "2"]
-    mlflow = start_child("mlflow-server", mlflow_argv, {**environ, "MLFLOW_LOGGING_LEVEL": "WARNING"}, logdir)
+    env = {**environ, "MLFLOW_LOGGING_LEVEL": "WARNING"}
+    credentials = None
+    if auth_db is not None:
+        extra, credentials = _auth_env(auth_db, logdir, environ)
+        env.update(extra)
+        mlflow_argv += ["--app-name", "basic-auth"]
+    mlflow = start_child("mlflow-server", mlflow_argv, env, logdir)
     shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
     try:
         wait_for(lambda: _http_ok(f"http://{shown}:{mlflow_port}/health"), mlflow, f"mlflow server on port {mlflow_port}", 120)
@@ -246,7 +335,7 @@ def start_head(host: str, port: int, mlflow_port: int, backend_store_uri: str, a
         ray.stop()
         raise
     token = environ.get("RAY_AUTH_TOKEN_PATH") or str(DEFAULT_TOKEN)
-    return Head(ray, mlflow, f"{shown}:{port}", f"http://{shown}:{mlflow_port}", token)
+    return Head(ray, mlflow, f"{shown}:{port}", f"http://{shown}:{mlflow_port}", token, credentials)
 
 
 @dataclass

@@ -305,6 +305,33 @@ def test_an_agent_without_the_right_token_fails_with_a_clear_message(head: Head,
     assert missing.stderr.strip().startswith("no Ray cluster token: the head prints where its token is")
 
 
+def test_the_tracking_server_asks_for_mlflows_credentials_and_a_launch_without_them_is_one_line(head: Head,
+                                                                                                tmp_path: Path) -> None:
+    import urllib.error
+    import urllib.request
+
+    from mlflow import MlflowClient
+
+    credentials = Path.home() / ".mlflow" / "credentials"
+    assert credentials.stat().st_mode & 0o777 == 0o600  # written by the head, where MLflow's clients look
+    request = urllib.request.Request(head.uri + "/api/2.0/mlflow/experiments/search", data=b'{"max_results": 1}',
+                                     headers={"Content-Type": "application/json"}, method="POST")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=30)
+    assert refused.value.code == 401  # no credentials, no runs
+    assert MlflowClient(head.uri).search_experiments()  # MLflow's client finds ~/.mlflow/credentials itself
+    work = _sweep_dir(tmp_path, "wrong-login", "{cpus: 1}", 1, 0.1)
+    argv = [sys.executable, "-m", "sweeps.cli", "launch", "s.yaml", "--address", head.address, "--tracking-uri", head.uri]
+    wrong = subprocess.run(argv, cwd=work, env={**_env(), "MLFLOW_TRACKING_USERNAME": "admin",
+                                                "MLFLOW_TRACKING_PASSWORD": "not-the-password"},
+                           capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert wrong.returncode == 2 and wrong.stderr.strip() == (
+        f"the MLflow tracking server at {head.uri} refused the credentials from $MLFLOW_TRACKING_USERNAME/"
+        "$MLFLOW_TRACKING_PASSWORD (401): copy the head's ~/.mlflow/credentials to this machine's ~/.mlflow/credentials "
+        "(beside ~/.ray/auth_token), or set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD")
+    assert not (work / ".sweeps").exists()
+
+
 def test_a_node_that_keeps_failing_trials_gets_no_more(head: Head, tmp_path: Path) -> None:
     work = _sweep_dir(tmp_path, "bad-node", "{cpus: 1}", 6, 0.5)
     (work / "s.yaml").write_text((work / "s.yaml").read_text() + "node_failure_limit: 2\nretries: {max: 2}\n")
