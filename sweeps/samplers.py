@@ -124,7 +124,7 @@ def bayes(seed: int, startup: int = STARTUP, max_trials: int = MAX_MODEL_TRIALS,
     import optuna
     from optuna.distributions import BaseDistribution
     from optuna.search_space import IntersectionSearchSpace
-    from optuna.trial import FrozenTrial, TrialState, create_trial
+    from optuna.trial import FrozenTrial, TrialState
 
     class Bayes(optuna.samplers.BaseSampler):
         def __init__(self) -> None:
@@ -155,29 +155,8 @@ def bayes(seed: int, startup: int = STARTUP, max_trials: int = MAX_MODEL_TRIALS,
                 return {}
             if not self._modelled(study, trial):
                 return self.start.sample_relative(study, trial, search_space)
-            view, asking = self._view(study)
+            view, asking = model_view(study, max_trials, curves)
             return self.gp.sample_relative(view, asking, search_space)
-
-        def _view(self, study: optuna.Study) -> tuple[optuna.Study, FrozenTrial]:
-            """An in-memory copy of what the GP models, and a running trial of its own to ask for."""
-            done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if len(done) > max_trials:
-                ranked = sorted(done, key=lambda t: t.value if study.direction.name == "MINIMIZE" else -t.value)
-                best = {t.number for t in ranked[:max_trials // 2]}
-                recent = [t for t in done if t.number not in best][-(max_trials - len(best)):]
-                done = [t for t in done if t.number in best] + recent
-            view = optuna.create_study(direction=study.direction)
-            view.add_trials(done)
-            for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-                if t.params:
-                    view.add_trial(create_trial(state=TrialState.RUNNING, params=t.params, distributions=t.distributions))
-            if curves:
-                for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)):
-                    if t.intermediate_values and t.params:
-                        last = t.intermediate_values[max(t.intermediate_values)]
-                        view.add_trial(create_trial(params=t.params, distributions=t.distributions, value=last))
-            view.add_trial(create_trial(state=TrialState.RUNNING))
-            return view, view.get_trials(deepcopy=False)[-1]
 
         def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
                                param_distribution: BaseDistribution) -> Any:
@@ -197,3 +176,30 @@ def bayes(seed: int, startup: int = STARTUP, max_trials: int = MAX_MODEL_TRIALS,
                 s.reseed_rng()
 
     return Bayes()
+
+
+def model_view(study: optuna.Study, max_trials: int, curves: bool) -> tuple[optuna.Study, optuna.trial.FrozenTrial]:
+    """What `bayes`' GP models, as an in-memory study: at most ``max_trials`` complete trials (the best half
+    and the most recent), the running ones (pending points), with ``curves`` the early-stopped ones at their
+    last reported value; and a running trial of its own to ask for."""
+    import optuna
+    from optuna.trial import TrialState, create_trial
+
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if len(done) > max_trials:
+        ranked = sorted(done, key=lambda t: t.value if study.direction.name == "MINIMIZE" else -t.value)
+        best = {t.number for t in ranked[:max_trials // 2]}
+        recent = [t for t in done if t.number not in best][-(max_trials - len(best)):]
+        done = [t for t in done if t.number in best] + recent
+    view = optuna.create_study(direction=study.direction)
+    view.add_trials(done)
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if t.params:
+            view.add_trial(create_trial(state=TrialState.RUNNING, params=t.params, distributions=t.distributions))
+    if curves:
+        for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)):
+            if t.intermediate_values and t.params:
+                last = t.intermediate_values[max(t.intermediate_values)]
+                view.add_trial(create_trial(params=t.params, distributions=t.distributions, value=last))
+    view.add_trial(create_trial(state=TrialState.RUNNING))
+    return view, view.get_trials(deepcopy=False)[-1]
