@@ -125,12 +125,13 @@ def _prepare(spec: Any, agents_only: bool, address: str | None, tracking_uri: st
 
     from rich.console import Console
 
-    from .cluster import check_head, check_tracking
+    from .cluster import check_database, check_head, check_tracking
 
     if address:
         check_head(address)
     if tracking_uri:
         check_tracking(tracking_uri)
+        check_database(tracking_uri)
 
     if agents_only:
         spec = dataclasses.replace(spec, resources=dataclasses.replace(spec.resources, agents_only=True))
@@ -610,8 +611,9 @@ def head(host: str, port: int, mlflow_port: int, backend_store_uri: str, artifac
     from pathlib import Path
 
     from . import tracking
-    from .cluster import logdir_for, run_until_signal, start_head
+    from .cluster import check_database, logdir_for, run_until_signal, start_head
 
+    check_database(backend_store_uri)
     logs = logdir_for("head")
     auth = None if no_auth else tracking.absolute_uri(auth_db, Path.cwd())
     h = start_head(host, port, mlflow_port, backend_store_uri, artifacts_destination, cpus, gpus, logs, dict(os.environ),

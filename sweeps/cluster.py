@@ -163,6 +163,37 @@ def check_head(address: str, timeout: float = 5.0) -> None:
                       "(or scripts/start_head.sh), or check the address and that the port is open from this machine")
 
 
+def check_database(uri: str, timeout: float = 5.0) -> None:
+    """ConfigError in one line, naming the host and what to check but never the password, when a database
+    tracking store (PostgreSQL, MySQL) cannot be connected to."""
+    import re
+
+    if not uri.startswith(("postgresql", "mysql")):
+        return
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    url = make_url(uri)
+    where = f"{url.host or 'localhost'}:{url.port or (5432 if uri.startswith('postgresql') else 3306)}"
+    try:
+        engine = create_engine(url, connect_args={"connect_timeout": int(timeout)})
+    except ModuleNotFoundError as exc:
+        raise ConfigError(f"no driver for {url.drivername} ({exc.name} is not installed): "
+                          "pip install 'sweeps-orchestrator[postgres]'") from None
+    try:
+        with engine.connect():
+            return
+    except Exception as exc:  # noqa: BLE001 - the driver's own error, whatever its class, is the reason
+        text = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        found = re.search(r"port \d+ failed: (?:FATAL:\s+)?(.*)", text)
+        reason = found.group(1) if found else text
+    finally:
+        engine.dispose()
+    raise ConfigError(f"cannot connect to the database at {where} ({reason}): check that the server runs there and "
+                      f"lets this machine in, the user and password in the URI, and that database "
+                      f"'{url.database}' exists")
+
+
 def check_tracking(uri: str, timeout: float = 5.0) -> None:
     """ConfigError at once, in one line, when an MLflow tracking server (an http(s) URI) does not answer:
     MLflow's client retries for minutes."""

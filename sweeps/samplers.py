@@ -132,8 +132,7 @@ def bayes(seed: int, startup: int = STARTUP, max_trials: int = MAX_MODEL_TRIALS,
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 self.start = optuna.samplers.QMCSampler(seed=seed, scramble=True, warn_independent_sampling=False,
                                                         warn_asynchronous_seeding=False)
-                self.tpe = optuna.samplers.TPESampler(seed=seed + 1, multivariate=True, group=True, constant_liar=True,
-                                                      warn_independent_sampling=False)
+                self.tpe = optuna.samplers.TPESampler(seed=seed + 1, multivariate=True, group=True, constant_liar=True)
                 self.gp = optuna.samplers.GPSampler(seed=seed + 2, n_startup_trials=0, warn_independent_sampling=False)
             self.space = IntersectionSearchSpace()
 

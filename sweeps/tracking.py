@@ -79,7 +79,9 @@ def experiment_id(uri: str, name: str) -> str:
     """The id of experiment ``name``, created when missing.
 
     For a local sqlite store, artifacts go to ``mlartifacts`` beside the
-    database (absolute), where ``mlflow ui`` run in that directory finds them.
+    database (absolute), where ``mlflow ui`` run in that directory finds them;
+    for a database reached directly (PostgreSQL), to ``mlartifacts`` in the launch
+    directory. A tracking server keeps its own.
     """
     if not enabled(uri):
         return ""
@@ -92,6 +94,8 @@ def experiment_id(uri: str, name: str) -> str:
     location = None
     if uri.startswith("sqlite:///"):
         location = (Path(uri[len("sqlite:///"):]).parent / "mlartifacts").as_uri()
+    elif uri.startswith(("postgresql", "mysql", "mssql")):  # a database reached directly: artifacts here
+        location = (Path.cwd() / "mlartifacts").resolve().as_uri()
     try:
         return c.create_experiment(name, artifact_location=location, tags={KIND_TAG: TRAINING})
     except Exception:  # created concurrently by another process

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import atexit
 import functools
+import glob
 import os
+import secrets
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -14,6 +17,7 @@ import textwrap
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -149,3 +153,57 @@ def run_here(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     finally:
         os.chdir(here)
     return subprocess.CompletedProcess(list(args), result.exit_code, result.stdout, result.stderr)
+
+
+def _bindir() -> Path:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if found:
+        return Path(found[-1]).parent
+    if shutil.which("initdb"):
+        return Path(shutil.which("initdb")).parent  # type: ignore[arg-type]
+    if os.environ.get("CI") == "true":
+        pytest.fail("Debian's postgresql package is missing: .ci/run installs it (apt-get install postgresql)")
+    pytest.skip("needs Debian's postgresql package (apt-get install postgresql)")
+
+
+def _as_owner(argv: list[str], owner: str | None) -> list[str]:
+    """PostgreSQL refuses to run as root: as root, its own user runs it."""
+    return ["runuser", "-u", owner, "--", *argv] if owner else argv
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[str]:
+    """A PostgreSQL server of the tests' own on a free port (a throwaway cluster from Debian's package, in a
+    temporary directory, stopped at the end): its URL without a database name. Skipped without the package;
+    under CI (`CI=true`) that is a failure."""
+    bindir = _bindir()
+    owner = "postgres" if os.geteuid() == 0 else None
+    # not under pytest's temporary root: as root, that is closed to the postgres user
+    d = Path(tempfile.mkdtemp(prefix="sweeps-postgres-"))
+    password = secrets.token_hex(8)
+    (d / "pw").write_text(password + "\n")
+    if owner:
+        for p in (d, d / "pw"):
+            shutil.chown(p, owner)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    subprocess.run(_as_owner([str(bindir / "initdb"), "-D", str(d / "data"), "-A", "scram-sha-256", "-U", "sweeps",
+                              f"--pwfile={d / 'pw'}"], owner), check=True, capture_output=True, timeout=120)
+    ctl = [str(bindir / "pg_ctl"), "-D", str(d / "data")]
+    subprocess.run(_as_owner([*ctl, "-l", str(d / "log"), "-w", "-o",
+                              f"-p {port} -k {d} -c listen_addresses=127.0.0.1 -c max_connections=200", "start"], owner),
+                   check=True, capture_output=True, timeout=120)
+    try:
+        yield f"postgresql://sweeps:{password}@127.0.0.1:{port}"
+    finally:
+        subprocess.run(_as_owner([*ctl, "-m", "fast", "stop"], owner), capture_output=True, timeout=120)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def create_database(base: str, name: str) -> str:
+    import psycopg
+
+    with psycopg.connect(base + "/postgres", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return f"{base}/{name}"

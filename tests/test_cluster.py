@@ -19,6 +19,7 @@ from typing import Iterator
 
 import psutil
 import pytest
+from conftest import create_database
 from wandb_offline import offline_runs
 
 
@@ -106,13 +107,18 @@ class Head:
 
 
 @pytest.fixture(scope="session")
-def head(tmp_path_factory) -> Iterator[Head]:
+def head(tmp_path_factory, request) -> Iterator[Head]:
     """One `sweeps head` per test process, for every cluster test that process runs (xdist runs other
-    tests between them, and a head takes up to a minute to start)."""
+    tests between them, and a head takes up to a minute to start). Its database is PostgreSQL, as a
+    team's is, where the package is there (tests/test_postgres.py says when it is not), else sqlite."""
     d = tmp_path_factory.mktemp("head")
     port, mport = _free_port(), _free_port()
+    try:
+        backend = create_database(request.getfixturevalue("postgres"), f"head{port}")
+    except pytest.skip.Exception:
+        backend = f"sqlite:///{d}/server.db"
     proc, lines = _start(["head", "--port", str(port), "--mlflow-port", str(mport), "--cpus", "0",
-                          "--backend-store-uri", f"sqlite:///{d}/server.db", "--artifacts-destination", str(d / "artifacts")],
+                          "--backend-store-uri", backend, "--artifacts-destination", str(d / "artifacts")],
                          d, "Ctrl-C stops the head")
     assert f"attach a GPU node:  sweeps agent --address 127.0.0.1:{port}" in lines
     yield Head(d, f"127.0.0.1:{port}", f"http://127.0.0.1:{mport}")
