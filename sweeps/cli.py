@@ -594,8 +594,12 @@ def status(sweep: str | None, state_dir: str, as_json: bool) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind and advertise (the head's IP on the cluster network, or 0.0.0.0).")
 @click.option("--port", default=6379, show_default=True, help="Ray's port.")
 @click.option("--mlflow-port", default=5000, show_default=True, help="The MLflow tracking server's port.")
-@click.option("--backend-store-uri", default="sqlite:///mlflow.db", show_default=True, help="MLflow's database (PostgreSQL for real clusters: postgresql://user:pw@host/db).")
-@click.option("--artifacts-destination", default="./mlartifacts", show_default=True, help="Where the server keeps artifacts it receives over HTTP.")
+@click.option("--backend-store-uri", default="sqlite:///mlflow.db", show_default=True, envvar="SWEEPS_BACKEND_STORE_URI",
+              help="MLflow's database (PostgreSQL for real clusters: postgresql://user:pw@host/db; "
+              "or $SWEEPS_BACKEND_STORE_URI, which keeps the password off the command line).")
+@click.option("--artifacts-destination", default="./mlartifacts", show_default=True, envvar="SWEEPS_ARTIFACTS_DESTINATION",
+              help="Where the server keeps the artifacts it receives over HTTP: a directory, or an object store "
+              "(s3://bucket/path, gs://, ...; or $SWEEPS_ARTIFACTS_DESTINATION).")
 @click.option("--cpus", type=float, help="CPUs of the head that may run trials (default: all; 0 keeps trials off the head).")
 @click.option("--gpus", type=float, help="GPUs of the head that may run trials (default: detected).")
 @click.option("--auth-db", default="sqlite:///basic_auth.db", show_default=True,
