@@ -3,6 +3,10 @@ N steps of 3 metrics, written the way sweeps writes them (batched: every 200
 values or every second, log_batch) against one MLflow call per value.
 
     .venv/bin/python benchmarks/mlflow_load.py [--trials 8] [--steps 250] [--repeats 2]
+                                               [--postgres postgresql://user:pw@host:port]
+
+With --postgres (a server's URL without a database; each run makes a database of its own), the
+same load runs on PostgreSQL too, and the stores are compared.
 
 Prints, per mode, the wall time, the errors raised ("database is locked" and
 others) and the values that reached the store; then the ratio. Runs in one
@@ -52,10 +56,18 @@ def _writer(args: tuple[str, str, str, int]) -> int:
     return errors
 
 
-def run(mode: str, trials: int, steps: int, work: Path) -> tuple[float, int, int]:
+def run(mode: str, trials: int, steps: int, work: Path, postgres: str | None = None) -> tuple[float, int, int]:
     from mlflow import MlflowClient
 
-    uri = f"sqlite:///{work}/{mode}-{time.monotonic_ns()}.db"
+    name = f"load{time.monotonic_ns()}"
+    if postgres:
+        import psycopg
+
+        with psycopg.connect(postgres + "/postgres", autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        uri = f"{postgres}/{name}"
+    else:
+        uri = f"sqlite:///{work}/{mode}-{name}.db"
     client = MlflowClient(uri)
     exp = client.create_experiment("load")
     runs = [client.create_run(exp).info.run_id for _ in range(trials)]
@@ -73,23 +85,27 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=8)
     ap.add_argument("--steps", type=int, default=250)
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--postgres", help="a PostgreSQL server's URL without a database: compare it with sqlite")
     args = ap.parse_args()
     import os
 
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     expected = args.trials * args.steps * 3
-    results: dict[str, list[tuple[float, int, int]]] = {"batched": [], "per-value": []}
+    stores = {"sqlite": None, **({"postgres": args.postgres} if args.postgres else {})}
+    results: dict[tuple[str, str], list[tuple[float, int, int]]] = {
+        (store, mode): [] for store in stores for mode in ("batched", "per-value")}
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(args.repeats):
-            for mode in results:
-                r = run(mode, args.trials, args.steps, Path(tmp))
-                results[mode].append(r)
-                print(f"{mode:>9}: {r[0]:7.2f} s, {r[1]} errors, {r[2]}/{expected} values recorded", flush=True)
-    med = {m: statistics.median(w for w, _, _ in rs) for m, rs in results.items()}
-    print(f"median wall: batched {med['batched']:.2f} s, per-value {med['per-value']:.2f} s: "
-          f"batched is x{med['per-value'] / med['batched']:.1f} faster "
-          f"({args.trials} writers x {args.steps} steps x 3 metrics = {expected} values)")
-    lost = [m for m, rs in results.items() if any(e or v != expected for _, e, v in rs)]
+            for store, mode in results:
+                r = run(mode, args.trials, args.steps, Path(tmp), stores[store])
+                results[(store, mode)].append(r)
+                print(f"{store:>8} {mode:>9}: {r[0]:7.2f} s, {r[1]} errors, {r[2]}/{expected} values recorded", flush=True)
+    med = {k: statistics.median(w for w, _, _ in rs) for k, rs in results.items()}
+    base = med[("sqlite", "batched")]
+    print(f"median wall ({args.trials} writers x {args.steps} steps x 3 metrics = {expected} values):")
+    for (store, mode), wall in med.items():
+        print(f"  {store:>8} {mode:>9}: {wall:7.2f} s  x{wall / base:.2f} of sqlite batched")
+    lost = [f"{s} {m}" for (s, m), rs in results.items() if any(e or v != expected for _, e, v in rs)]
     print("values lost or errors in:", ", ".join(lost) if lost else "none")
 
 
