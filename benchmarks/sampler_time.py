@@ -1,9 +1,9 @@
-"""Sampler time per suggestion as a sweep grows: `bayes` (ours: its GP models at most 300
-trials), TPE, `method: gp` as sweeps runs it (GP for the first `gp_trials`, then TPE), and GP
+"""Sampler time per suggestion as a sweep grows: `sobol-gp` (ours: its GP models at most 300
+trials), TPE (`bayes`), `method: gp` as sweeps runs it (GP for the first `gp_trials`, then TPE), and GP
 alone, uncapped.
 
     .venv/bin/python benchmarks/sampler_time.py [--trials 2000] [--gp-alone 500] [--window 100]
-                                                [--samplers bayes tpe gp gp-alone]
+                                                [--samplers sobol-gp tpe gp gp-alone]
 
 Each sampler asks and is told in a study on the controller's own storage (an
 Optuna journal file), over the W1 space of benchmarks/overhead.py
@@ -65,9 +65,9 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=2000)
     ap.add_argument("--gp-alone", type=int, default=500, help="trials for GP without the switch to TPE")
     ap.add_argument("--window", type=int, default=100)
-    ap.add_argument("--samplers", nargs="+", default=["bayes", "tpe", "gp", "gp-alone"])
+    ap.add_argument("--samplers", nargs="+", default=["sobol-gp", "tpe", "gp", "gp-alone"])
     args = ap.parse_args()
-    runs = {"bayes": ("", args.trials), "tpe": ("sampler: {type: tpe}\n", args.trials),
+    runs = {"sobol-gp": ("sampler: {type: sobol-gp}\n", args.trials), "tpe": ("", args.trials),
             "gp": ("sampler: {type: gp}\n", args.trials),
             "gp-alone": (f"sampler: {{type: gp, gp_trials: {args.gp_alone + 1}}}\n", args.gp_alone)}
     with tempfile.TemporaryDirectory() as tmp:

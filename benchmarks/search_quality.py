@@ -3,8 +3,8 @@
     .venv/bin/python benchmarks/search_quality.py [--seeds 5] [--budget 50] [--methods ...] [--problems ...]
                                                   [--jobs 2] [--write]
 
-Methods: ``bayes`` (sweeps' default, `method: bayes`), ``tpe`` (Optuna's TPESampler, as `bayes` was
-before issue 21), ``gp`` (Optuna's GPSampler), ``random``, and ``wandb`` (W&B's own engine: the
+Methods: ``sobol-gp`` (ours, `sampler: {type: sobol-gp}`), ``tpe`` (Optuna's TPESampler: what `method:
+bayes` is), ``gp`` (Optuna's GPSampler), ``random``, and ``wandb`` (W&B's own engine: the
 ``sweeps`` package on PyPI, whose import name clashes with ours, so it runs in its own virtual
 environment, ``benchmarks/.venv-wandb``, made on first use, and answers over a pipe).
 
@@ -42,7 +42,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 BUDGETS = (10, 25, 50)
-METHODS = ["bayes", "tpe", "gp", "random", "wandb"]
+METHODS = ["sobol-gp", "tpe", "gp", "random", "wandb"]
 WANDB_VENV = HERE / ".venv-wandb"
 CACHE = HERE / ".cache"
 
@@ -248,10 +248,10 @@ def random_reference(p: Problem, runs: int = 200) -> float:
 def sampler_for(method: str, spec: Any, seed: int) -> Any:
     import optuna
 
-    from sweeps.samplers import make_sampler
+    from sweeps.samplers import sobol_gp
 
-    if method == "bayes":
-        return make_sampler(spec, seed)
+    if method == "sobol-gp":
+        return sobol_gp(seed)
     if method == "tpe":
         extra = {"multivariate": True, "group": True} if spec.has_conditions else {}
         return optuna.samplers.TPESampler(seed=seed, **extra)
@@ -391,9 +391,11 @@ def main() -> None:
     results: dict[tuple[str, str, int], list[list[float]]] = {}
     seconds: dict[str, float] = {}
     with ProcessPoolExecutor(args.jobs) as pool:
-        for name, method, seed, parallel, curve, took in pool.map(one, jobs):
+        for i, (name, method, seed, parallel, curve, took) in enumerate(pool.map(one, jobs), 1):
             results.setdefault((name, method, parallel), []).append(curve)
             seconds[method] = seconds.get(method, 0.0) + took
+            print(f"[{i}/{len(jobs)}] {name} {method} seed {seed}, {parallel} at a time: {took:.1f} s", file=sys.stderr,
+                  flush=True)
     lines = [f"{len(problems)} problems x {args.seeds} seeds; median normalized regret (0: the optimum, 1: a typical "
              f"10-trial random search), {time.monotonic() - t0:.0f} s", ""]
     header = "| method | " + " | ".join(f"{'seq' if k == 1 else f'{k} at a time'} @{b}" for k in args.parallel
@@ -415,10 +417,10 @@ def main() -> None:
                     per_problem.setdefault((p.name, k, b), {})[method] = medians[-1]
                 cells.append(f"{statistics.median(medians):.2f}")
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
-    if "bayes" in args.methods and "tpe" in args.methods:
-        worse = {f"{k}@{b}": sum(v["bayes"] > v["tpe"] + 1e-12 for (n, kk, bb), v in per_problem.items()
+    if "sobol-gp" in args.methods and "tpe" in args.methods:
+        worse = {f"{k}@{b}": sum(v["sobol-gp"] > v["tpe"] + 1e-12 for (n, kk, bb), v in per_problem.items()
                                  if kk == k and bb == b) for k in args.parallel for b in budgets if not (k > 1 and b == 10)}
-        lines += ["", "problems where bayes' median is worse than Optuna TPE's: "
+        lines += ["", "problems where sobol-gp's median is worse than Optuna TPE's: "
                   + ", ".join(f"{k}: {n}/{len(problems)}" for k, n in worse.items())]
     lines += ["", "seconds of search per method (all runs): " + ", ".join(f"{m} {s:.0f}" for m, s in seconds.items())]
     detail = ["", "per problem (seq @25 / seq @50 / 4 at a time @50):"]

@@ -1,15 +1,17 @@
 """Method -> Optuna sampler.
 
 grid and random use Optuna's RandomSampler (a grid's points are enqueued by
-the controller, each exactly once, so no sampler decides them); bayes is
-:func:`bayes`, composed from Optuna's QMC, GP and TPE samplers, unless the
-file names `sampler: {type: tpe | gp}`; tpe, gp, cmaes and qmc name Optuna's
-sampler directly. Every sampler is seeded from the sweep's seed.
+the controller, each exactly once, so no sampler decides them); bayes is TPE
+unless the file names `sampler: {type: gp | sobol-gp}`; sobol-gp is
+:func:`sobol_gp`, ours, composed from Optuna's QMC, GP and TPE samplers; tpe,
+gp, cmaes and qmc name Optuna's sampler directly. Every sampler is seeded from
+the sweep's seed.
 
-Optuna's GP costs more per suggestion the more trials it models (see
-``benchmarks/sampler_time.py``), and the controller asks in its loop: `bayes`
-models at most ``MAX_MODEL_TRIALS``; `method: gp` suggests the first
-``gp_trials`` trials (default 300) and TPE, over every trial so far, the rest.
+Optuna's GP costs more per suggestion the more trials it models and the more
+integer and categorical values it searches (see ``benchmarks/sampler_time.py``),
+and the controller asks in its loop: sobol-gp models at most ``max_trials``;
+`method: gp` suggests the first ``gp_trials`` trials (default 300) and TPE,
+over every trial so far, the rest.
 """
 
 from __future__ import annotations
@@ -21,9 +23,9 @@ from .space import SAMPLER_TYPES, SweepSpec
 
 #: trials GP suggests before TPE takes over (sampler option ``gp_trials``)
 GP_TRIALS = 300
-#: `bayes`: the space-filling start, in trials
+#: sobol-gp: the space-filling start, in trials (sampler option ``startup``)
 STARTUP = 8
-#: `bayes`: the most complete trials its GP models (the best half and the most recent half)
+#: sobol-gp: the most complete trials its GP models, the best half and the most recent half (``max_trials``)
 MAX_MODEL_TRIALS = 300
 
 if TYPE_CHECKING:
@@ -34,17 +36,19 @@ def sampler_type(spec: SweepSpec) -> str:
     """The Optuna sampler a sweep uses, by our short name."""
     if spec.sampler is not None:
         return spec.sampler.type
-    return {"grid": "random", "random": "random"}.get(spec.method, spec.method)
+    return {"grid": "random", "random": "random", "bayes": "tpe"}.get(spec.method, spec.method)
 
 
 def make_sampler(spec: SweepSpec, seed: int) -> optuna.samplers.BaseSampler:
     import optuna
 
     kind = sampler_type(spec)
-    if kind == "bayes":
-        et = spec.early_terminate
-        return bayes(seed, curves=et is not None and et.metric in (None, spec.metric.name if spec.metric else None))
     options: dict[str, Any] = dict(spec.sampler.options) if spec.sampler else {}
+    if kind == "sobol-gp":
+        et = spec.early_terminate
+        return sobol_gp(seed, startup=int(options.get("startup", STARTUP)),
+                        max_trials=int(options.get("max_trials", MAX_MODEL_TRIALS)),
+                        curves=et is not None and et.metric in (None, spec.metric.name if spec.metric else None))
     gp_trials = int(options.pop("gp_trials", GP_TRIALS))
     if kind == "tpe" and spec.has_conditions:
         # conditional spaces: TPE splits the space into groups of parameters
@@ -105,9 +109,9 @@ def switching(first: optuna.samplers.BaseSampler, then: optuna.samplers.BaseSamp
     return Switching()
 
 
-def bayes(seed: int, startup: int = STARTUP, max_trials: int = MAX_MODEL_TRIALS,
-          curves: bool = False) -> optuna.samplers.BaseSampler:
-    """`method: bayes`: a space-filling start, then Optuna's GP over a view of the study.
+def sobol_gp(seed: int, startup: int = STARTUP, max_trials: int = MAX_MODEL_TRIALS,
+             curves: bool = False) -> optuna.samplers.BaseSampler:
+    """`sampler: {type: sobol-gp}`: a space-filling start, then Optuna's GP over a view of the study.
 
     - The first ``startup`` trials are scrambled Sobol points (Optuna's ``QMCSampler``): they cover
       the space more evenly than random ones.
@@ -126,7 +130,7 @@ def bayes(seed: int, startup: int = STARTUP, max_trials: int = MAX_MODEL_TRIALS,
     from optuna.search_space import IntersectionSearchSpace
     from optuna.trial import FrozenTrial, TrialState
 
-    class Bayes(optuna.samplers.BaseSampler):
+    class SobolGP(optuna.samplers.BaseSampler):
         def __init__(self) -> None:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -174,11 +178,11 @@ def bayes(seed: int, startup: int = STARTUP, max_trials: int = MAX_MODEL_TRIALS,
             for s in (self.start, self.tpe, self.gp):
                 s.reseed_rng()
 
-    return Bayes()
+    return SobolGP()
 
 
 def model_view(study: optuna.Study, max_trials: int, curves: bool) -> tuple[optuna.Study, optuna.trial.FrozenTrial]:
-    """What `bayes`' GP models, as an in-memory study: at most ``max_trials`` complete trials (the best half
+    """What sobol-gp's GP models, as an in-memory study: at most ``max_trials`` complete trials (the best half
     and the most recent), the running ones (pending points), with ``curves`` the early-stopped ones at their
     last reported value; and a running trial of its own to ask for."""
     import optuna

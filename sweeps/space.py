@@ -75,7 +75,10 @@ QUANTILE_FORM = ("categorical_w_probabilities", "normal", "q_normal", "log_norma
 METHODS = ("grid", "random", "bayes", "tpe", "gp", "cmaes", "qmc")
 #: methods that learn from results and so need a metric
 MODEL_METHODS = ("bayes", "tpe", "gp", "cmaes")
-SAMPLER_TYPES = {"tpe": "TPESampler", "gp": "GPSampler", "cmaes": "CmaEsSampler", "qmc": "QMCSampler", "random": "RandomSampler"}
+SAMPLER_TYPES = {"tpe": "TPESampler", "gp": "GPSampler", "cmaes": "CmaEsSampler", "qmc": "QMCSampler", "random": "RandomSampler",
+                 "sobol-gp": "GPSampler"}  # sobol-gp: ours (samplers.sobol_gp), from Optuna's QMC, GP and TPE
+#: the options of `sampler: {type: sobol-gp}`
+SOBOL_GP_OPTIONS = ("startup", "max_trials")
 W_AND_B_ONLY = ("apiVersion", "kind", "job", "image_uri", "scheduler")
 _PARAM_KEYS = {"value", "values", "probabilities", "distribution", "min", "max", "q", "mu", "sigma", "a", "b", "when"}
 _QUANTILE_EPS = 1e-12
@@ -819,7 +822,7 @@ class _Builder(_Checks):
             return None
         kind = s["type"]
         path = ("sampler", "type")
-        allowed = {"bayes": ("tpe", "gp"), "grid": (), "random": ("random",)}.get(method, (method,))
+        allowed = {"bayes": ("tpe", "gp", "sobol-gp"), "grid": (), "random": ("random",)}.get(method, (method,))
         if kind not in allowed:
             if method == "grid":
                 self.err(("sampler",), "a grid has no sampler options: remove `sampler`, or use another method")
@@ -840,14 +843,20 @@ class _Builder(_Checks):
         sig = inspect.signature(cls.__init__)
         valid = [n for n, p in sig.parameters.items() if n not in ("self", "seed") and p.kind is p.KEYWORD_ONLY or (
             n not in ("self", "seed") and p.kind is p.POSITIONAL_OR_KEYWORD)]
+        if kind == "sobol-gp":
+            valid = list(SOBOL_GP_OPTIONS)
         for key in options:
-            if key == "gp_trials" and kind == "gp":
+            if kind == "sobol-gp" and key in valid:
+                if not _is_int(options[key]) or options[key] < 1:
+                    self.err(("sampler", key), f"a number of trials (an integer >= 1), not {options[key]!r}")
+            elif key == "gp_trials" and kind == "gp":
                 if not _is_int(options[key]) or options[key] < 1:
                     self.err(("sampler", key), f"a number of trials (an integer >= 1), not {options[key]!r}")
             elif key == "seed":
                 self.err(("sampler", key), "set the sweep's `seed` at the top level; each sampler is seeded from it")
             elif key not in valid:
-                self.err(("sampler", key), f"{SAMPLER_TYPES[kind]} has no option '{key}'; {_did_you_mean(key, valid)}")
+                name = "sobol-gp" if kind == "sobol-gp" else SAMPLER_TYPES[kind]
+                self.err(("sampler", key), f"{name} has no option '{key}'; {_did_you_mean(key, valid)}")
 
     def _faults(self) -> FaultPolicy:
         d = self.data

@@ -1,4 +1,4 @@
-"""`method: bayes` (sweeps/samplers.py: `bayes`): correct, not good; how good it is, is
+"""`sampler: {type: sobol-gp}` (sweeps/samplers.py: `sobol_gp`): correct, not good; how good it is, is
 benchmarks/search_quality.py's. Seeded, resumable from its study, at home in conditional spaces,
 and its GP models a bounded view of the study (what bounds its time per suggestion; the time itself
 is measured by benchmarks/sampler_time.py, not asserted here)."""
@@ -11,7 +11,8 @@ from pathlib import Path
 import optuna
 import pytest
 
-from sweeps.samplers import STARTUP, bayes, make_sampler, sampler_type
+from sweeps.samplers import STARTUP, make_sampler, sampler_type
+from sweeps.samplers import sobol_gp as bayes
 from sweeps.space import load_spec, parse_spec
 
 SPACES = Path(__file__).parent / "spaces"
@@ -54,11 +55,14 @@ def _run(study: optuna.Study, spec, n: int) -> list[dict]:
     return out
 
 
-def test_bayes_is_the_default_of_method_bayes_and_the_file_can_still_name_optunas() -> None:
-    assert sampler_type(MIXED.__class__(**{**MIXED.__dict__, "method": "bayes"})) == "bayes"
-    assert type(make_sampler(CONDITIONAL, 0)).__name__ == "Bayes"
-    named = parse_spec("method: bayes\nmetric: {name: l}\nsampler: {type: tpe}\nparameters: {x: {min: 0.0, max: 1.0}}\n", "f")
-    assert isinstance(make_sampler(named, 0), optuna.samplers.TPESampler) and sampler_type(named) == "tpe"
+def test_the_file_asks_for_it_with_its_options_and_bayes_stays_optunas_tpe() -> None:
+    text = "method: bayes\nmetric: {name: l}\nsampler: {type: sobol-gp, startup: 5, max_trials: 50}\n"
+    chosen = parse_spec(text + "parameters: {x: {min: 0.0, max: 1.0}}\n", "f")
+    assert type(make_sampler(chosen, 0)).__name__ == "SobolGP" and sampler_type(chosen) == "sobol-gp"
+    assert isinstance(make_sampler(CONDITIONAL, 0), optuna.samplers.TPESampler) and sampler_type(CONDITIONAL) == "tpe"
+    with pytest.raises(Exception, match="sobol-gp has no option 'n_startup_trials'; did you mean"):
+        parse_spec("method: bayes\nmetric: {name: l}\nsampler: {type: sobol-gp, n_startup_trials: 5}\n"
+                   "parameters: {x: {min: 0.0, max: 1.0}}\n", "f")
 
 
 def test_the_same_seed_gives_the_same_configs_and_another_seed_others(monkeypatch) -> None:
