@@ -27,6 +27,8 @@ GP_TRIALS = 300
 STARTUP = 8
 #: sobol-gp: the most complete trials its GP models, the best half and the most recent half (``max_trials``)
 MAX_MODEL_TRIALS = 300
+#: sobol-gp: an int of more values than this is continuous to the GP, and its proposals rounded
+MAX_LEVELS = 16
 
 if TYPE_CHECKING:
     import optuna
@@ -128,6 +130,7 @@ def sobol_gp(seed: int, startup: int = STARTUP, max_trials: int = MAX_MODEL_TRIA
     import optuna
     from optuna.distributions import BaseDistribution
     from optuna.search_space import IntersectionSearchSpace
+    from threadpoolctl import threadpool_limits
     from optuna.trial import FrozenTrial, TrialState
 
     class SobolGP(optuna.samplers.BaseSampler):
@@ -158,8 +161,14 @@ def sobol_gp(seed: int, startup: int = STARTUP, max_trials: int = MAX_MODEL_TRIA
                 return {}
             if not self._modelled(study, trial):
                 return self.start.sample_relative(study, trial, search_space)
-            view, asking = model_view(study, max_trials, curves)
-            return self.gp.sample_relative(view, asking, search_space)
+            relaxed = {name: r for name, d in search_space.items() if (r := relax(d)) is not d}
+            view, asking = model_view(study, max_trials, curves, relaxed)
+            # one BLAS thread: NumPy's and SciPy's OpenBLAS threads otherwise contend with torch's over the
+            # GP's many small operations (Optuna limits torch's itself, and OpenBLAS's only by an environment
+            # variable read at import)
+            with threadpool_limits(1):
+                proposed = self.gp.sample_relative(view, asking, {**search_space, **relaxed})
+            return {name: snap(search_space[name], v) for name, v in proposed.items()}
 
         def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
                                param_distribution: BaseDistribution) -> Any:
@@ -181,12 +190,48 @@ def sobol_gp(seed: int, startup: int = STARTUP, max_trials: int = MAX_MODEL_TRIA
     return SobolGP()
 
 
-def model_view(study: optuna.Study, max_trials: int, curves: bool) -> tuple[optuna.Study, optuna.trial.FrozenTrial]:
+def relax(d: Any) -> Any:
+    """An int of more than ``MAX_LEVELS`` values as a continuous range, for the GP.
+
+    Optuna's GP searches a discrete dimension of many values one value at a time (a line search per
+    start point and round), which made a suggestion cost seconds on spaces with a few wide ints; as
+    a continuous dimension it is searched by gradient with the rest, and the proposal is rounded
+    (:func:`snap`). Few values (a number of layers) stay discrete, where Optuna's search of every
+    value is cheap and exact. (q-rounded parameters are continuous to Optuna already: the space
+    rounds them.)"""
+    from optuna.distributions import FloatDistribution, IntDistribution
+
+    if isinstance(d, IntDistribution) and (d.high - d.low) // d.step + 1 > MAX_LEVELS:
+        return FloatDistribution(d.low, d.high, log=d.log)
+    return d
+
+
+def snap(d: Any, value: Any) -> Any:
+    """A proposal for a :func:`relax` ed int back on its values: the nearest step, within bounds."""
+    from optuna.distributions import IntDistribution
+
+    if isinstance(d, IntDistribution):
+        k = min(max(round((float(value) - d.low) / d.step), 0), (d.high - d.low) // d.step)
+        return int(d.low + k * d.step)
+    return value
+
+
+def model_view(study: optuna.Study, max_trials: int, curves: bool,
+               relaxed: dict[str, Any] | None = None) -> tuple[optuna.Study, optuna.trial.FrozenTrial]:
     """What sobol-gp's GP models, as an in-memory study: at most ``max_trials`` complete trials (the best half
     and the most recent), the running ones (pending points), with ``curves`` the early-stopped ones at their
-    last reported value; and a running trial of its own to ask for."""
+    last reported value; and a running trial of its own to ask for. ``relaxed``: parameters the view's trials
+    carry as continuous (:func:`relax`)."""
     import optuna
     from optuna.trial import TrialState, create_trial
+
+    relaxed = relaxed or {}
+
+    def params(t: optuna.trial.FrozenTrial) -> dict[str, Any]:
+        return {k: float(v) if k in relaxed else v for k, v in t.params.items()}
+
+    def dists(t: optuna.trial.FrozenTrial) -> dict[str, Any]:
+        return {k: relaxed.get(k, d) for k, d in t.distributions.items()}
 
     done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if len(done) > max_trials:
@@ -195,14 +240,15 @@ def model_view(study: optuna.Study, max_trials: int, curves: bool) -> tuple[optu
         recent = [t for t in done if t.number not in best][-(max_trials - len(best)):]
         done = [t for t in done if t.number in best] + recent
     view = optuna.create_study(direction=study.direction)
-    view.add_trials(done)
+    for t in done:
+        view.add_trial(create_trial(params=params(t), distributions=dists(t), value=t.value))
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if t.params:
-            view.add_trial(create_trial(state=TrialState.RUNNING, params=t.params, distributions=t.distributions))
+            view.add_trial(create_trial(state=TrialState.RUNNING, params=params(t), distributions=dists(t)))
     if curves:
         for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)):
             if t.intermediate_values and t.params:
                 last = t.intermediate_values[max(t.intermediate_values)]
-                view.add_trial(create_trial(params=t.params, distributions=t.distributions, value=last))
+                view.add_trial(create_trial(params=params(t), distributions=dists(t), value=last))
     view.add_trial(create_trial(state=TrialState.RUNNING))
     return view, view.get_trials(deepcopy=False)[-1]

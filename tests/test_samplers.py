@@ -139,3 +139,27 @@ def test_early_stopped_trials_count_at_their_last_value_when_their_curve_is_the_
     study.tell(stopped, state=optuna.trial.TrialState.PRUNED)
     _run(study, MIXED, 1)
     assert seen[-1][1].count("COMPLETE") == STARTUP + (1 if curves else 0)  # the stopped one, at 4.0
+
+
+def test_wide_ints_are_continuous_to_the_gp_and_its_proposals_ints_again(monkeypatch) -> None:
+    spec = parse_spec(textwrap.dedent("""
+        method: bayes
+        metric: {name: loss}
+        parameters:
+          units: {distribution: int_uniform, min: 1, max: 1000}
+          layers: {distribution: int_uniform, min: 1, max: 6}
+          drop: {distribution: q_uniform, min: 0.0, max: 0.6, q: 0.05}
+          batch: {values: [16, 32, 64]}
+    """), "wide.yaml")
+    sampler = bayes(0)
+    spaces: list[dict] = []
+    real = sampler.gp.sample_relative
+    monkeypatch.setattr(sampler.gp, "sample_relative",
+                        lambda view, trial, space: spaces.append(space) or real(view, trial, space))
+    configs = _run(optuna.create_study(sampler=sampler), spec, STARTUP + 3)
+    kinds = {name: type(d).__name__ for name, d in spaces[-1].items()}
+    assert len(spaces) == 3 and kinds["units"] == "FloatDistribution" and kinds["layers"] == "IntDistribution"
+    for config in configs[STARTUP:]:
+        assert isinstance(config["units"], int) and 1 <= config["units"] <= 1000
+        assert isinstance(config["layers"], int) and 1 <= config["layers"] <= 6
+        assert round(config["drop"] / 0.05, 6) == round(config["drop"] / 0.05) and config["batch"] in (16, 32, 64)
