@@ -36,7 +36,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
+# one BLAS thread per process (before NumPy loads it): the jobs run side by side, and Optuna's GP makes many small
+# calls where OpenBLAS's threads contend with torch's (sobol-gp limits them itself; Optuna's GP would not)
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent

@@ -53,8 +53,9 @@ NODE_ID_LABEL = "ray.io/node-id"
 WORKER_ENV = {"WANDB_SILENT": "true", "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
 #: how many ended trials a node's recorder remembers (a worker may die while their end is written)
 ENDED_KEPT = 10_000
-#: never shipped to a cluster with the working directory
-EXCLUDES = [".venv/", ".git/", "mlflow.db", "mlruns/", "mlartifacts/", "wandb/", ".sweeps/", "__pycache__/", "*.pyc"]
+#: never shipped to a cluster with the working directory (``.env``: secrets, which agents take from their own environment)
+EXCLUDES = [".venv/", ".git/", "mlflow.db", "mlruns/", "mlartifacts/", "wandb/", ".sweeps/", "__pycache__/", "*.pyc",
+            ".env", ".env.*"]
 
 
 @dataclass

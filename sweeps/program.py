@@ -14,6 +14,7 @@ from __future__ import annotations
 import collections
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -43,12 +44,25 @@ _GUARD = ("import ctypes,os,signal,sys\n"
           "os.execvp(sys.argv[2], sys.argv[2:])\n")
 
 
+#: W&B's macro for an environment variable's value in a command line
+_ENVVAR = re.compile(r"\$\{envvar:([^}]+)\}")
+#: what a masked value reads as in what sweeps records of a program
+MASK = "***"
+
+
 @dataclass(frozen=True)
 class Program:
     """A W&B file's ``program`` (a path from the launch directory) and ``command`` (W&B's macros)."""
 
     path: str
     command: tuple[str, ...] = ()
+
+    def passed_values(self) -> list[str]:
+        """The values its command takes from the environment (``${envvar:NAME}``): often a key or a
+        token, they are masked in what sweeps records of the program (its output, its error, its
+        last line), longest first so that one value inside another is masked whole."""
+        names = {m for chunk in self.command for m in _ENVVAR.findall(str(chunk))}
+        return sorted({v for n in names if len(v := os.environ.get(n, "")) >= 4}, key=len, reverse=True)
 
 
 class ProgramFailed(Exception):
@@ -102,6 +116,7 @@ class ProgramRun:
         self.tmp = tempfile.mkdtemp(prefix=f"sweeps-trial-{target.number}-")
         self.output = os.path.join(self.tmp, "output.log")
         self._stderr: collections.deque[str] = collections.deque(maxlen=STDERR_LINES)
+        self._masked = [v.encode() for v in program.passed_values()]
         self._lock = threading.Lock()
         mirroring = target.wandb is not None and target.wandb.mode != "disabled"
         # without W&B the script's run is still read, from a folder of the trial's own that goes with it
@@ -135,6 +150,10 @@ class ProgramRun:
             env["WANDB_ENTITY"] = w.entity
         if t.tracking_uri != "none":
             env.update(MLFLOW_TRACKING_URI=t.tracking_uri, MLFLOW_RUN_ID=t.run_id)
+        if self._masked:
+            # W&B's run metadata records the command line, with the values ${envvar:} put in it, and its
+            # console capture what the script prints; output.log has it, masked
+            env.update(WANDB_X_DISABLE_META="true", WANDB_CONSOLE="off")
         return env
 
     def cwd(self) -> str:
@@ -170,6 +189,8 @@ class ProgramRun:
 
     def _read(self, stream: IO[bytes], log: IO[bytes], err: bool) -> None:
         for raw in iter(stream.readline, b""):
+            for value in self._masked:
+                raw = raw.replace(value, MASK.encode())
             with self._lock:
                 log.write(raw)
                 log.flush()

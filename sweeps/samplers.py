@@ -1,17 +1,16 @@
 """Method -> Optuna sampler.
 
 grid and random use Optuna's RandomSampler (a grid's points are enqueued by
-the controller, each exactly once, so no sampler decides them); bayes is TPE
-unless the file names `sampler: {type: gp | sobol-gp}`; sobol-gp is
-:func:`sobol_gp`, ours, composed from Optuna's QMC, GP and TPE samplers; tpe,
-gp, cmaes and qmc name Optuna's sampler directly. Every sampler is seeded from
-the sweep's seed.
+the controller, each exactly once, so no sampler decides them); bayes is
+:func:`sobol_gp`, ours, composed from Optuna's QMC, GP and TPE samplers, unless
+the file names `sampler: {type: tpe | gp}`; tpe, gp, cmaes and qmc name Optuna's
+sampler directly. Every sampler is seeded from the sweep's seed.
 
 Optuna's GP costs more per suggestion the more trials it models and the more
-integer and categorical values it searches (see ``benchmarks/sampler_time.py``),
-and the controller asks in its loop: sobol-gp models at most ``max_trials``;
-`method: gp` suggests the first ``gp_trials`` trials (default 300) and TPE,
-over every trial so far, the rest.
+integer values it searches one by one (see ``benchmarks/sampler_time.py``), and
+the controller asks in its loop: sobol-gp models at most ``max_trials`` and
+gives wide ints to the GP as continuous ranges; `method: gp` suggests the first
+``gp_trials`` trials (default 300) and TPE, over every trial so far, the rest.
 """
 
 from __future__ import annotations
@@ -24,9 +23,9 @@ from .space import SAMPLER_TYPES, SweepSpec
 #: trials GP suggests before TPE takes over (sampler option ``gp_trials``)
 GP_TRIALS = 300
 #: sobol-gp: the space-filling start, in trials (sampler option ``startup``)
-STARTUP = 8
+STARTUP = 5
 #: sobol-gp: the most complete trials its GP models, the best half and the most recent half (``max_trials``)
-MAX_MODEL_TRIALS = 300
+MAX_MODEL_TRIALS = 200
 #: sobol-gp: an int of more values than this is continuous to the GP, and its proposals rounded
 MAX_LEVELS = 16
 
@@ -38,7 +37,7 @@ def sampler_type(spec: SweepSpec) -> str:
     """The Optuna sampler a sweep uses, by our short name."""
     if spec.sampler is not None:
         return spec.sampler.type
-    return {"grid": "random", "random": "random", "bayes": "tpe"}.get(spec.method, spec.method)
+    return {"grid": "random", "random": "random", "bayes": "sobol-gp"}.get(spec.method, spec.method)
 
 
 def make_sampler(spec: SweepSpec, seed: int) -> optuna.samplers.BaseSampler:

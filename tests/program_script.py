@@ -27,7 +27,7 @@ seen = Path("seen")
 seen.mkdir(exist_ok=True)
 (seen / f"{os.environ['SWEEPS_TRIAL']}.json").write_text(json.dumps(
     {"config": config, "argv": sys.argv[1:], "pid": os.getpid(), "run_id": run.id, "group": run.group}))
-print("the script started", flush=True)
+print("the script started with", " ".join(sys.argv[1:]), flush=True)  # a token on its command line too
 mode = config["mode"]
 if mode == "hang_once" and not (seen / "hung").exists():
     (seen / "hung").touch()

@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -104,6 +105,7 @@ class Head:
     dir: Path
     address: str
     uri: str
+    backend: str  # the tracking server's database
 
 
 @pytest.fixture(scope="session")
@@ -121,7 +123,7 @@ def head(tmp_path_factory, request) -> Iterator[Head]:
                           "--backend-store-uri", backend, "--artifacts-destination", str(d / "artifacts")],
                          d, "Ctrl-C stops the head")
     assert f"attach a GPU node:  sweeps agent --address 127.0.0.1:{port}" in lines
-    yield Head(d, f"127.0.0.1:{port}", f"http://127.0.0.1:{mport}")
+    yield Head(d, f"127.0.0.1:{port}", f"http://127.0.0.1:{mport}", backend)
     _stop(proc, signal.SIGINT)  # Ctrl-C
     assert proc.returncode == 0
     # nothing of the head is left: not Ray's processes (its gcs on `port`), not the MLflow server
@@ -162,12 +164,15 @@ def _sweep_dir(tmp: Path, name: str, resources: str, n: int, sleep: float, toget
     return work
 
 
-def _launch(head: Head, work: Path, *extra: str, wait: bool = True) -> subprocess.Popen | subprocess.CompletedProcess:
+def _launch(head: Head, work: Path, *extra: str, wait: bool = True,
+            env: dict[str, str] | None = None) -> subprocess.Popen | subprocess.CompletedProcess:
     argv = [sys.executable, "-m", "sweeps.cli", "launch", "s.yaml", "--address", head.address,
             "--tracking-uri", head.uri, "--agents-only", *extra]
+    environ = {**_env(), **(env or {})}
     if wait:
-        return subprocess.run(argv, cwd=work, env=_env(), capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
-    return subprocess.Popen(argv, cwd=work, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        return subprocess.run(argv, cwd=work, env=environ, capture_output=True, text=True, timeout=600,
+                              stdin=subprocess.DEVNULL)
+    return subprocess.Popen(argv, cwd=work, env=environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             stdin=subprocess.DEVNULL)
 
 
@@ -189,22 +194,67 @@ def _overlapping(probes: list[dict]) -> int:
     return max(sum(1 for q in probes if q["start"] <= p["start"] < q["end"]) for p in probes)
 
 
+#: secrets as a team's machines hold them: in the environment of the launch and of the agents, in a `.env`
+#: file and in the git remote of the launch directory; the MLflow credentials are the head's own
+CANARIES = {"OPENAI_API_KEY": "sk-canary-env-key-5e1f", "HF_TOKEN": "hf_canarytoken7c3d",
+            "DB_PASSWORD": "canary-db-password-91ab", "DATABASE_URL": "postgresql://u:canary-dburl-44fe@db:5432/x",
+            "WANDB_API_KEY": "canary0wandb0key0" + "0" * 23}
+CANARY_DOTENV, CANARY_GIT = "canary-dotenv-secret-d00d", "canary-git-password-beef"
+
+
+def _plant(work: Path) -> None:
+    """A `.env` file, and a git repository whose remote URL carries a password."""
+    (work / ".env").write_text(f"API_SECRET={CANARY_DOTENV}\n")
+    git = ["git", "-C", str(work), "-c", "user.email=t@t", "-c", "user.name=t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "remote", "add", "origin", f"https://team:{CANARY_GIT}@git.example.com/ml.git"], check=True)
+    (work / ".gitignore").write_text(".env\nwandb/\n.sweeps/\nseen/\nout/\n")
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "first"], check=True)
+
+
+def _found(canaries: list[str], places: list[Path], backend: str) -> list[str]:
+    """Where any canary is: in a file under ``places`` (except what a script wrote for the test itself,
+    ``seen/``, and the planted ``.env`` and ``.git``), or in any row of any table of the database."""
+    import sqlalchemy
+
+    hits = []
+    for place in places:
+        for f in place.rglob("*") if place.is_dir() else []:
+            if f.is_file() and not {"seen", ".git"} & set(f.parts) and f.name != ".env" and f.stat().st_size < 50e6:
+                data = f.read_bytes()
+                hits += [f"{c} in {f}" for c in canaries if c.encode() in data]
+    engine = sqlalchemy.create_engine(backend)
+    with engine.connect() as conn:
+        for table in sqlalchemy.inspect(engine).get_table_names():
+            text = str(conn.execute(sqlalchemy.text(f'SELECT * FROM "{table}"')).fetchall())
+            hits += [f"{c} in table {table}" for c in canaries if c in text]
+    engine.dispose()
+    return hits
+
+
 def test_trials_and_wandb_programs_run_on_agents_and_log_to_the_tracking_server(head: Head, tmp_path: Path) -> None:
     work = _sweep_dir(tmp_path, "on-agents", "{cpus: 1}", 3, 0.2)
     program = tmp_path / "program"
     program.mkdir()
     shutil.copy(Path(__file__).parent / "program_script.py", program / "train.py")
+    # the command passes a token from the environment, as W&B files do with ${envvar:}
     (program / "s.yaml").write_text("name: program-on-agents\nprogram: train.py\nmethod: grid\nmetric: {name: loss}\n"
+                                    "command:\n  - ${env}\n  - ${interpreter}\n  - ${program}\n  - --token\n"
+                                    "  - ${envvar:HF_TOKEN}\n  - ${args}\n"
                                     "parameters:\n  x: {values: [2]}\n  mode: {value: mlflow}\n")
-    with agent(head, gpus=0, cpus=2):
+    for d in (work, program):
+        _plant(d)
+    secrets = {**CANARIES, "WANDB_DISABLE_GIT": "false"}  # W&B may look at git, as it does by default
+    with agent(head, gpus=0, cpus=2, env=secrets):
         nodes = _node_ids(head)
         agents = {nid for nid, res in nodes.items() if "sweeps_agent" in res}
-        out = _launch(head, work)
-        ran = _launch(head, program)
+        out = _launch(head, work, env=secrets)
+        ran = _launch(head, program, env=secrets)
     assert out.returncode == 0, out.stdout + out.stderr
     assert ran.returncode == 0, ran.stdout + ran.stderr
     scripts = _children(head, "program-on-agents")
-    assert len(scripts) == 1 and {c.info.status for c in scripts} == {"FINISHED"}
+    assert len(scripts) == 1 and {c.info.status for c in scripts} == {"FINISHED"}, scripts[0].data.tags.get("sweeps.error")
     assert {c.data.tags["sweeps.node.id"] for c in scripts} <= agents
     from mlflow import MlflowClient
 
@@ -224,6 +274,18 @@ def test_trials_and_wandb_programs_run_on_agents_and_log_to_the_tracking_server(
     # the launch's node holds no trial, so no recorder there: the launch writes the sweep's own W&B run itself
     sweep_runs = [r for r in offline_runs(work) if r.job_type == "sweep"]
     assert len(sweep_runs) == 1 and sweep_runs[0].exit_code == 0 and sweep_runs[0].summary["trials_finished"] == 3
+
+    # no secret in any record: the tracking server's tables and artifacts, W&B's files where the launch ran and
+    # where the agent ran the trials (Ray's copy of the launch directory), the state directories, Ray's logs
+    seen = json.loads((program / "seen" / "0.json").read_text())  # (on one machine it runs in the launch directory)
+    assert seen["argv"][:2] == ["--token", CANARIES["HF_TOKEN"]]  # the script got it
+    mlflow_password = next(line.split("=", 1)[1].strip() for line in
+                           (Path.home() / ".mlflow" / "credentials").read_text().splitlines() if "password" in line)
+    canaries = [*CANARIES.values(), CANARY_DOTENV, CANARY_GIT, mlflow_password]
+    places = [head.dir / "artifacts", work, program, Path(tempfile.gettempdir()) / "ray"]
+    assert _found(canaries, places, head.backend) == []
+    log = MlflowClient(head.uri).download_artifacts(scripts[0].info.run_id, "output.log", str(tmp_path))
+    assert "the script started with --token *** --x=2" in Path(log).read_text()  # masked in what sweeps records
 
 
 def test_quarter_gpus_share_one_gpu_and_a_two_gpu_trial_gets_two_ids(head: Head, tmp_path: Path) -> None:

@@ -353,20 +353,21 @@ def test_a_killed_controller_is_resumed_and_a_second_one_is_refused(tmp_path: Pa
     assert max(m.step for m in curve) == len(detail["trials"])  # the best-so-far curve went on
 
 
-def test_ctrl_c_once_waits_for_running_trials_twice_stops_them_then_resume_finishes(tmp_path: Path) -> None:
+def test_sigterm_or_ctrl_c_once_waits_for_running_trials_twice_stops_them_then_resume_finishes(tmp_path: Path) -> None:
     # 5 s trials: the second Ctrl-C must still find the resumed trials running
     work = _workdir(tmp_path, 6, 5.0)
     launch = _sweeps("launch", "s.yaml", "--parallel", "2", cwd=work, wait=False)
     sweep_id = launch.stdout.readline().strip().split(": ")[1]  # type: ignore[union-attr]
     _wait_for(lambda: _running(work, sweep_id) == 2)
     time.sleep(1.0)
-    launch.send_signal(signal.SIGINT)
+    launch.send_signal(signal.SIGTERM)  # as a batch system stops a job: like one Ctrl-C
     out, err = launch.communicate(timeout=120)
-    assert launch.returncode == 130
+    assert launch.returncode == 130, out + err
     assert "stopping: no new trials; waiting for 2 running" in err
     assert f"continue it with: sweeps resume {sweep_id}" in out
     children, client = _mlflow_children(work, sweep_id)
     assert len(children) == 2 and {c.info.status for c in children} == {"FINISHED"}  # they were let finish
+    assert json.loads((work / ".sweeps" / sweep_id / "sweep.json").read_text())["status"] == "killed"
 
     second = _sweeps("resume", sweep_id, "--no-progress", cwd=work, wait=False)
     _wait_for(lambda: _running(work, sweep_id) == 2)  # the resumed sweep's trials run
@@ -391,21 +392,6 @@ def test_ctrl_c_once_waits_for_running_trials_twice_stops_them_then_resume_finis
     assert sorted(int(c.data.params["x"]) for c in children if c.info.status == "FINISHED") == [0, 1, 2, 3, 4, 5]
     assert all(c.info.status != "RUNNING" for c in children)
     assert client.get_run(record["parent_run_id"]).info.status == "FINISHED"
-
-
-def test_sigterm_stops_like_one_ctrl_c(tmp_path: Path) -> None:
-    work = _workdir(tmp_path, 6, 5.0)
-    launch = _sweeps("launch", "s.yaml", "--parallel", "2", cwd=work, wait=False)
-    sweep_id = launch.stdout.readline().strip().split(": ")[1]  # type: ignore[union-attr]
-    _wait_for(lambda: _running(work, sweep_id) == 2)
-    launch.send_signal(signal.SIGTERM)
-    out, err = launch.communicate(timeout=120)
-    assert launch.returncode == 130, out + err
-    assert "stopping: no new trials; waiting for 2 running" in err
-    assert f"continue it with: sweeps resume {sweep_id}" in out
-    children, _ = _mlflow_children(work, sweep_id)
-    assert len(children) == 2 and {c.info.status for c in children} == {"FINISHED"}  # they were let finish
-    assert json.loads((work / ".sweeps" / sweep_id / "sweep.json").read_text())["status"] == "killed"
 
 
 def test_a_worker_that_dies_while_its_end_is_written_leaves_the_trial_lost_everywhere(env) -> None:

@@ -55,11 +55,13 @@ def _run(study: optuna.Study, spec, n: int) -> list[dict]:
     return out
 
 
-def test_the_file_asks_for_it_with_its_options_and_bayes_stays_optunas_tpe() -> None:
+def test_bayes_is_sobol_gp_with_the_files_options_and_tpe_is_a_sampler_type_away() -> None:
     text = "method: bayes\nmetric: {name: l}\nsampler: {type: sobol-gp, startup: 5, max_trials: 50}\n"
     chosen = parse_spec(text + "parameters: {x: {min: 0.0, max: 1.0}}\n", "f")
     assert type(make_sampler(chosen, 0)).__name__ == "SobolGP" and sampler_type(chosen) == "sobol-gp"
-    assert isinstance(make_sampler(CONDITIONAL, 0), optuna.samplers.TPESampler) and sampler_type(CONDITIONAL) == "tpe"
+    assert type(make_sampler(CONDITIONAL, 0)).__name__ == "SobolGP" and sampler_type(CONDITIONAL) == "sobol-gp"
+    tpe = parse_spec("method: bayes\nmetric: {name: l}\nsampler: {type: tpe}\nparameters: {x: {min: 0.0, max: 1.0}}\n", "f")
+    assert isinstance(make_sampler(tpe, 0), optuna.samplers.TPESampler) and sampler_type(tpe) == "tpe"
     with pytest.raises(Exception, match="sobol-gp has no option 'n_startup_trials'; did you mean"):
         parse_spec("method: bayes\nmetric: {name: l}\nsampler: {type: sobol-gp, n_startup_trials: 5}\n"
                    "parameters: {x: {min: 0.0, max: 1.0}}\n", "f")
