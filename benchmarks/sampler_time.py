@@ -1,9 +1,13 @@
-"""Sampler time per suggestion as a sweep grows: `sobol-gp` (ours: its GP models at most 300
-trials), TPE (`bayes`), `method: gp` as sweeps runs it (GP for the first `gp_trials`, then TPE), and GP
+"""Sampler time per suggestion as a sweep grows: `sobol-gp` (`bayes`: its GP models at most 200
+trials), TPE, `method: gp` as sweeps runs it (GP for the first `gp_trials`, then TPE), and GP
 alone, uncapped.
 
     .venv/bin/python benchmarks/sampler_time.py [--trials 2000] [--gp-alone 500] [--window 100]
                                                 [--samplers sobol-gp tpe gp gp-alone]
+    .venv/bin/python benchmarks/sampler_time.py --problem wide60 --parallel 4 --trials 320 --window 40
+
+``--problem`` takes the space of one of benchmarks/search_quality.py's problems (in memory, its
+objective, ``--parallel`` trials running at a time: the running ones are pending points of the GP).
 
 Each sampler asks and is told in a study on the controller's own storage (an
 Optuna journal file), over the W1 space of benchmarks/overhead.py
@@ -60,13 +64,48 @@ def run(label: str, sampler_yaml: str, trials: int, window: int, directory: Path
           flush=True)
 
 
+def run_problem(name: str, trials: int, window: int, parallel: int) -> None:
+    import heapq
+    import sys
+
+    import optuna
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import search_quality as sq
+    from sweeps.samplers import make_sampler
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    problem = next(p for p in sq.PROBLEMS if p.name == name)
+    spec = sq.spec_of(problem)  # method: bayes
+    study = optuna.create_study(sampler=make_sampler(spec, 0))
+    running: list[tuple[int, int, optuna.trial.Trial, float]] = []  # (ends at, order, trial, value)
+    times: list[float] = []
+    for i in range(trials):
+        if len(running) == parallel:
+            _, _, done, value = heapq.heappop(running)
+            study.tell(done, value)
+        t0 = time.perf_counter()
+        trial = study.ask()
+        config = spec.suggest(trial)
+        times.append(time.perf_counter() - t0)
+        heapq.heappush(running, (i + (i * 7919) % parallel, i, trial, problem.f(spec.nest(config))))
+    cells = [f"{s + 1}-{s + len(c)}: {1000 * statistics.median(c):5.0f} (max {1000 * max(c):5.0f})"
+             for s in range(0, trials, window) if (c := times[s:s + window])]
+    print(f"{name}, {parallel} at a time: median ms per suggestion by trials  " + " | ".join(cells), flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--trials", type=int, default=2000)
     ap.add_argument("--gp-alone", type=int, default=500, help="trials for GP without the switch to TPE")
     ap.add_argument("--window", type=int, default=100)
     ap.add_argument("--samplers", nargs="+", default=["sobol-gp", "tpe", "gp", "gp-alone"])
+    ap.add_argument("--problem", help="a problem of benchmarks/search_quality.py, with `bayes` (sobol-gp)")
+    ap.add_argument("--parallel", type=int, default=1, help="with --problem: trials running at a time")
     args = ap.parse_args()
+    if args.problem:
+        run_problem(args.problem, args.trials, args.window, args.parallel)
+        return
     runs = {"sobol-gp": ("sampler: {type: sobol-gp}\n", args.trials), "tpe": ("", args.trials),
             "gp": ("sampler: {type: gp}\n", args.trials),
             "gp-alone": (f"sampler: {{type: gp, gp_trials: {args.gp_alone + 1}}}\n", args.gp_alone)}
