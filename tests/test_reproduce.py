@@ -52,13 +52,9 @@ def test_a_seeded_torch_trial_reproduces_exactly_and_a_changed_package_is_named(
     # the record says numpy was another version: named before the run, the metrics still match
     packages = json.loads(env.client().get_run(run_id).data.tags["sweeps.packages"])
     env.client().set_tag(run_id, "sweeps.packages", json.dumps({**packages, "numpy": "1.0.0"}))
-    # and on a machine without a GPU (a new local Ray: its own process), on the CPU, saying so
-    again = _sweeps("reproduce", "--sweep", summary.id, "--trial", "1", cwd=env.tmp,
-                    PYTHONPATH=str(Path(__file__).parent))
+    again = run_here("reproduce", "--sweep", summary.id, "--trial", "1", cwd=env.tmp)
     assert again.returncode == 0, again.stdout + again.stderr
     assert f"  differs: package versions changed: numpy 1.0.0 -> {packages['numpy']}" in again.stdout.splitlines()
-    assert "  differs: the trial ran with 0.5 GPUs; no GPU is free here: it runs on the CPU" \
-        in again.stdout.splitlines(), again.stdout
     strict = run_here("reproduce", run_id, "--tracking-uri", env.uri, "--strict", cwd=env.tmp)
     assert strict.returncode == 1 and "--strict: 1 difference(s) from the record; nothing was run" in strict.stderr
     assert len(env.client().search_runs([summary.record.experiment_id], "tags.`sweeps.reproduces` != ''")) == 2
@@ -68,6 +64,20 @@ def test_a_seeded_torch_trial_reproduces_exactly_and_a_changed_package_is_named(
                        (["--sweep", summary.id], "name the trial")):
         bad = run_here("reproduce", *args, "--tracking-uri", env.uri, "--state-dir", str(env.tmp / ".sweeps"), cwd=env.tmp)
         assert bad.returncode == 2 and said in bad.stdout + bad.stderr, bad.stdout + bad.stderr
+
+
+def test_a_gpu_trial_runs_on_the_cpu_where_no_gpu_is_free_saying_so(env) -> None:
+    from sweeps.executors import Plan
+    from sweeps.reproduce import _ray_executor
+
+    notes: list = []
+    executor = _ray_executor(Plan(cpus=1, gpus=4, workdir=str(env.tmp)), None, env.tmp, notes)  # the Ray here has 2
+    try:
+        assert executor.plan.gpus == 0 and executor.plan.cpus == 1
+    finally:
+        executor.shutdown()
+    assert [(n.kind, n.text) for n in notes] == [
+        ("device", "the trial ran with 4 GPUs; no GPU is free here: it runs on the CPU")]
 
 
 TRAINER = """
