@@ -309,7 +309,7 @@ def test_quarter_gpus_share_one_gpu_and_a_two_gpu_trial_gets_two_ids(head: Head,
 def test_an_agent_that_joins_mid_sweep_gets_trials(head: Head, tmp_path: Path) -> None:
     # the first trial waits for a second one to start: whenever the new agent comes up (seconds on a busy
     # machine), the two run at once; an agent never used leaves it alone after 120 s, and the test fails
-    work = _sweep_dir(tmp_path, "joins", "{cpus: 1}", 8, 2.0, together=2)
+    work = _sweep_dir(tmp_path, "joins", "{cpus: 1}", 4, 2.0, together=2)
     with agent(head, gpus=0, cpus=1):
         before = set(_node_ids(head))
         launch = _launch(head, work, wait=False)
@@ -324,7 +324,7 @@ def test_an_agent_that_joins_mid_sweep_gets_trials(head: Head, tmp_path: Path) -
             launch.wait(600)
     assert launch.returncode == 0, launch.stdout.read()  # type: ignore[union-attr]
     children = _children(head, "joins")
-    assert len(children) == 8
+    assert len(children) == 4
     on_new = [c for c in children if c.data.tags["sweeps.node.id"] in new]
     assert on_new, "the new agent got no trial"
     assert len({c.data.tags["sweeps.node.id"] for c in children}) == 2
