@@ -346,7 +346,7 @@ def test_a_killed_controller_is_resumed_and_a_second_one_is_refused(tmp_path: Pa
     assert detail["sweep"]["status"] == "finished" and detail["sweep"]["resumed"] == 1
     children, client = _mlflow_children(work, sweep_id)
     assert all(c.info.status in ("FINISHED", "FAILED") for c in children)
-    assert sorted(int(c.data.params["x"]) for c in children if c.info.status == "FINISHED") == [0, 1, 2, 3]
+    assert sorted(int(c.data.params["x"]) for c in children if c.info.status == "FINISHED") == [0, 1, 2, 3, 4, 5]
     parent = client.get_run(detail["sweep"]["parent_run_id"])
     assert parent.info.status == "FINISHED" and parent.data.metrics["best_loss"] == 0.0
     curve = client.get_metric_history(parent.info.run_id, "best_loss")
