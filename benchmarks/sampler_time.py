@@ -55,11 +55,7 @@ def run(label: str, sampler_yaml: str, trials: int, window: int, directory: Path
         config = spec.suggest(trial)
         times.append(time.perf_counter() - t0)
         study.tell(trial, (config["x"] - 1.0) ** 2 + config["y"] + {"a": 0.0, "b": 0.5, "c": 1.0}[config["c"]])
-    cells = []
-    for start in range(0, trials, window):
-        chunk = times[start:start + window]
-        cells.append(f"{start + 1}-{start + len(chunk)}: {1000 * statistics.median(chunk):6.1f}")
-    print(f"{label:>10}: median ms per suggestion by trials  " + " | ".join(cells))
+    print(f"{label:>10}: median ms per suggestion by trials  " + _windows(times, window, slowest=False))
     print(f"{'':>10}  {trials} trials, sampler time {sum(times):.1f} s in all, {1000 * sum(times) / trials:.1f} ms per trial",
           flush=True)
 
@@ -89,9 +85,18 @@ def run_problem(name: str, trials: int, window: int, parallel: int) -> None:
         config = spec.suggest(trial)
         times.append(time.perf_counter() - t0)
         heapq.heappush(running, (i + (i * 7919) % parallel, i, trial, problem.f(spec.nest(config))))
-    cells = [f"{s + 1}-{s + len(c)}: {1000 * statistics.median(c):5.0f} (max {1000 * max(c):5.0f})"
-             for s in range(0, trials, window) if (c := times[s:s + window])]
-    print(f"{name}, {parallel} at a time: median ms per suggestion by trials  " + " | ".join(cells), flush=True)
+    print(f"{name}, {parallel} at a time: median ms per suggestion by trials  " + _windows(times, window, slowest=True),
+          flush=True)
+
+
+def _windows(times: list[float], window: int, slowest: bool) -> str:
+    """The median ms per suggestion of each ``window`` of trials (and the slowest, with ``slowest``)."""
+    cells = []
+    for start in range(0, len(times), window):
+        chunk = times[start:start + window]
+        cell = f"{start + 1}-{start + len(chunk)}: {1000 * statistics.median(chunk):6.1f}"
+        cells.append(cell + (f" (max {1000 * max(chunk):5.0f})" if slowest else ""))
+    return " | ".join(cells)
 
 
 def main() -> None:
@@ -100,7 +105,9 @@ def main() -> None:
     ap.add_argument("--gp-alone", type=int, default=500, help="trials for GP without the switch to TPE")
     ap.add_argument("--window", type=int, default=100)
     ap.add_argument("--samplers", nargs="+", default=["sobol-gp", "tpe", "gp", "gp-alone"])
-    ap.add_argument("--problem", help="a problem of benchmarks/search_quality.py, with `bayes` (sobol-gp)")
+    ap.add_argument("--problem", choices=["branin", "hartmann6", "styblinski_mixed", "ackley_cat", "training_like",
+                                          "model_choice", "wide60", "q_rounded", "svc_digits", "tree_cancer"],
+                    help="a problem of benchmarks/search_quality.py, with `bayes` (sobol-gp)")
     ap.add_argument("--parallel", type=int, default=1, help="with --problem: trials running at a time")
     args = ap.parse_args()
     if args.problem:

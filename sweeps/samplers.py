@@ -129,8 +129,8 @@ def sobol_gp(seed: int, startup: int = STARTUP, max_trials: int = MAX_MODEL_TRIA
     import optuna
     from optuna.distributions import BaseDistribution
     from optuna.search_space import IntersectionSearchSpace
-    from threadpoolctl import threadpool_limits
     from optuna.trial import FrozenTrial, TrialState
+    from threadpoolctl import threadpool_limits
 
     class SobolGP(optuna.samplers.BaseSampler):
         def __init__(self) -> None:
@@ -141,13 +141,18 @@ def sobol_gp(seed: int, startup: int = STARTUP, max_trials: int = MAX_MODEL_TRIA
                 self.tpe = optuna.samplers.TPESampler(seed=seed + 1, multivariate=True, group=True, constant_liar=True)
                 self.gp = optuna.samplers.GPSampler(seed=seed + 2, n_startup_trials=0, warn_independent_sampling=False)
             self.space = IntersectionSearchSpace()
+            self._decided: tuple[int, bool] = (-1, False)  # the trial being asked for, and whether it is modelled
 
         def _modelled(self, study: optuna.Study, trial: FrozenTrial) -> bool:
-            """Past the start: ``startup`` trials asked before this one, two of them complete."""
-            before = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING,
-                                                              TrialState.PRUNED, TrialState.FAIL))
-            asked = sum(t.number < trial.number for t in before)
-            return asked >= startup and sum(t.state == TrialState.COMPLETE for t in before) >= 2
+            """Past the start: ``startup`` trials asked before this one, two of them complete. Decided once
+            per trial (each of its parameters asks again)."""
+            if self._decided[0] != trial.number:
+                before = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING,
+                                                                  TrialState.PRUNED, TrialState.FAIL))
+                asked = sum(t.number < trial.number for t in before)
+                self._decided = (trial.number, asked >= startup
+                                 and sum(t.state == TrialState.COMPLETE for t in before) >= 2)
+            return self._decided[1]
 
         def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
             if not self._modelled(study, trial):
