@@ -144,14 +144,12 @@ def sobol_gp(seed: int, startup: int = STARTUP, max_trials: int = MAX_MODEL_TRIA
             self._decided: tuple[int, bool] = (-1, False)  # the trial being asked for, and whether it is modelled
 
         def _modelled(self, study: optuna.Study, trial: FrozenTrial) -> bool:
-            """Past the start: ``startup`` trials asked before this one, two of them complete. Decided once
-            per trial (each of its parameters asks again)."""
+            """Past the start: ``startup`` trials asked before this one, two complete (once per trial)."""
             if self._decided[0] != trial.number:
                 before = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING,
                                                                   TrialState.PRUNED, TrialState.FAIL))
-                asked = sum(t.number < trial.number for t in before)
-                self._decided = (trial.number, asked >= startup
-                                 and sum(t.state == TrialState.COMPLETE for t in before) >= 2)
+                done = sum(t.state == TrialState.COMPLETE for t in before)
+                self._decided = (trial.number, sum(t.number < trial.number for t in before) >= startup and done >= 2)
             return self._decided[1]
 
         def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
