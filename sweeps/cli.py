@@ -125,10 +125,11 @@ def _prepare(spec: Any, agents_only: bool, address: str | None, tracking_uri: st
 
     from rich.console import Console
 
-    from .cluster import check_database, check_head, check_tracking
+    from .cluster import check_database, check_head, check_token, check_tracking
 
     if address:
         check_head(address)
+        check_token(address, dict(os.environ))
     if tracking_uri:
         check_tracking(tracking_uri)
         check_database(tracking_uri)

@@ -163,6 +163,25 @@ def check_head(address: str, timeout: float = 5.0) -> None:
                       "(or scripts/start_head.sh), or check the address and that the port is open from this machine")
 
 
+def check_token(address: str, environ: dict[str, str], token_file: str | None = None, timeout: float = 12.0) -> None:
+    """ConfigError in one line, within seconds, when this machine has no Ray token or the head at ``address``
+    refuses it. Ray's own clients (`ray start`, ``ray.init``) retry a refused token for about 20 s and then
+    report only a failure to connect; Ray's `ray status` reports the refusal at its first try."""
+    if environ.get("RAY_AUTH_MODE", "token") != "token":
+        return  # the user turned Ray's authentication off
+    token, source = find_token(token_file, environ)
+    env = {**_ray_env(environ), "RAY_AUTH_TOKEN": token}
+    env.pop("RAY_AUTH_TOKEN_PATH", None)
+    try:
+        out = subprocess.run([ray_cli(), "status", f"--address={address}"], env=env, stdin=subprocess.DEVNULL,
+                             capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return  # not a refusal: ray.init or `ray start` reports whatever else it is
+    if out.returncode != 0 and ("InvalidAuthToken" in out.stderr + out.stdout or "AuthenticationError" in out.stderr):
+        raise ConfigError(f"the Ray cluster at {address} refused the token from {source}: it is not the head's "
+                          "token (the head's is ~/.ray/auth_token on the head machine)")
+
+
 def check_database(uri: str, timeout: float = 5.0) -> None:
     """ConfigError in one line, naming the host and what to check but never the password, when a database
     tracking store (PostgreSQL, MySQL) cannot be connected to."""
@@ -378,8 +397,9 @@ class Agent:
 def start_agent(address: str, cpus: float | None, gpus: float | None, token_file: str | None, logdir: Path,
                 environ: dict[str, str], extra: list[str] | None = None) -> Agent:
     """Join this machine to the cluster at ``address`` as a worker node for trials."""
-    token, source = find_token(token_file, environ)
+    token, _ = find_token(token_file, environ)
     check_head(address)
+    check_token(address, environ, token_file)
     env = _ray_env(environ)
     env["RAY_AUTH_TOKEN"] = token
     argv = [ray_cli(), "start", f"--address={address}", "--block", "--disable-usage-stats",
@@ -394,9 +414,6 @@ def start_agent(address: str, cpus: float | None, gpus: float | None, token_file
         wait_for(lambda: _ray_started(child), child, f"the agent joining {address}", 120)
     except FatalError:
         text = child.output()
-        if "InvalidAuthToken" in text or "AuthenticationError" in text:
-            raise ConfigError(f"the Ray cluster at {address} refused the token from {source}: it is not the head's "
-                              "token (the head's is ~/.ray/auth_token on the head machine)") from None
         if "Unable to connect" in text or "Failed to connect" in text or "timed out" in text.lower():
             raise ConfigError(f"cannot reach the Ray head at {address}: is `sweeps head` running there, and is "
                               "the port open from this machine?") from None

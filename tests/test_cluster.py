@@ -23,17 +23,20 @@ import pytest
 from conftest import create_database
 from wandb_offline import offline_runs
 
+#: one test process runs them all (scripts/test.sh: xdist's --dist loadgroup), so one `sweeps head` serves them
+pytestmark = pytest.mark.xdist_group("cluster")
 
 TRAINER = '''
 import json, os, time
 from pathlib import Path
 
 def train(config, report):
-    if os.environ.get("SWEEPS_TEST_BAD_NODE"):
+    if config.get("bad_node") and os.environ.get("SWEEPS_TEST_NODE") == config["bad_node"]:
         raise RuntimeError("this node is broken")
     start = time.time()
     if config.get("together"):  # wait until that many trials have started: they run at once when they can
-        Path(config["out"], f"started-{config['i']}").touch()
+        with open(Path(config["out"], f"started-{config['i']}"), "a") as f:  # the node of each attempt, in order
+            f.write(os.environ.get("SWEEPS_TEST_NODE", "") + "\\n")
         deadline = time.time() + 120
         while len(list(Path(config["out"]).glob("started-*"))) < config["together"] and time.time() < deadline:
             time.sleep(0.05)
@@ -110,8 +113,8 @@ class Head:
 
 @pytest.fixture(scope="session")
 def head(tmp_path_factory, request) -> Iterator[Head]:
-    """One `sweeps head` per test process, for every cluster test that process runs (xdist runs other
-    tests between them, and a head takes up to a minute to start). Its database is PostgreSQL, as a
+    """One `sweeps head` for every cluster test (they run in one test process; a head takes up to a minute
+    to start). Its database is PostgreSQL, as a
     team's is, where the package is there (tests/test_postgres.py says when it is not), else sqlite."""
     d = tmp_path_factory.mktemp("head")
     port, mport = _free_port(), _free_port()
@@ -288,16 +291,22 @@ def test_trials_and_wandb_programs_run_on_agents_and_log_to_the_tracking_server(
     assert "the script started with --token *** --x=2" in Path(log).read_text()  # masked in what sweeps records
 
 
-def test_quarter_gpus_share_one_gpu_and_a_two_gpu_trial_gets_two_ids(head: Head, tmp_path: Path) -> None:
+def test_quarter_gpus_share_one_gpu_a_two_gpu_trial_gets_two_ids_and_a_failing_node_gets_no_more(
+        head: Head, tmp_path: Path) -> None:
     # each trial waits (up to 2 minutes) until all four have started: their workers may start seconds apart
     quarter = _sweep_dir(tmp_path, "quarter", "{gpus: 0.25, cpus: 0.5}", 4, 0.5, together=4)
     double = _sweep_dir(tmp_path, "double", "{gpus: 2, cpus: 1}", 1, 0.1)
-    with agent(head, gpus=1, cpus=2):
+    # trials fail on the node whose agent says it is node "b"; 3 trials at once fill both agents' CPUs
+    bad = _sweep_dir(tmp_path, "bad-node", "{cpus: 1}", 6, 1.0)
+    (bad / "s.yaml").write_text((bad / "s.yaml").read_text() + "  bad_node: {value: b}\n"
+                                "node_failure_limit: 2\nretries: {max: 2}\n")
+    with agent(head, gpus=1, cpus=2, env={"SWEEPS_TEST_NODE": "a"}):
         out = _launch(head, quarter)
         assert out.returncode == 0, out.stdout + out.stderr
-        with agent(head, gpus=2, cpus=1):
+        with agent(head, gpus=2, cpus=1, env={"SWEEPS_TEST_NODE": "b"}):
             out2 = _launch(head, double)
             assert out2.returncode == 0, out2.stdout + out2.stderr
+            out3 = _launch(head, bad, "--parallel", "3")
     probes = _probes(quarter)
     assert len(probes) == 4 and {p["cuda"] for p in probes} == {"0"}
     assert _overlapping(probes) == 4  # all four at once on the one GPU
@@ -305,64 +314,59 @@ def test_quarter_gpus_share_one_gpu_and_a_two_gpu_trial_gets_two_ids(head: Head,
     (run,) = _children(head, "double")
     assert run.data.tags["sweeps.gpu.ids"] == "0,1" and run.data.tags["sweeps.gpu.name"]
 
+    assert out3.returncode == 0, out3.stdout + out3.stderr
+    assert "gets no more trials in this sweep: 2 failures in a row" in out3.stderr
+    children = _children(head, "bad-node")
+    failed = [c for c in children if c.info.status == "FAILED"]
+    assert len(failed) == 2 and len({c.data.tags["sweeps.node.id"] for c in failed}) == 1
+    bad_node = failed[0].data.tags["sweeps.node.id"]
+    finished = [c for c in children if c.info.status == "FINISHED"]
+    assert sorted(int(c.data.params["i"]) for c in finished) == list(range(6))  # failed points ran again elsewhere
+    assert all(c.data.tags["sweeps.node.id"] != bad_node for c in finished)
 
-def test_an_agent_that_joins_mid_sweep_gets_trials(head: Head, tmp_path: Path) -> None:
-    # the first trial waits for a second one to start: whenever the new agent comes up (seconds on a busy
-    # machine), the two run at once; an agent never used leaves it alone after 120 s, and the test fails
-    work = _sweep_dir(tmp_path, "joins", "{cpus: 1}", 4, 2.0, together=2)
-    with agent(head, gpus=0, cpus=1):
-        before = set(_node_ids(head))
-        launch = _launch(head, work, wait=False)
-        # mid-sweep: the second agent joins once the first trial runs (it waits for a second trial)
+
+def test_an_agent_that_joins_mid_sweep_gets_a_trial_and_when_it_dies_the_trial_runs_again_elsewhere(
+        head: Head, tmp_path: Path) -> None:
+    # the first trial waits for a second one to start: that one can only start on the agent that joins once the
+    # first runs (one CPU each); once both run, the new agent's machine dies mid-trial. An agent never used
+    # leaves the first trial alone after 120 s, and the test fails.
+    work = _sweep_dir(tmp_path, "joins-dies", "{cpus: 1}", 4, 3.0, together=2)
+    with agent(head, gpus=0, cpus=1, env={"SWEEPS_TEST_NODE": "first"}):
+        launch = _launch(head, work, "--parallel", "2", wait=False)
         deadline = time.monotonic() + 300
         while not (work / "out" / "started-0").exists() and time.monotonic() < deadline:
             assert launch.poll() is None, launch.stdout.read()  # type: ignore[union-attr]
             time.sleep(0.2)
-        with agent(head, gpus=0, cpus=1):
-            new = set(_node_ids(head)) - before
+        with agent(head, gpus=0, cpus=1, env={"SWEEPS_TEST_NODE": "joined"}) as joined:
             joined_at = time.time()
+            while len(list((work / "out").glob("started-*"))) < 2 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            _kill_tree(joined.pid)  # the machine dies: its raylet and workers with it
             launch.wait(600)
-    assert launch.returncode == 0, launch.stdout.read()  # type: ignore[union-attr]
-    children = _children(head, "joins")
-    assert len(children) == 4
-    on_new = [c for c in children if c.data.tags["sweeps.node.id"] in new]
-    assert on_new, "the new agent got no trial"
-    assert len({c.data.tags["sweeps.node.id"] for c in children}) == 2
-    probes = _probes(work)
-    assert _overlapping(probes) == 2
-    first = next(p for p in probes if p["i"] == 0)
-    assert first["start"] < joined_at < first["end"]  # the first trial was running when the agent joined
-
-
-def test_a_node_that_dies_mid_trial_has_its_trial_run_again_elsewhere(head: Head, tmp_path: Path) -> None:
-    # the first two trials wait for each other: once both have started, each agent is running one
-    work = _sweep_dir(tmp_path, "dies", "{cpus: 1}", 4, 5.0, together=2)
-    with agent(head, gpus=0, cpus=1), agent(head, gpus=0, cpus=1) as doomed:
-        launch = _launch(head, work, "--parallel", "2", wait=False)
-        deadline = time.time() + 120
-        while len(list((work / "out").glob("started-*"))) < 2 and time.time() < deadline:
-            time.sleep(0.1)
-        _kill_tree(doomed.pid)  # the machine dies: its raylet and workers with it
-        launch.wait(600)
         output = launch.stdout.read()  # type: ignore[union-attr]
     assert launch.returncode == 0, output
     assert "lost" in output and "will run again with the same params" in output
-    children = _children(head, "dies")
+    children = _children(head, "joins-dies")
     finished = [c for c in children if c.info.status == "FINISHED"]
     lost = [c for c in children if c.info.status == "FAILED"]
-    # every grid point finished exactly once; the lost attempt is recorded as such
+    assert len(lost) == 1
+    # the lost trial ran on the agent that joined (its node's records died with it: the trial says where it started)
+    assert (work / "out" / f"started-{lost[0].data.params['i']}").read_text().split() == ["joined", "first"]
+    # every grid point finished exactly once; the lost attempt is recorded as such, and ran again
     assert sorted(int(c.data.params["i"]) for c in finished) == [0, 1, 2, 3]
-    assert len(lost) >= 1 and all(c.data.tags["sweeps.lost"] == "true" for c in lost)
-    reruns = [c for c in finished if "sweeps.retry_of" in c.data.tags]
-    assert {c.data.params["i"] for c in reruns} == {c.data.params["i"] for c in lost}
+    assert lost[0].data.tags["sweeps.lost"] == "true"
+    assert [c.data.params["i"] for c in finished if "sweeps.retry_of" in c.data.tags] == [lost[0].data.params["i"]]
     assert all(c.info.status != "RUNNING" for c in children)
+    first = next(p for p in _probes(work) if p["i"] == 0)
+    assert first["start"] < joined_at < first["end"]  # the first trial was running when the agent joined
 
 
 def test_an_agent_without_the_right_token_fails_with_a_clear_message(head: Head, tmp_path: Path) -> None:
     wrong = tmp_path / "token"
     wrong.write_text("not-the-cluster-token\n")
     argv = [sys.executable, "-m", "sweeps.cli", "agent", "--address", head.address, "--cpus", "1"]
-    out = subprocess.run([*argv, "--token-file", str(wrong)], capture_output=True, text=True, timeout=300, env=_env())
+    out = subprocess.run([*argv, "--token-file", str(wrong)], capture_output=True, text=True, timeout=300, env=_env(),
+                         stdin=subprocess.DEVNULL)
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert out.stderr.strip() == (f"the Ray cluster at {head.address} refused the token from {wrong}: it is not the "
                                   "head's token (the head's is ~/.ray/auth_token on the head machine)")
@@ -371,6 +375,13 @@ def test_an_agent_without_the_right_token_fails_with_a_clear_message(head: Head,
     missing = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=env)
     assert missing.returncode == 2
     assert missing.stderr.strip().startswith("no Ray cluster token: the head prints where its token is")
+    # a launch (as a resume) with a token the head refuses: the same one line, before anything is recorded
+    work = _sweep_dir(tmp_path, "wrong-token", "{cpus: 1}", 1, 0.1)
+    launch = _launch(head, work, env={"RAY_AUTH_TOKEN": "not-the-cluster-token"})
+    assert launch.returncode == 2 and launch.stderr.strip() == (
+        f"the Ray cluster at {head.address} refused the token from $RAY_AUTH_TOKEN: it is not the head's token "
+        "(the head's is ~/.ray/auth_token on the head machine)")
+    assert not (work / ".sweeps").exists()
 
 
 def test_the_tracking_server_asks_for_mlflows_credentials_and_a_launch_without_them_is_one_line(head: Head,
@@ -398,19 +409,3 @@ def test_the_tracking_server_asks_for_mlflows_credentials_and_a_launch_without_t
         "$MLFLOW_TRACKING_PASSWORD (401): copy the head's ~/.mlflow/credentials to this machine's ~/.mlflow/credentials "
         "(beside ~/.ray/auth_token), or set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD")
     assert not (work / ".sweeps").exists()
-
-
-def test_a_node_that_keeps_failing_trials_gets_no_more(head: Head, tmp_path: Path) -> None:
-    work = _sweep_dir(tmp_path, "bad-node", "{cpus: 1}", 6, 0.5)
-    (work / "s.yaml").write_text((work / "s.yaml").read_text() + "node_failure_limit: 2\nretries: {max: 2}\n")
-    with agent(head, gpus=0, cpus=1), agent(head, gpus=0, cpus=1, env={"SWEEPS_TEST_BAD_NODE": "1"}):
-        out = _launch(head, work, "--parallel", "2")
-    assert out.returncode == 0, out.stdout + out.stderr
-    assert "gets no more trials in this sweep: 2 failures in a row" in out.stderr
-    children = _children(head, "bad-node")
-    failed = [c for c in children if c.info.status == "FAILED"]
-    assert len(failed) == 2 and len({c.data.tags["sweeps.node.id"] for c in failed}) == 1
-    bad = failed[0].data.tags["sweeps.node.id"]
-    finished = [c for c in children if c.info.status == "FINISHED"]
-    assert sorted(int(c.data.params["i"]) for c in finished) == list(range(6))  # failed points ran again elsewhere
-    assert all(c.data.tags["sweeps.node.id"] != bad for c in finished)
