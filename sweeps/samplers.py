@@ -28,6 +28,9 @@ STARTUP = 5
 MAX_MODEL_TRIALS = 200
 #: sobol-gp: an int of more values than this is continuous to the GP, and its proposals rounded
 MAX_LEVELS = 16
+#: sobol-gp: from this trial on (numbered from 0), every ``tpe_every``-th trial is TPE's (sampler option)
+TPE_FROM = 10
+TPE_EVERY = 3
 
 if TYPE_CHECKING:
     import optuna
@@ -49,6 +52,7 @@ def make_sampler(spec: SweepSpec, seed: int) -> optuna.samplers.BaseSampler:
         et = spec.early_terminate
         return sobol_gp(seed, startup=int(options.get("startup", STARTUP)),
                         max_trials=int(options.get("max_trials", MAX_MODEL_TRIALS)),
+                        tpe_every=int(options.get("tpe_every", TPE_EVERY)),
                         curves=et is not None and et.metric in (None, spec.metric.name if spec.metric else None))
     gp_trials = int(options.pop("gp_trials", GP_TRIALS))
     if kind == "tpe" and spec.has_conditions:
@@ -110,21 +114,17 @@ def switching(first: optuna.samplers.BaseSampler, then: optuna.samplers.BaseSamp
     return Switching()
 
 
-def sobol_gp(seed: int, startup: int = STARTUP, max_trials: int = MAX_MODEL_TRIALS,
-             curves: bool = False) -> optuna.samplers.BaseSampler:
-    """`sampler: {type: sobol-gp}`: a space-filling start, then Optuna's GP over a view of the study.
+def sobol_gp(seed: int, startup: int = STARTUP, max_trials: int = MAX_MODEL_TRIALS, curves: bool = False,
+             tpe_every: int = TPE_EVERY) -> optuna.samplers.BaseSampler:
+    """`sampler: {type: sobol-gp}`: a space-filling start, then Optuna's GP over a view of the study,
+    with turns of TPE's.
 
-    - The first ``startup`` trials are scrambled Sobol points (Optuna's ``QMCSampler``): they cover
-      the space more evenly than random ones.
-    - Then Optuna's ``GPSampler`` proposes (its running trials count as pending points: Optuna's
-      qLogEI), fitted on a view of the study built for each ask with Optuna's public
-      ``create_study`` / ``create_trial``:
-      - at most ``max_trials`` complete trials, the best half and the most recent half, so a
-        suggestion costs the same at 300 trials as at 2,000;
-      - with ``curves`` (early termination judges the objective), each early-stopped trial at its
-        last reported value: a region early termination gave up on is known to be poor.
-    - Parameters outside the space all trials share (conditional ones, `when:`) come from Optuna's
-      TPE over the study itself (multivariate, grouped, with its constant liar).
+    - The first ``startup`` trials are scrambled Sobol points (Optuna's ``QMCSampler``).
+    - Then Optuna's ``GPSampler`` proposes, its running trials pending points (Optuna's qLogEI), fitted
+      on :func:`model_view` (at most ``max_trials``; with ``curves``, early-stopped trials too).
+    - TPE's turns (:func:`tpe_turn`): the GP settles in the basin it found first; TPE, modelling each group
+      of parameters apart, takes the search to other basins, where the GP refines what it finds.
+    - Conditional parameters (`when:`) come from Optuna's TPE (multivariate, grouped, constant liar).
     """
     import optuna
     from optuna.distributions import BaseDistribution
@@ -141,28 +141,32 @@ def sobol_gp(seed: int, startup: int = STARTUP, max_trials: int = MAX_MODEL_TRIA
                 self.tpe = optuna.samplers.TPESampler(seed=seed + 1, multivariate=True, group=True, constant_liar=True)
                 self.gp = optuna.samplers.GPSampler(seed=seed + 2, n_startup_trials=0, warn_independent_sampling=False)
             self.space = IntersectionSearchSpace()
-            self._decided: tuple[int, bool] = (-1, False)  # the trial being asked for, and whether it is modelled
+            self._decided: tuple[int, Any] = (-1, None)  # the trial being asked for, and whose turn it is
 
-        def _modelled(self, study: optuna.Study, trial: FrozenTrial) -> bool:
-            """Past the start: ``startup`` trials asked before this one, two complete (once per trial)."""
+        def _turn(self, study: optuna.Study, trial: FrozenTrial) -> optuna.samplers.BaseSampler:
+            """Who proposes this trial (decided once per trial): the start until ``startup`` trials were
+            asked before it and two are complete; then the GP, except TPE's turns."""
             if self._decided[0] != trial.number:
                 before = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING,
                                                                   TrialState.PRUNED, TrialState.FAIL))
                 done = sum(t.state == TrialState.COMPLETE for t in before)
-                self._decided = (trial.number, sum(t.number < trial.number for t in before) >= startup and done >= 2)
+                if sum(t.number < trial.number for t in before) < startup or done < 2:
+                    self._decided = (trial.number, self.start)
+                else:
+                    self._decided = (trial.number, self.tpe if tpe_turn(trial.number, tpe_every) else self.gp)
             return self._decided[1]
 
         def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
-            if not self._modelled(study, trial):
-                return self.start.infer_relative_search_space(study, trial)
+            turn = self._turn(study, trial)
+            if turn is not self.gp:
+                return turn.infer_relative_search_space(study, trial)
             return {k: d for k, d in self.space.calculate(study).items() if not d.single()}
 
         def sample_relative(self, study: optuna.Study, trial: FrozenTrial,
                             search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
-            if not search_space:
-                return {}
-            if not self._modelled(study, trial):
-                return self.start.sample_relative(study, trial, search_space)
+            turn = self._turn(study, trial)
+            if not search_space or turn is not self.gp:
+                return turn.sample_relative(study, trial, search_space) if search_space else {}
             relaxed = {name: r for name, d in search_space.items() if (r := relax(d)) is not d}
             view, asking = model_view(study, max_trials, curves, relaxed)
             # one BLAS thread: NumPy's and SciPy's OpenBLAS threads otherwise contend with torch's over the
@@ -174,7 +178,7 @@ def sobol_gp(seed: int, startup: int = STARTUP, max_trials: int = MAX_MODEL_TRIA
 
         def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
                                param_distribution: BaseDistribution) -> Any:
-            sampler = self.tpe if self._modelled(study, trial) else self.start
+            sampler = self.start if self._turn(study, trial) is self.start else self.tpe
             return sampler.sample_independent(study, trial, param_name, param_distribution)
 
         def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
@@ -190,6 +194,13 @@ def sobol_gp(seed: int, startup: int = STARTUP, max_trials: int = MAX_MODEL_TRIA
                 s.reseed_rng()
 
     return SobolGP()
+
+
+def tpe_turn(number: int, tpe_every: int) -> bool:
+    """Whether sobol-gp's trial ``number`` (from 0) is TPE's: from trial ``TPE_FROM`` on, every
+    ``tpe_every``-th (0: never)."""
+    n = number - TPE_FROM
+    return tpe_every > 0 and n >= 0 and n % tpe_every == tpe_every - 1
 
 
 def relax(d: Any) -> Any:

@@ -78,7 +78,7 @@ MODEL_METHODS = ("bayes", "tpe", "gp", "cmaes")
 SAMPLER_TYPES = {"tpe": "TPESampler", "gp": "GPSampler", "cmaes": "CmaEsSampler", "qmc": "QMCSampler", "random": "RandomSampler",
                  "sobol-gp": "GPSampler"}  # sobol-gp: ours (samplers.sobol_gp), from Optuna's QMC, GP and TPE
 #: the options of `sampler: {type: sobol-gp}`
-SOBOL_GP_OPTIONS = ("startup", "max_trials")
+SOBOL_GP_OPTIONS = ("startup", "max_trials", "tpe_every")
 W_AND_B_ONLY = ("apiVersion", "kind", "job", "image_uri", "scheduler")
 _PARAM_KEYS = {"value", "values", "probabilities", "distribution", "min", "max", "q", "mu", "sigma", "a", "b", "when"}
 _QUANTILE_EPS = 1e-12
@@ -846,7 +846,11 @@ class _Builder(_Checks):
         if kind == "sobol-gp":
             valid = list(SOBOL_GP_OPTIONS)
         for key in options:
-            if kind == "sobol-gp" and key in valid:
+            if kind == "sobol-gp" and key == "tpe_every":
+                if not _is_int(options[key]) or options[key] < 0:
+                    self.err(("sampler", key), f"every how many trials TPE proposes one (an integer >= 0; 0: "
+                                               f"never), not {options[key]!r}")
+            elif kind == "sobol-gp" and key in valid:
                 if not _is_int(options[key]) or options[key] < 1:
                     self.err(("sampler", key), f"a number of trials (an integer >= 1), not {options[key]!r}")
             elif key == "gp_trials" and kind == "gp":

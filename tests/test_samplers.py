@@ -11,7 +11,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from sweeps.samplers import STARTUP, make_sampler, sampler_type
+from sweeps.samplers import STARTUP, TPE_FROM, make_sampler, sampler_type
 from sweeps.samplers import sobol_gp as bayes
 from sweeps.space import load_spec, parse_spec
 
@@ -56,7 +56,7 @@ def _run(study: optuna.Study, spec, n: int) -> list[dict]:
 
 
 def test_bayes_is_sobol_gp_with_the_files_options_and_tpe_is_a_sampler_type_away() -> None:
-    text = "method: bayes\nmetric: {name: l}\nsampler: {type: sobol-gp, startup: 5, max_trials: 50}\n"
+    text = "method: bayes\nmetric: {name: l}\nsampler: {type: sobol-gp, startup: 5, max_trials: 50, tpe_every: 0}\n"
     chosen = parse_spec(text + "parameters: {x: {min: 0.0, max: 1.0}}\n", "f")
     assert type(make_sampler(chosen, 0)).__name__ == "SobolGP" and sampler_type(chosen) == "sobol-gp"
     assert type(make_sampler(CONDITIONAL, 0)).__name__ == "SobolGP" and sampler_type(CONDITIONAL) == "sobol-gp"
@@ -112,11 +112,11 @@ def test_conditional_parameters_are_searched_only_where_their_condition_holds(mo
     for config in configs:
         assert ("momentum" in config) == (config["optimizer"] == "sgd")
         assert ("beta" in config) == (config["optimizer"] == "adam")
-    assert len(seen) == 8 and {c["optimizer"] for c in configs} == {"adam", "sgd"}
+    assert len(seen) == 7 and {c["optimizer"] for c in configs} == {"adam", "sgd"}  # and trial 12 is TPE's
 
 
 def test_the_gp_models_at_most_max_trials_the_best_half_among_them(monkeypatch) -> None:
-    sampler = bayes(0, max_trials=6)
+    sampler = bayes(0, max_trials=6, tpe_every=0)
     kept: list[list[float]] = []
     real = sampler.gp.sample_relative
     monkeypatch.setattr(sampler.gp, "sample_relative", lambda view, trial, space: kept.append(
@@ -165,3 +165,19 @@ def test_wide_ints_are_continuous_to_the_gp_and_its_proposals_ints_again(monkeyp
         assert isinstance(config["units"], int) and 1 <= config["units"] <= 1000
         assert isinstance(config["layers"], int) and 1 <= config["layers"] <= 6
         assert round(config["drop"] / 0.05, 6) == round(config["drop"] / 0.05) and config["batch"] in (16, 32, 64)
+
+
+@pytest.mark.parametrize("every", [3, 0])
+def test_from_trial_ten_every_third_trial_is_tpes_unless_tpe_every_is_0(every: int, monkeypatch) -> None:
+    sampler = bayes(0, tpe_every=every)
+    gp = _watch(sampler, monkeypatch)
+    tpe: list[int] = []
+    real = sampler.tpe.sample_relative
+    monkeypatch.setattr(sampler.tpe, "sample_relative",
+                        lambda study, trial, space: tpe.append(trial.number) or real(study, trial, space))
+    _run(optuna.create_study(sampler=sampler), MIXED, 20)
+    turns = list(range(TPE_FROM + 2, 20, 3)) if every else []
+    assert tpe == turns and len(gp) == 20 - STARTUP - len(turns)
+    with pytest.raises(Exception, match=r"tpe_every: every how many trials TPE proposes one \(an integer >= 0"):
+        parse_spec("method: bayes\nmetric: {name: l}\nsampler: {type: sobol-gp, tpe_every: -1}\n"
+                   "parameters: {x: {min: 0.0, max: 1.0}}\n", "f")
