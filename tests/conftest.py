@@ -74,9 +74,6 @@ class Env:
     tmp: Path
     #: where trials run: "ray" (the session's Ray) or "local" (threads of the test process, no Ray)
     executor: str = "ray"
-    #: W&B's mode: "offline" where the test or its module is marked ``wandb`` (it reads W&B's files), else
-    #: "disabled": mirroring a sweep to W&B costs about 4 s of CPU, and most tests look only at MLflow
-    wandb_mode: str = "disabled"
 
     @property
     def uri(self) -> str:
@@ -93,7 +90,7 @@ class Env:
         from sweeps.controller import LaunchOptions
 
         base = dict(tracking_uri=self.uri, wandb_dir=str(self.tmp), state_dir=self.tmp / ".sweeps",
-                    workdir=self.tmp, progress=False, wandb_mode=self.wandb_mode, executor=self.executor)
+                    workdir=self.tmp, progress=False, wandb_mode="offline", executor=self.executor)
         base.update(kw)
         if base["tracking_uri"] == self.uri:
             self._store()
@@ -126,25 +123,20 @@ class Env:
         return parent[0], children
 
 
-def _wandb_mode(request) -> str:
-    return "offline" if request.node.get_closest_marker("wandb") else "disabled"
-
-
 @pytest.fixture
-def env(tmp_path: Path, ray_cluster, request) -> Env:
+def env(tmp_path: Path, ray_cluster) -> Env:
     """A sweep's surroundings, its trials on the session's Ray."""
-    return Env(tmp_path, wandb_mode=_wandb_mode(request))
+    return Env(tmp_path)
 
 
 @pytest.fixture
-def local_env(tmp_path: Path, request) -> Env:
+def local_env(tmp_path: Path) -> Env:
     """A sweep's surroundings, its trials in threads of the test process: no Ray at all."""
-    return Env(tmp_path, executor="local", wandb_mode=_wandb_mode(request))
+    return Env(tmp_path, executor="local")
 
 
 def pytest_configure(config) -> None:
     config.addinivalue_line("markers", "ray: runs its trials on the session's Ray (tests/test_controller.py)")
-    config.addinivalue_line("markers", "wandb: its sweeps mirror to W&B offline (Env.wandb_mode), for it reads W&B's files")
 
 
 def run_here(*args: str, cwd: Path) -> subprocess.CompletedProcess:

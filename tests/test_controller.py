@@ -1,6 +1,5 @@
-"""Whole sweeps: the loop on the local executor (no Ray at all), with a real MLflow store, and real
-W&B offline runs in the tests marked ``wandb``; the tests marked ``ray`` run the same loop on the
-session's Ray."""
+"""Whole sweeps: the loop on the local executor (no Ray at all), with a real MLflow store and
+real W&B offline runs; the tests marked ``ray`` run the same loop on the session's Ray."""
 
 from __future__ import annotations
 
@@ -145,7 +144,6 @@ def test_target_stops_launching_new_trials(env) -> None:
     assert summary.best_value == pytest.approx(0.0)
 
 
-@pytest.mark.wandb  # reads W&B's offline files
 def test_w_and_b_mirror_has_every_trial_with_group_config_and_metrics(env) -> None:
     summary = env.launch(quad(), trials=3, parallel=2)
     _, children = env.runs(summary)
@@ -168,7 +166,6 @@ def test_w_and_b_mirror_has_every_trial_with_group_config_and_metrics(env) -> No
     assert sweeps[0].summary["trials_finished"] == 3 and sweeps[0].exit_code == 0
 
 
-@pytest.mark.wandb  # reads W&B's offline files
 def test_a_trainer_that_raises_fails_its_trial_and_the_sweep_finishes(env) -> None:
     text = """
         name: failing
@@ -359,7 +356,6 @@ def test_real_torch_training_of_the_digits_mlp(env) -> None:
     assert model.predict(np.zeros((3, 64), dtype=np.float32)).shape == (3, 10)
 
 
-@pytest.mark.wandb  # reads W&B's offline files
 def test_a_w_and_b_failure_never_fails_a_trial_or_the_sweep(env) -> None:
     # a real W&B error: W&B refuses this project name when a run starts
     summary = env.launch(quad() + "    wandb: {project: 'bad/name#'}\n", trials=2, parallel=2)

@@ -199,7 +199,6 @@ CURVES = """
 """
 
 
-@pytest.mark.wandb  # reads W&B's offline files
 def test_known_curves_stop_at_the_expected_band_with_the_reason(env) -> None:
     summary = env.launch(CURVES.format(trainer="curve"), parallel=1)
     assert summary.counts == {"COMPLETE": 2, "PRUNED": 2, "FAIL": 0}
