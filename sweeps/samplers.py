@@ -116,8 +116,7 @@ def switching(first: optuna.samplers.BaseSampler, then: optuna.samplers.BaseSamp
 
 def sobol_gp(seed: int, startup: int = STARTUP, max_trials: int = MAX_MODEL_TRIALS, curves: bool = False,
              tpe_every: int = TPE_EVERY) -> optuna.samplers.BaseSampler:
-    """`sampler: {type: sobol-gp}`: a space-filling start, then Optuna's GP over a view of the study,
-    with turns of TPE's.
+    """`sampler: {type: sobol-gp}`: a Sobol start, then Optuna's GP over a view of the study, with TPE's turns.
 
     - The first ``startup`` trials are scrambled Sobol points (Optuna's ``QMCSampler``).
     - Then Optuna's ``GPSampler`` proposes, its running trials pending points (Optuna's qLogEI), fitted
@@ -164,9 +163,10 @@ def sobol_gp(seed: int, startup: int = STARTUP, max_trials: int = MAX_MODEL_TRIA
 
         def sample_relative(self, study: optuna.Study, trial: FrozenTrial,
                             search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
-            turn = self._turn(study, trial)
-            if not search_space or turn is not self.gp:
-                return turn.sample_relative(study, trial, search_space) if search_space else {}
+            if not search_space:
+                return {}
+            if (turn := self._turn(study, trial)) is not self.gp:
+                return turn.sample_relative(study, trial, search_space)
             relaxed = {name: r for name, d in search_space.items() if (r := relax(d)) is not d}
             view, asking = model_view(study, max_trials, curves, relaxed)
             # one BLAS thread: NumPy's and SciPy's OpenBLAS threads otherwise contend with torch's over the
