@@ -15,6 +15,7 @@ gives wide ints to the GP as continuous ranges; `method: gp` suggests the first
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import TYPE_CHECKING, Any
 
@@ -123,11 +124,12 @@ def sobol_gp(seed: int, startup: int = STARTUP, max_trials: int = MAX_MODEL_TRIA
       on :func:`model_view` (at most ``max_trials``; with ``curves``, early-stopped trials too).
     - TPE's turns (:func:`tpe_turn`): the GP settles in the basin it found first; TPE, modelling each group
       of parameters apart, takes the search to other basins, where the GP refines what it finds.
-    - Conditional parameters (`when:`) come from Optuna's TPE (multivariate, grouped, constant liar).
+    - Conditional parameters (`when:`): the GP models every parameter of the study (:class:`UnionSpace`), one
+      inactive in a trial at a value drawn for it (:func:`inactive`), so it learns what `momentum` does for
+      `sgd`, or `depth` for a tree, instead of seeing them as noise. One never active yet comes from TPE.
     """
     import optuna
     from optuna.distributions import BaseDistribution
-    from optuna.search_space import IntersectionSearchSpace
     from optuna.trial import FrozenTrial, TrialState
     from threadpoolctl import threadpool_limits
 
@@ -139,7 +141,7 @@ def sobol_gp(seed: int, startup: int = STARTUP, max_trials: int = MAX_MODEL_TRIA
                                                         warn_asynchronous_seeding=False)
                 self.tpe = optuna.samplers.TPESampler(seed=seed + 1, multivariate=True, group=True, constant_liar=True)
                 self.gp = optuna.samplers.GPSampler(seed=seed + 2, n_startup_trials=0, warn_independent_sampling=False)
-            self.space = IntersectionSearchSpace()
+            self.space = UnionSpace()
             self._decided: tuple[int, Any] = (-1, None)  # the trial being asked for, and whose turn it is
 
         def _turn(self, study: optuna.Study, trial: FrozenTrial) -> optuna.samplers.BaseSampler:
@@ -159,7 +161,7 @@ def sobol_gp(seed: int, startup: int = STARTUP, max_trials: int = MAX_MODEL_TRIA
             turn = self._turn(study, trial)
             if turn is not self.gp:
                 return turn.infer_relative_search_space(study, trial)
-            return {k: d for k, d in self.space.calculate(study).items() if not d.single()}
+            return self.space.calculate(study)
 
         def sample_relative(self, study: optuna.Study, trial: FrozenTrial,
                             search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
@@ -167,13 +169,13 @@ def sobol_gp(seed: int, startup: int = STARTUP, max_trials: int = MAX_MODEL_TRIA
                 return {}
             if (turn := self._turn(study, trial)) is not self.gp:
                 return turn.sample_relative(study, trial, search_space)
-            relaxed = {name: r for name, d in search_space.items() if (r := relax(d)) is not d}
-            view, asking = model_view(study, max_trials, curves, relaxed)
+            space = {name: relax(d) for name, d in search_space.items()}
+            view, asking = model_view(study, max_trials, curves, space)
             # one BLAS thread: NumPy's and SciPy's OpenBLAS threads otherwise contend with torch's over the
             # GP's many small operations (Optuna limits torch's itself, and OpenBLAS's only by an environment
             # variable read at import)
             with threadpool_limits(1):
-                proposed = self.gp.sample_relative(view, asking, {**search_space, **relaxed})
+                proposed = self.gp.sample_relative(view, asking, space)
             return {name: snap(search_space[name], v) for name, v in proposed.items()}
 
         def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
@@ -229,22 +231,62 @@ def snap(d: Any, value: Any) -> Any:
     return value
 
 
+class UnionSpace:
+    """Every parameter of a study's complete trials that is not a constant, conditional ones too, by name (a
+    name whose distribution differs between trials is left out, to TPE); each trial is read once."""
+
+    def __init__(self) -> None:
+        self.space: dict[str, Any] = {}
+        self.clash: set[str] = set()
+        self.read: set[int] = set()
+
+    def calculate(self, study: optuna.Study) -> dict[str, Any]:
+        from optuna.trial import TrialState
+
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            if t.number not in self.read:
+                self.read.add(t.number)
+                for name, d in t.distributions.items():
+                    if self.space.setdefault(name, d) != d:
+                        self.clash.add(name)
+        return {name: d for name, d in sorted(self.space.items()) if name not in self.clash and not d.single()}
+
+
+def inactive(d: Any, number: int, name: str) -> Any:
+    """The value the GP's view gives parameter ``name`` in trial ``number``, where it was inactive: a value of
+    its range drawn from the trial's number and the name (so the same every time). Drawn, not a constant: the
+    trials where it was inactive then spread over its range with values that do not depend on it, which tells
+    the GP that it does not matter there; a constant would leave the GP unsure of the rest of the range and
+    make it propose such trials again with the parameter elsewhere, where it has no effect."""
+    import random
+
+    from optuna.distributions import CategoricalDistribution, IntDistribution
+
+    draw = random.Random(f"{number}:{name}")
+    if isinstance(d, CategoricalDistribution):
+        return draw.choice(d.choices)
+    u = draw.random()
+    x = math.exp(math.log(d.low) + u * math.log(d.high / d.low)) if d.log else d.low + u * (d.high - d.low)
+    if isinstance(d, IntDistribution):
+        return snap(d, x)
+    return min(d.high, d.low + round((x - d.low) / d.step) * d.step) if d.step else x
+
+
 def model_view(study: optuna.Study, max_trials: int, curves: bool,
-               relaxed: dict[str, Any] | None = None) -> tuple[optuna.Study, optuna.trial.FrozenTrial]:
-    """What sobol-gp's GP models, as an in-memory study: at most ``max_trials`` complete trials (the best half
-    and the most recent), the running ones (pending points), with ``curves`` the early-stopped ones at their
-    last reported value; and a running trial of its own to ask for. ``relaxed``: parameters the view's trials
-    carry as continuous (:func:`relax`)."""
+               space: dict[str, Any]) -> tuple[optuna.Study, optuna.trial.FrozenTrial]:
+    """What sobol-gp's GP models, as an in-memory study over ``space``: at most ``max_trials`` complete trials
+    (the best half and the most recent), the running ones (pending points), with ``curves`` the early-stopped
+    ones at their last reported value; and a running trial of its own to ask for. Each trial carries every
+    parameter of ``space``, as its distribution there (:func:`relax`), at :func:`inactive` where it had none."""
     import optuna
+    from optuna.distributions import FloatDistribution
     from optuna.trial import TrialState, create_trial
 
-    relaxed = relaxed or {}
-
-    def params(t: optuna.trial.FrozenTrial) -> dict[str, Any]:
-        return {k: float(v) if k in relaxed else v for k, v in t.params.items()}
-
-    def dists(t: optuna.trial.FrozenTrial) -> dict[str, Any]:
-        return {k: relaxed.get(k, d) for k, d in t.distributions.items()}
+    def trial(t: optuna.trial.FrozenTrial, **kw: Any) -> optuna.trial.FrozenTrial:
+        params = {name: inactive(d, t.number, name) if name not in t.params
+                  else float(t.params[name]) if isinstance(d, FloatDistribution) else t.params[name]
+                  for name, d in space.items()}
+        return create_trial(params=params, distributions=space, **kw)
 
     done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if len(done) > max_trials:
@@ -254,14 +296,13 @@ def model_view(study: optuna.Study, max_trials: int, curves: bool,
         done = [t for t in done if t.number in best] + recent
     view = optuna.create_study(direction=study.direction)
     for t in done:
-        view.add_trial(create_trial(params=params(t), distributions=dists(t), value=t.value))
+        view.add_trial(trial(t, value=t.value))
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if t.params:
-            view.add_trial(create_trial(state=TrialState.RUNNING, params=params(t), distributions=dists(t)))
+            view.add_trial(trial(t, state=TrialState.RUNNING))
     if curves:
         for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)):
             if t.intermediate_values and t.params:
-                last = t.intermediate_values[max(t.intermediate_values)]
-                view.add_trial(create_trial(params=params(t), distributions=dists(t), value=last))
+                view.add_trial(trial(t, value=t.intermediate_values[max(t.intermediate_values)]))
     view.add_trial(create_trial(state=TrialState.RUNNING))
     return view, view.get_trials(deepcopy=False)[-1]

@@ -115,6 +115,42 @@ def test_conditional_parameters_are_searched_only_where_their_condition_holds(mo
     assert len(seen) == 7 and {c["optimizer"] for c in configs} == {"adam", "sgd"}  # and trial 12 is TPE's
 
 
+def test_the_gp_models_conditional_parameters_too_at_values_drawn_where_they_were_inactive(monkeypatch) -> None:
+    sampler = bayes(1, tpe_every=0)
+    views: list[tuple[optuna.Study, dict]] = []
+    real = sampler.gp.sample_relative
+    monkeypatch.setattr(sampler.gp, "sample_relative",
+                        lambda view, trial, space: views.append((view, space)) or real(view, trial, space))
+    asked: dict[int, set[str]] = {}  # trial -> the parameters sample_relative proposed for it
+    relative = sampler.sample_relative
+
+    def spy(study, trial, space):
+        asked[trial.number] = set(proposed := relative(study, trial, space))
+        return proposed
+
+    monkeypatch.setattr(sampler, "sample_relative", spy)
+    by_tpe: list[tuple[int, str]] = []
+    independent = sampler.tpe.sample_independent
+    monkeypatch.setattr(sampler.tpe, "sample_independent", lambda study, trial, name, d: by_tpe.append(
+        (trial.number, name)) or independent(study, trial, name, d))
+    study = optuna.create_study(sampler=sampler)
+    configs = _run(study, CONDITIONAL, STARTUP + 8)
+    assert {c["optimizer"] for c in configs[:STARTUP]} == {"adam", "sgd"}  # so both branches are known to the GP
+    for (view, space), again in zip(views[:-1], views[1:]):
+        assert set(space) == {"lr", "optimizer", "momentum", "beta"}
+        trials = study.trials[:len(view.trials) - 1]
+        for name in ("momentum", "beta"):
+            modelled = [v.params[name] for v in view.trials[:-1]]
+            assert [m for m, t in zip(modelled, trials) if name in t.params] == [t.params[name] for t in trials
+                                                                                  if name in t.params]
+            drawn = [m for m, t in zip(modelled, trials) if name not in t.params]
+            assert all(space[name].low <= m <= space[name].high for m in drawn) and len(set(drawn)) == len(drawn)
+            assert [v.params[name] for v in again[0].trials[:len(modelled)]] == modelled  # the same draws each time
+    gp_turns = [n for n, names in asked.items() if n >= STARTUP]
+    assert gp_turns and all(asked[n] == {"lr", "optimizer", "momentum", "beta"} for n in gp_turns)
+    assert not [(n, name) for n, name in by_tpe if n in gp_turns]  # the GP, not TPE, chose momentum and beta
+
+
 def test_the_gp_models_at_most_max_trials_the_best_half_among_them(monkeypatch) -> None:
     sampler = bayes(0, max_trials=6, tpe_every=0)
     kept: list[list[float]] = []
