@@ -1,6 +1,6 @@
 """How good each search is: median normalized regret after 10, 25 and 50 trials, sequential and 4 at a time.
 
-    .venv/bin/python benchmarks/search_quality.py [--seeds 5] [--budget 50] [--methods ...] [--problems ...]
+    .venv/bin/python benchmarks/search_quality.py [--seeds 10] [--budget 50] [--methods ...] [--problems ...]
                                                   [--jobs 2] [--write]
 
 Methods: ``sobol-gp`` (ours, `sampler: {type: sobol-gp}`), ``tpe`` (Optuna's TPESampler: what `method:
@@ -253,10 +253,10 @@ def random_reference(p: Problem, runs: int = 200) -> float:
 def sampler_for(method: str, spec: Any, seed: int) -> Any:
     import optuna
 
-    from sweeps.samplers import sobol_gp
+    from sweeps.samplers import make_sampler
 
     if method == "sobol-gp":
-        return sobol_gp(seed)
+        return make_sampler(spec, seed)  # what `method: bayes` is
     if method == "tpe":
         extra = {"multivariate": True, "group": True} if spec.has_conditions else {}
         return optuna.samplers.TPESampler(seed=seed, **extra)
@@ -377,7 +377,7 @@ def one(job: tuple[str, str, int, int, int]) -> tuple[str, str, int, int, list[f
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--budget", type=int, default=50)
     ap.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
     ap.add_argument("--problems", nargs="+", default=[p.name for p in PROBLEMS])

@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from .space import SAMPLER_TYPES, SweepSpec
 
 #: trials GP suggests before TPE takes over (sampler option ``gp_trials``)
 GP_TRIALS = 300
 #: sobol-gp: the space-filling start, in trials (sampler option ``startup``)
-STARTUP = 5
+STARTUP = 4
 #: sobol-gp: the most complete trials its GP models, the best half and the most recent half (``max_trials``)
 MAX_MODEL_TRIALS = 200
 #: sobol-gp: an int of more values than this is continuous to the GP, and its proposals rounded
@@ -54,7 +54,8 @@ def make_sampler(spec: SweepSpec, seed: int) -> optuna.samplers.BaseSampler:
         return sobol_gp(seed, startup=int(options.get("startup", STARTUP)),
                         max_trials=int(options.get("max_trials", MAX_MODEL_TRIALS)),
                         tpe_every=int(options.get("tpe_every", TPE_EVERY)),
-                        curves=et is not None and et.metric in (None, spec.metric.name if spec.metric else None))
+                        curves=et is not None and et.metric in (None, spec.metric.name if spec.metric else None),
+                        config=spec.config_of)
     gp_trials = int(options.pop("gp_trials", GP_TRIALS))
     if kind == "tpe" and spec.has_conditions:
         # conditional spaces: TPE splits the space into groups of parameters
@@ -116,7 +117,7 @@ def switching(first: optuna.samplers.BaseSampler, then: optuna.samplers.BaseSamp
 
 
 def sobol_gp(seed: int, startup: int = STARTUP, max_trials: int = MAX_MODEL_TRIALS, curves: bool = False,
-             tpe_every: int = TPE_EVERY) -> optuna.samplers.BaseSampler:
+             tpe_every: int = TPE_EVERY, config: Callable[[dict], Any] | None = None) -> optuna.samplers.BaseSampler:
     """`sampler: {type: sobol-gp}`: a Sobol start, then Optuna's GP over a view of the study, with TPE's turns.
 
     - The first ``startup`` trials are scrambled Sobol points (Optuna's ``QMCSampler``).
@@ -124,14 +125,14 @@ def sobol_gp(seed: int, startup: int = STARTUP, max_trials: int = MAX_MODEL_TRIA
       on :func:`model_view` (at most ``max_trials``; with ``curves``, early-stopped trials too).
     - TPE's turns (:func:`tpe_turn`): the GP settles in the basin it found first; TPE, modelling each group
       of parameters apart, takes the search to other basins, where the GP refines what it finds.
-    - Conditional parameters (`when:`): the GP models every parameter of the study (:class:`UnionSpace`), one
-      inactive in a trial at a value drawn for it (:func:`inactive`), so it learns what `momentum` does for
-      `sgd`, or `depth` for a tree, instead of seeing them as noise. One never active yet comes from TPE.
+    - The GP models conditional parameters (`when:`) too (:class:`UnionSpace`), where inactive at a value drawn
+      for the trial (:func:`inactive`); one not active in any complete trial yet comes from TPE.
+    - With ``config`` (Optuna's params -> the trainer's config), a GP proposal that would run a config again
+      (:class:`Asked`: q-rounded or discrete spaces) is TPE's turn instead.
     """
     import optuna
     from optuna.distributions import BaseDistribution
     from optuna.trial import FrozenTrial, TrialState
-    from threadpoolctl import threadpool_limits
 
     class SobolGP(optuna.samplers.BaseSampler):
         def __init__(self) -> None:
@@ -142,6 +143,7 @@ def sobol_gp(seed: int, startup: int = STARTUP, max_trials: int = MAX_MODEL_TRIA
                 self.tpe = optuna.samplers.TPESampler(seed=seed + 1, multivariate=True, group=True, constant_liar=True)
                 self.gp = optuna.samplers.GPSampler(seed=seed + 2, n_startup_trials=0, warn_independent_sampling=False)
             self.space = UnionSpace()
+            self.asked = Asked(config) if config is not None else None
             self._decided: tuple[int, Any] = (-1, None)  # the trial being asked for, and whose turn it is
 
         def _turn(self, study: optuna.Study, trial: FrozenTrial) -> optuna.samplers.BaseSampler:
@@ -169,14 +171,11 @@ def sobol_gp(seed: int, startup: int = STARTUP, max_trials: int = MAX_MODEL_TRIA
                 return {}
             if (turn := self._turn(study, trial)) is not self.gp:
                 return turn.sample_relative(study, trial, search_space)
-            space = {name: relax(d) for name, d in search_space.items()}
-            view, asking = model_view(study, max_trials, curves, space)
-            # one BLAS thread: NumPy's and SciPy's OpenBLAS threads otherwise contend with torch's over the
-            # GP's many small operations (Optuna limits torch's itself, and OpenBLAS's only by an environment
-            # variable read at import)
-            with threadpool_limits(1):
-                proposed = self.gp.sample_relative(view, asking, space)
-            return {name: snap(search_space[name], v) for name, v in proposed.items()}
+            proposed = gp_proposal(self.gp, study, search_space, max_trials, curves)
+            if self.asked is not None and self.asked.again(study, proposed):  # TPE's instead of a config run again
+                own = self.tpe.sample_relative(study, trial, self.tpe.infer_relative_search_space(study, trial))
+                return {name: v for name, v in own.items() if name in search_space}
+            return proposed
 
         def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
                                param_distribution: BaseDistribution) -> Any:
@@ -196,6 +195,46 @@ def sobol_gp(seed: int, startup: int = STARTUP, max_trials: int = MAX_MODEL_TRIA
                 s.reseed_rng()
 
     return SobolGP()
+
+
+def gp_proposal(gp: optuna.samplers.GPSampler, study: optuna.Study, search_space: dict[str, Any], max_trials: int,
+                curves: bool) -> dict[str, Any]:
+    """What Optuna's GP proposes for ``search_space``, fitted on :func:`model_view` (wide ints relaxed, then
+    snapped back)."""
+    from threadpoolctl import threadpool_limits
+
+    space = {name: relax(d) for name, d in search_space.items()}
+    view, asking = model_view(study, max_trials, curves, space)
+    # one BLAS thread: NumPy's and SciPy's OpenBLAS threads otherwise contend with torch's over the GP's many
+    # small operations (Optuna limits torch's itself, and OpenBLAS's only by an environment variable read at import)
+    with threadpool_limits(1):
+        proposed = gp.sample_relative(view, asking, space)
+    return {name: snap(search_space[name], v) for name, v in proposed.items()}
+
+
+class Asked:
+    """Whether a proposal would run again a config that a trial ran or runs (failed ones aside), by
+    ``config``: Optuna's params -> the trainer's config (`SweepSpec.config_of`); each finished trial's is
+    worked out once."""
+
+    def __init__(self, config: Callable[[dict], Any]) -> None:
+        self.config = config
+        self.known: dict[int, Any] = {}
+
+    def again(self, study: optuna.Study, proposed: dict[str, Any]) -> bool:
+        from optuna.trial import TrialState
+
+        mine = self.config(proposed)
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)):
+            if t.state == TrialState.RUNNING:
+                if self.config(t.params) == mine:
+                    return True
+                continue
+            if t.number not in self.known:
+                self.known[t.number] = self.config(t.params)
+            if self.known[t.number] == mine:
+                return True
+        return False
 
 
 def tpe_turn(number: int, tpe_every: int) -> bool:

@@ -428,6 +428,16 @@ class SweepSpec:
                 flat[p.name] = p.suggest(trial)
         return flat
 
+    def config_of(self, params: dict[str, Any]) -> dict[str, Any] | None:
+        """The flat config Optuna's ``params`` make (what :meth:`suggest` returns for a trial that has them);
+        None where they lack one it needs."""
+        import optuna
+
+        try:
+            return self.suggest(optuna.trial.FixedTrial(params))
+        except ValueError:
+            return None
+
     def nest(self, flat: dict[str, Any]) -> dict[str, Any]:
         """Flat ``{dotted name: value}`` -> the nested config the trainer gets."""
         out: dict[str, Any] = {}

@@ -11,7 +11,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from sweeps.samplers import STARTUP, TPE_FROM, make_sampler, sampler_type
+from sweeps.samplers import STARTUP, TPE_EVERY, TPE_FROM, make_sampler, sampler_type, tpe_turn
 from sweeps.samplers import sobol_gp as bayes
 from sweeps.space import load_spec, parse_spec
 
@@ -112,7 +112,8 @@ def test_conditional_parameters_are_searched_only_where_their_condition_holds(mo
     for config in configs:
         assert ("momentum" in config) == (config["optimizer"] == "sgd")
         assert ("beta" in config) == (config["optimizer"] == "adam")
-    assert len(seen) == 7 and {c["optimizer"] for c in configs} == {"adam", "sgd"}  # and trial 12 is TPE's
+    turns = sum(tpe_turn(n, TPE_EVERY) for n in range(STARTUP, STARTUP + 8))
+    assert len(seen) == 8 - turns and {c["optimizer"] for c in configs} == {"adam", "sgd"}
 
 
 def test_the_gp_models_conditional_parameters_too_at_values_drawn_where_they_were_inactive(monkeypatch) -> None:
@@ -149,6 +150,32 @@ def test_the_gp_models_conditional_parameters_too_at_values_drawn_where_they_wer
     gp_turns = [n for n, names in asked.items() if n >= STARTUP]
     assert gp_turns and all(asked[n] == {"lr", "optimizer", "momentum", "beta"} for n in gp_turns)
     assert not [(n, name) for n, name in by_tpe if n in gp_turns]  # the GP, not TPE, chose momentum and beta
+
+
+def test_a_gp_proposal_that_would_run_an_asked_config_again_is_tpes_instead(monkeypatch) -> None:
+    spec = parse_spec(textwrap.dedent("""
+        method: bayes
+        metric: {name: loss}
+        parameters:
+          units: {distribution: q_uniform, min: 0, max: 40, q: 10}
+          act: {values: [relu, tanh]}
+    """), "small.yaml")  # 10 configs; Optuna sees units as continuous, the config rounds it
+    sampler = make_sampler(spec, 0)
+    gp: list[int] = []
+    real = sampler.gp.sample_relative
+    monkeypatch.setattr(sampler.gp, "sample_relative",
+                        lambda view, trial, space: gp.append(len(gp)) or real(view, trial, space))
+    tpe: list[int] = []
+    tpe_relative = sampler.tpe.sample_relative
+    monkeypatch.setattr(sampler.tpe, "sample_relative",
+                        lambda study, trial, space: tpe.append(trial.number) or tpe_relative(study, trial, space))
+    study = optuna.create_study(sampler=sampler)
+    configs = _run(study, spec, TPE_FROM)
+    # every trial after the start is the GP's turn (none is TPE's before TPE_FROM), yet TPE proposed those
+    # whose GP proposal was a config already run; each trial's config is the one its params make
+    assert len(gp) == TPE_FROM - STARTUP and tpe and all(n >= STARTUP for n in tpe)
+    assert [spec.config_of(t.params) for t in study.trials] == configs
+    assert spec.config_of({"units": 0.3}) is None  # act is missing
 
 
 def test_the_gp_models_at_most_max_trials_the_best_half_among_them(monkeypatch) -> None:
