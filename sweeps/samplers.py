@@ -225,6 +225,8 @@ class Asked:
         from optuna.trial import TrialState
 
         mine = self.config(proposed)
+        if mine is None:  # the proposal lacks a parameter its config needs, and so is no config yet
+            return False
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)):
             if t.state == TrialState.RUNNING:
                 if self.config(t.params) == mine:

@@ -15,7 +15,7 @@ import pytest
 from conftest import Env
 from sweeps.controller import trial_seed
 from sweeps.state import open_study
-from wandb_offline import offline_runs
+from wandb_offline import ended_runs, offline_runs
 
 
 @pytest.fixture
@@ -147,10 +147,9 @@ def test_target_stops_launching_new_trials(env) -> None:
 def test_w_and_b_mirror_has_every_trial_with_group_config_and_metrics(env) -> None:
     summary = env.launch(quad(), trials=3, parallel=2)
     _, children = env.runs(summary)
-    runs = offline_runs(env.tmp)
-    trials = [r for r in runs if r.job_type == "trial"]
-    sweeps = [r for r in runs if r.job_type == "sweep"]
-    assert len(trials) == 3 and len(sweeps) == 1
+    trials, sweeps = ended_runs(env.tmp, 3, "trial"), ended_runs(env.tmp, 1, "sweep")
+    runs = trials + sweeps
+    assert len(trials) == 3 and len(sweeps) == 1 and len(offline_runs(env.tmp)) == 4
     assert {r.group for r in runs} == {summary.id}
     by_name = {c.info.run_name: c for c in children}
     for r in trials:
@@ -188,7 +187,7 @@ def test_a_trainer_that_raises_fails_its_trial_and_the_sweep_finishes(env) -> No
     study = open_study(summary.state_dir, summary.id, "minimize", create=False)
     assert sorted(t.state.name for t in study.get_trials()) == ["COMPLETE", "COMPLETE", "FAIL"]
     assert summary.counts == {"COMPLETE": 2, "PRUNED": 0, "FAIL": 1}
-    wb = {r.name: r for r in offline_runs(env.tmp) if r.job_type == "trial"}
+    wb = {r.name: r for r in ended_runs(env.tmp, 3, "trial")}
     assert wb[failed.info.run_name].exit_code == 1 and wb[failed.info.run_name].summary["sweeps/state"] == "FAIL"
 
 

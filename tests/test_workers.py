@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from wandb_offline import offline_runs
+from wandb_offline import ended_runs, offline_runs
 
 
 def _sweep(values: list[int], resources: str) -> str:
@@ -54,7 +54,7 @@ def test_reuse_workers_false_gives_every_trial_a_fresh_process(env) -> None:
     assert {gpu for _, gpu, _ in seen.values()} == {-1.0}
     # each worker finished its trial's W&B run (on its W&B thread) before it ended
     _, children = env.runs(summary)
-    wb = {r.name: r for r in offline_runs(env.tmp) if r.job_type == "trial"}
+    wb = {r.name: r for r in ended_runs(env.tmp, len(children), "trial")}
     for c in children:
         run = wb[c.info.run_name]
         assert run.exit_code == 0 and run.summary["sweeps/state"] == "COMPLETE", c.info.run_name
@@ -95,7 +95,7 @@ def test_workers_import_neither_mlflow_nor_wandb_their_nodes_recorder_writes_eve
         assert {k: v for k, v in c.data.metrics.items() if k.startswith("has_")} == \
             {"has_mlflow": 0.0, "has_wandb": 0.0, "has_sqlalchemy": 0.0}, c.info.run_name
         assert c.data.metrics["loss"] == float(c.data.params["x"]) and c.data.tags["sweeps.packages"]
-    wb = {r.name: r for r in offline_runs(env.tmp) if r.job_type == "trial"}
+    wb = {r.name: r for r in ended_runs(env.tmp, len(children), "trial")}
     assert sorted(wb) == sorted(c.info.run_name for c in children)
     for c in children:
         run = wb[c.info.run_name]
@@ -129,10 +129,11 @@ def test_a_dead_recorder_loses_the_trial_it_was_writing_and_a_new_one_records_it
     assert sorted(float(c.data.params["x"]) for c in done) == [1.0, 2.0]
     assert all(c.data.metrics["loss"] == float(c.data.params["x"]) for c in done)
     # the re-run and the trial after it were written by a new recorder, W&B runs included
-    finished = {r.name: r for r in offline_runs(env.tmp) if r.job_type == "trial" and r.exit_code == 0}
+    finished = {r.name: r for r in ended_runs(env.tmp, len(done), "trial", {c.info.run_name for c in done})
+                if r.exit_code == 0}
     assert all(c.info.run_name in finished for c in done)
     # and the sweep's own W&B run, which the dead recorder's W&B process wrote, goes on in the new one
-    ended = [r for r in offline_runs(env.tmp) if r.job_type == "sweep" and r.exit_code == 0]
+    ended = [r for r in ended_runs(env.tmp, 1, "sweep") if r.exit_code == 0]
     assert len(ended) == 1 and ended[0].summary["trials_complete"] == 2 and ended[0].summary["trials_fail"] == 1
 
 
@@ -149,7 +150,7 @@ def test_with_mlflow_off_the_recorder_still_tells_apart_the_trials_it_mirrors_to
     """, parallel=2, tracking_uri="none")  # two trials at once, each one running while the other ends
     assert summary.counts == {"COMPLETE": 6, "PRUNED": 0, "FAIL": 0}
     assert not (env.tmp / "mlflow.db").exists()
-    wb = [r for r in offline_runs(env.tmp) if r.job_type == "trial"]
+    wb = ended_runs(env.tmp, 6, "trial")
     assert sorted(r.name for r in wb) == [f"wandb-only-{n}" for n in range(6)]
     for run in wb:
         assert run.exit_code == 0 and run.summary["sweeps/state"] == "COMPLETE", run.name
@@ -163,12 +164,12 @@ def test_a_dead_wandb_process_fails_no_trial_and_a_new_one_mirrors_the_next_ones
     _, children = env.runs(summary)
     assert sorted(float(c.data.params["x"]) for c in children if c.info.status == "FINISHED") == [1.0, 2.0, 3.0, 4.0]
     # the W&B process that took over mirrors the trials after the death is noticed (at most a trial later)
-    finished = {r.name: r for r in offline_runs(env.tmp) if r.job_type == "trial" and r.exit_code == 0}
     by_x = {float(c.data.params["x"]): c.info.run_name for c in children}
+    finished = {r.name: r for r in ended_runs(env.tmp, 2, "trial", {by_x[3.0], by_x[4.0]}) if r.exit_code == 0}
     for x in (3.0, 4.0):
         run = finished[by_x[x]]
         assert run.summary["sweeps/state"] == "COMPLETE" and [h["loss"] for h in run.history if "loss" in h] == [x]
     # the sweep's own W&B run (the controller's) ends with the sweep
-    ended = [r for r in offline_runs(env.tmp) if r.job_type == "sweep" and r.exit_code == 0]
+    ended = [r for r in ended_runs(env.tmp, 1, "sweep") if r.exit_code == 0]
     assert len(ended) == 1 and ended[0].summary["trials_finished"] == 4
     assert ended[0].summary["best_loss"] == 1.0
