@@ -137,6 +137,10 @@ def local_env(tmp_path: Path) -> Env:
 
 def pytest_configure(config) -> None:
     config.addinivalue_line("markers", "ray: runs its trials on the session's Ray (tests/test_controller.py)")
+    # W&B imported once, here, before any test starts threads: the local executor's trial threads and this
+    # process's W&B thread can import it at once, and a first import raced that way left `wandb` half
+    # imported for the rest of the process (10 tests of one CI run failed on it; see the session note)
+    import wandb  # noqa: F401
 
 
 def run_here(*args: str, cwd: Path) -> subprocess.CompletedProcess:
