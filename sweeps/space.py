@@ -79,6 +79,11 @@ SAMPLER_TYPES = {"tpe": "TPESampler", "gp": "GPSampler", "cmaes": "CmaEsSampler"
                  "sobol-gp": "GPSampler"}  # sobol-gp: ours (samplers.sobol_gp), from Optuna's QMC, GP and TPE
 #: the options of `sampler: {type: sobol-gp}`
 SOBOL_GP_OPTIONS = ("startup", "max_trials", "tpe_every")
+#: the integer options of our samplers: (sampler type, option) -> (its least value, what it is)
+INT_OPTIONS = {("sobol-gp", "startup"): (1, "a number of trials (an integer >= 1)"),
+               ("sobol-gp", "max_trials"): (1, "a number of trials (an integer >= 1)"),
+               ("sobol-gp", "tpe_every"): (0, "every how many trials TPE proposes one (an integer >= 0; 0: never)"),
+               ("gp", "gp_trials"): (1, "a number of trials (an integer >= 1)")}
 W_AND_B_ONLY = ("apiVersion", "kind", "job", "image_uri", "scheduler")
 _PARAM_KEYS = {"value", "values", "probabilities", "distribution", "min", "max", "q", "mu", "sigma", "a", "b", "when"}
 _QUANTILE_EPS = 1e-12
@@ -856,16 +861,10 @@ class _Builder(_Checks):
         if kind == "sobol-gp":
             valid = list(SOBOL_GP_OPTIONS)
         for key in options:
-            if kind == "sobol-gp" and key == "tpe_every":
-                if not _is_int(options[key]) or options[key] < 0:
-                    self.err(("sampler", key), f"every how many trials TPE proposes one (an integer >= 0; 0: "
-                                               f"never), not {options[key]!r}")
-            elif kind == "sobol-gp" and key in valid:
-                if not _is_int(options[key]) or options[key] < 1:
-                    self.err(("sampler", key), f"a number of trials (an integer >= 1), not {options[key]!r}")
-            elif key == "gp_trials" and kind == "gp":
-                if not _is_int(options[key]) or options[key] < 1:
-                    self.err(("sampler", key), f"a number of trials (an integer >= 1), not {options[key]!r}")
+            if (kind, key) in INT_OPTIONS:
+                least, what = INT_OPTIONS[kind, key]
+                if not _is_int(options[key]) or options[key] < least:
+                    self.err(("sampler", key), f"{what}, not {options[key]!r}")
             elif key == "seed":
                 self.err(("sampler", key), "set the sweep's `seed` at the top level; each sampler is seeded from it")
             elif key not in valid:
