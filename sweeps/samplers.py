@@ -227,16 +227,17 @@ class Asked:
         mine = self.config(proposed)
         if mine is None:  # the proposal lacks a parameter its config needs, and so is no config yet
             return False
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)):
-            if t.state == TrialState.RUNNING:
-                if self.config(t.params) == mine:
-                    return True
-                continue
-            if t.number not in self.known:
-                self.known[t.number] = self.config(t.params)
-            if self.known[t.number] == mine:
-                return True
-        return False
+        states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+        return any(self._of(t) == mine for t in study.get_trials(deepcopy=False, states=states))
+
+    def _of(self, t: optuna.trial.FrozenTrial) -> Any:
+        from optuna.trial import TrialState
+
+        if t.state == TrialState.RUNNING:  # its params may still grow: not kept
+            return self.config(t.params)
+        if t.number not in self.known:
+            self.known[t.number] = self.config(t.params)
+        return self.known[t.number]
 
 
 def tpe_turn(number: int, tpe_every: int) -> bool:

@@ -77,13 +77,13 @@ METHODS = ("grid", "random", "bayes", "tpe", "gp", "cmaes", "qmc")
 MODEL_METHODS = ("bayes", "tpe", "gp", "cmaes")
 SAMPLER_TYPES = {"tpe": "TPESampler", "gp": "GPSampler", "cmaes": "CmaEsSampler", "qmc": "QMCSampler", "random": "RandomSampler",
                  "sobol-gp": "GPSampler"}  # sobol-gp: ours (samplers.sobol_gp), from Optuna's QMC, GP and TPE
-#: the options of `sampler: {type: sobol-gp}`
-SOBOL_GP_OPTIONS = ("startup", "max_trials", "tpe_every")
+_TRIALS = "a number of trials (an integer >= 1)"
 #: the integer options of our samplers: (sampler type, option) -> (its least value, what it is)
-INT_OPTIONS = {("sobol-gp", "startup"): (1, "a number of trials (an integer >= 1)"),
-               ("sobol-gp", "max_trials"): (1, "a number of trials (an integer >= 1)"),
+INT_OPTIONS = {("sobol-gp", "startup"): (1, _TRIALS), ("sobol-gp", "max_trials"): (1, _TRIALS),
                ("sobol-gp", "tpe_every"): (0, "every how many trials TPE proposes one (an integer >= 0; 0: never)"),
-               ("gp", "gp_trials"): (1, "a number of trials (an integer >= 1)")}
+               ("gp", "gp_trials"): (1, _TRIALS)}
+#: the options of `sampler: {type: sobol-gp}`: all of them integers
+SOBOL_GP_OPTIONS = tuple(key for kind, key in INT_OPTIONS if kind == "sobol-gp")
 W_AND_B_ONLY = ("apiVersion", "kind", "job", "image_uri", "scheduler")
 _PARAM_KEYS = {"value", "values", "probabilities", "distribution", "min", "max", "q", "mu", "sigma", "a", "b", "when"}
 _QUANTILE_EPS = 1e-12
