@@ -589,6 +589,18 @@ def test_gp_suggests_the_first_gp_trials_then_tpe_takes_over(monkeypatch) -> Non
     assert used == [(0, "gp"), (1, "gp"), (2, "gp"), (3, "gp"), (4, "tpe"), (5, "tpe"), (6, "tpe")]
 
 
+def test_sobol_gp_options_are_integers_each_with_its_least_value_and_no_other_option() -> None:
+    text = ("method: bayes\nmetric: {name: l}\nsampler:\n  type: sobol-gp\n  startup: 0\n  max_trials: 2.5\n"
+            "  tpe_every: -1\n  tpe_evry: 3\nparameters: {x: {min: 0.0, max: 1.0}}\n")
+    assert _errors(text) == [
+        "f.yaml:5: sampler.startup: a number of trials (an integer >= 1), not 0",
+        "f.yaml:6: sampler.max_trials: a number of trials (an integer >= 1), not 2.5",
+        "f.yaml:7: sampler.tpe_every: every how many trials TPE proposes one (an integer >= 0; 0: never), not -1",
+        "f.yaml:8: sampler.tpe_evry: sobol-gp has no option 'tpe_evry'; did you mean 'tpe_every'?"]
+    ok = "method: bayes\nmetric: {name: l}\nsampler: {type: sobol-gp, tpe_every: 0}\nparameters: {x: {min: 0.0, max: 1.0}}\n"
+    assert dict(parse_spec(ok, "f.yaml").sampler.options) == {"tpe_every": 0}  # 0 is allowed there: never
+
+
 def test_gp_trials_must_be_a_positive_integer_and_only_for_gp() -> None:
     assert _errors("method: bayes\nmetric: {name: l}\nsampler: {type: gp, gp_trials: 0}\nparameters: {x: {min: 0.0, max: 1.0}}\n") == [
         "f.yaml:3: sampler.gp_trials: a number of trials (an integer >= 1), not 0"]
