@@ -163,12 +163,14 @@ def check_head(address: str, timeout: float = 5.0) -> None:
                       "(or scripts/start_head.sh), or check the address and that the port is open from this machine")
 
 
-def check_token(address: str, environ: dict[str, str], token_file: str | None = None, timeout: float = 12.0) -> None:
-    """ConfigError in one line, within seconds, when this machine has no Ray token or the head at ``address``
-    refuses it. Ray's own clients (`ray start`, ``ray.init``) retry a refused token for about 20 s and then
-    report only a failure to connect; Ray's `ray status` reports the refusal at its first try."""
+def check_token(address: str, environ: dict[str, str], token_file: str | None = None,
+                timeout: float = 12.0) -> str | None:
+    """The Ray token this machine has (None where the user turned Ray's authentication off); ConfigError in one
+    line, within seconds, when it has none or the head at ``address`` refuses it. Ray's own clients (`ray start`,
+    ``ray.init``) retry a refused token for about 20 s and then report only a failure to connect; Ray's
+    `ray status` reports the refusal at its first try."""
     if environ.get("RAY_AUTH_MODE", "token") != "token":
-        return  # the user turned Ray's authentication off
+        return None
     token, source = find_token(token_file, environ)
     env = {**_ray_env(environ), "RAY_AUTH_TOKEN": token}
     env.pop("RAY_AUTH_TOKEN_PATH", None)
@@ -176,10 +178,11 @@ def check_token(address: str, environ: dict[str, str], token_file: str | None = 
         out = subprocess.run([ray_cli(), "status", f"--address={address}"], env=env, stdin=subprocess.DEVNULL,
                              capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        return  # not a refusal: ray.init or `ray start` reports whatever else it is
+        return token  # not a refusal: ray.init or `ray start` reports whatever else it is
     if out.returncode != 0 and ("InvalidAuthToken" in out.stderr + out.stdout or "AuthenticationError" in out.stderr):
         raise ConfigError(f"the Ray cluster at {address} refused the token from {source}: it is not the head's "
                           "token (the head's is ~/.ray/auth_token on the head machine)")
+    return token
 
 
 def check_database(uri: str, timeout: float = 5.0) -> None:
@@ -397,11 +400,11 @@ class Agent:
 def start_agent(address: str, cpus: float | None, gpus: float | None, token_file: str | None, logdir: Path,
                 environ: dict[str, str], extra: list[str] | None = None) -> Agent:
     """Join this machine to the cluster at ``address`` as a worker node for trials."""
-    token, _ = find_token(token_file, environ)
     check_head(address)
-    check_token(address, environ, token_file)
+    token = check_token(address, environ, token_file)
     env = _ray_env(environ)
-    env["RAY_AUTH_TOKEN"] = token
+    if token is not None:
+        env["RAY_AUTH_TOKEN"] = token
     argv = [ray_cli(), "start", f"--address={address}", "--block", "--disable-usage-stats",
             f"--resources={json.dumps({AGENT_RESOURCE: AGENT_UNITS})}"]
     if cpus is not None:

@@ -159,6 +159,24 @@ def run_here(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(list(args), result.exit_code, result.stdout, result.stderr)
 
 
+def user_env(**extra: str) -> dict[str, str]:
+    """This environment as a user's shell would have it: no MLflow or W&B settings of the test run, W&B
+    offline and silent, no Ray usage stats; and ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "WANDB_"))}
+    return {**env, "WANDB_SILENT": "true", "WANDB_MODE": "offline", "RAY_USAGE_STATS_ENABLED": "0", **extra}
+
+
+def sweeps_cli(*args: str, cwd: Path, wait: bool = True, **env: str) -> subprocess.CompletedProcess | subprocess.Popen:
+    """A `sweeps` command in a process of its own, in ``cwd``, with :func:`user_env` and ``env``: finished
+    (within 10 minutes), or with ``wait=False`` started in a session of its own and left running."""
+    argv = [sys.executable, "-m", "sweeps.cli", *args]
+    if wait:
+        return subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
+                              env=user_env(**env))
+    return subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            stdin=subprocess.DEVNULL, start_new_session=True, env=user_env(**env))
+
+
 def _bindir() -> Path:
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
     if found:

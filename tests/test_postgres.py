@@ -8,13 +8,11 @@ import json
 import os
 import signal
 import socket
-import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
 
-from conftest import create_database as _database
+from conftest import create_database as _database, sweeps_cli
 
 
 TRAINER = """
@@ -26,16 +24,6 @@ def train(config, report):
         time.sleep(0.002)
     return {"c": float(config["x"])}
 """
-
-
-def _sweeps(*args: str, cwd: Path, wait: bool = True):
-    argv = [sys.executable, "-m", "sweeps.cli", *args]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "WANDB_"))}
-    env.update(WANDB_MODE="offline", WANDB_SILENT="true", RAY_USAGE_STATS_ENABLED="0")
-    if wait:
-        return subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL, env=env)
-    return subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            stdin=subprocess.DEVNULL, start_new_session=True, env=env)
 
 
 def test_eight_trials_at_once_and_a_killed_controller_lose_and_double_nothing_in_postgresql(postgres: str,
@@ -56,7 +44,7 @@ def test_eight_trials_at_once_and_a_killed_controller_lose_and_double_nothing_in
     """))
     client = MlflowClient(uri)
     client.search_experiments()  # MLflow makes its tables now: this test's polling must not race the launch at it
-    launch = _sweeps("launch", "s.yaml", "--local", "--parallel", "8", "--no-progress", cwd=tmp_path, wait=False)
+    launch = sweeps_cli("launch", "s.yaml", "--local", "--parallel", "8", "--no-progress", cwd=tmp_path, wait=False)
     sweep = launch.stdout.readline().strip().split(": ")[1]  # type: ignore[union-attr]
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:  # the controller dies while its 8 trials write
@@ -66,9 +54,9 @@ def test_eight_trials_at_once_and_a_killed_controller_lose_and_double_nothing_in
         time.sleep(0.5)
     os.killpg(launch.pid, signal.SIGKILL)
     launch.wait(60)
-    resumed = _sweeps("resume", sweep, "--local", "--no-progress", cwd=tmp_path)
+    resumed = sweeps_cli("resume", sweep, "--local", "--no-progress", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    status = json.loads(_sweeps("status", sweep, "--json", cwd=tmp_path).stdout)
+    status = json.loads(sweeps_cli("status", sweep, "--json", cwd=tmp_path).stdout)
     complete = {t["mlflow_run_id"]: t for t in status["trials"] if t["state"] == "COMPLETE"}
     assert sorted(t["params"]["x"] for t in complete.values()) == list(range(8))  # each point once
     for run in client.search_runs([status["sweep"]["experiment_id"]], "tags.`sweeps.role` = 'trial'"):
@@ -90,7 +78,7 @@ def test_a_database_that_refuses_or_is_not_there_is_one_line_naming_the_host(pos
                                      "parameters:\n  x: {min: 0.0, max: 1.0}\n")
     for args in (["launch", "s.yaml", "--tracking-uri"], ["head", "--backend-store-uri"]):
         for uri, why in ((wrong, 'password authentication failed for user "sweeps"'), (absent, "connection refused")):
-            out = _sweeps(*args, uri, cwd=tmp_path)
+            out = sweeps_cli(*args, uri, cwd=tmp_path)
             host = uri.split("@")[1].split("/")[0]
             assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
             line = out.stderr.strip()

@@ -5,23 +5,10 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
-from conftest import run_here
-
-
-def _user_env() -> dict[str, str]:
-    import os
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "WANDB_"))}
-    return {**env, "WANDB_SILENT": "true", "WANDB_MODE": "offline", "RAY_USAGE_STATS_ENABLED": "0"}
-
-
-def _sweeps(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sweeps.cli", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=300, stdin=subprocess.DEVNULL, env={**_user_env(), **env})
+from conftest import run_here, sweeps_cli
 
 
 def test_a_seeded_torch_trial_reproduces_exactly_and_a_changed_package_is_named(env) -> None:
@@ -108,17 +95,17 @@ def test_after_a_commit_that_changes_the_code_reproduce_exits_1_and_names_it_fir
           w: {values: [0.5]}
     """))
     commit("first")
-    launched = _sweeps("launch", "sweep.yaml", "--local", "--no-progress", cwd=tmp_path)
+    launched = sweeps_cli("launch", "sweep.yaml", "--local", "--no-progress", cwd=tmp_path)
     assert launched.returncode == 0, launched.stderr
     sweep = launched.stdout.splitlines()[0].split(": ")[1]
-    same = _sweeps("reproduce", "--sweep", sweep, "--best", "--local", cwd=tmp_path)
+    same = sweeps_cli("reproduce", "--sweep", sweep, "--best", "--local", cwd=tmp_path)
     assert same.returncode == 0 and "reproduced exactly: 4 values of 1 metrics match" in same.stdout, same.stdout + same.stderr
     assert "differs" not in same.stdout
 
     (tmp_path / "data_trainer.py").write_text(TRAINER.format(shift=1))
     commit("shift the score")
     (tmp_path / "data.csv").write_text("1\n2\n4\n")  # the data changes too, uncommitted
-    changed = _sweeps("reproduce", "--sweep", sweep, "--best", "--local", cwd=tmp_path)
+    changed = sweeps_cli("reproduce", "--sweep", sweep, "--best", "--local", cwd=tmp_path)
     assert changed.returncode == 1, changed.stdout + changed.stderr
     lines = changed.stdout.splitlines()
     table = lines.index(next(line for line in lines if line.startswith("what differs from the record")))
