@@ -172,14 +172,12 @@ def _commits_between(workdir: Path, old: str, new: str) -> str:
 
 def _source(rec: Record, workdir: Path) -> list[Difference]:
     """The trainer's module file or the program, against its recorded digest."""
-    from .trial import TrialRequest, file_digest, source_file
+    from .trial import file_digest, source_file
 
     was = rec.tags.get("sweeps.source.sha256")
     if not was:
         return []
-    probe = TrialRequest(sweep_id="", run_name="", number=0, config={}, params={}, seed=0, trainer=rec.trainer,
-                         metric="", tracking_uri="none", run_id="", workdir=str(workdir), program=_program(rec))
-    path = source_file(probe)
+    path = source_file(rec.trainer, _program(rec), str(workdir))
     shown = rec.tags.get("sweeps.source.path", path)
     if path is None:
         return [Difference("code", f"{rec.what}: its file {shown} is not found from {workdir}")]

@@ -524,7 +524,7 @@ def environment_tags() -> dict[str, str]:
 def source_tags(req: TrialRequest) -> dict[str, str]:
     """The file of the trial's code (the trainer's module, or the program) and a digest of its bytes, for
     ``sweeps reproduce`` to tell whether it changed since; nothing where it cannot be found."""
-    path = source_file(req)
+    path = source_file(req.trainer, req.program, req.workdir)
     if path is None:
         return {}
     relative = os.path.relpath(path, req.workdir)
@@ -532,15 +532,16 @@ def source_tags(req: TrialRequest) -> dict[str, str]:
     return {"sweeps.source.path": shown, "sweeps.source.sha256": file_digest(path)}
 
 
-def source_file(req: TrialRequest) -> str | None:
-    """The trainer's module file, or the program, as this process finds it."""
+def source_file(trainer: str, program: Program | None, workdir: str) -> str | None:
+    """The trainer's module file (``trainer`` is `module:function`), or the program's in ``workdir``, as this
+    process finds it."""
     import importlib.util
 
-    if req.program is not None:
-        path = os.path.join(req.workdir, req.program.path)
+    if program is not None:
+        path = os.path.join(workdir, program.path)
         return path if os.path.isfile(path) else None
     try:
-        found = importlib.util.find_spec(req.trainer.partition(":")[0])
+        found = importlib.util.find_spec(trainer.partition(":")[0])
     except (ImportError, ValueError):
         return None
     return found.origin if found is not None and found.origin and os.path.isfile(found.origin) else None
