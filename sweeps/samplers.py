@@ -120,7 +120,8 @@ def sobol_gp(seed: int, startup: int = STARTUP, max_trials: int = MAX_MODEL_TRIA
              tpe_every: int = TPE_EVERY, config: Callable[[dict], Any] | None = None) -> optuna.samplers.BaseSampler:
     """`sampler: {type: sobol-gp}`: a Sobol start, then Optuna's GP over a view of the study, with TPE's turns.
 
-    - The first ``startup`` trials are scrambled Sobol points (Optuna's ``QMCSampler``).
+    - Scrambled Sobol points (Optuna's ``QMCSampler``) until ``startup`` trials are complete: the first
+      ``startup`` ones, and in parallel those asked while they run (a GP fitted on fewer proposes corners).
     - Then Optuna's ``GPSampler`` proposes, its running trials pending points (Optuna's qLogEI), fitted
       on :func:`model_view` (at most ``max_trials``; with ``curves``, early-stopped trials too).
     - TPE's turns (:func:`tpe_turn`): the GP settles in the basin it found first; TPE (multivariate over the
@@ -149,13 +150,11 @@ def sobol_gp(seed: int, startup: int = STARTUP, max_trials: int = MAX_MODEL_TRIA
             self._decided: tuple[int, Any] = (-1, None)  # the trial being asked for, and whose turn it is
 
         def _turn(self, study: optuna.Study, trial: FrozenTrial) -> optuna.samplers.BaseSampler:
-            """Who proposes this trial (decided once per trial): the start until ``startup`` trials were
-            asked before it and two are complete; then the GP, except TPE's turns."""
+            """Who proposes this trial (decided once per trial): the start until ``startup`` trials (two at
+            least) are complete, the trials running in parallel meanwhile too; then the GP, except TPE's turns."""
             if self._decided[0] != trial.number:
-                before = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING,
-                                                                  TrialState.PRUNED, TrialState.FAIL))
-                done = sum(t.state == TrialState.COMPLETE for t in before)
-                if sum(t.number < trial.number for t in before) < startup or done < 2:
+                done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+                if done < max(startup, 2):
                     self._decided = (trial.number, self.start)
                 else:
                     self._decided = (trial.number, self.tpe if tpe_turn(trial.number, tpe_every) else self.gp)

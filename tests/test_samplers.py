@@ -90,6 +90,23 @@ def test_running_trials_are_pending_points_of_the_gp(monkeypatch) -> None:
     assert seen[1][1] == ["COMPLETE"] * STARTUP + ["RUNNING", "RUNNING"]  # the first, still running, is pending
 
 
+def test_in_parallel_the_start_goes_on_until_startup_trials_are_complete(monkeypatch) -> None:
+    sampler = bayes(0)
+    seen = _watch(sampler, monkeypatch)
+    study = optuna.create_study(sampler=sampler)
+    running = []
+    for _ in range(STARTUP + 3):  # the start's trials and three more asked while every one of them runs
+        running.append(study.ask())
+        MIXED.suggest(running[-1])
+    for trial in running[:STARTUP - 1]:
+        study.tell(trial, 1.0)
+    MIXED.suggest(study.ask())  # one complete trial short of the start's
+    assert seen == []
+    study.tell(running[STARTUP - 1], 1.0)
+    MIXED.suggest(study.ask())
+    assert seen == [(0, ["COMPLETE"] * STARTUP + ["RUNNING"] * 5)]  # 4 still running (pending), and the asking one
+
+
 def test_a_resumed_sweep_continues_from_its_study(tmp_path: Path, monkeypatch) -> None:
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
