@@ -124,9 +124,8 @@ def sobol_gp(seed: int, startup: int = STARTUP, max_trials: int = MAX_MODEL_TRIA
       ``startup`` ones, and in parallel those asked while they run (a GP fitted on fewer proposes corners).
     - Then Optuna's ``GPSampler`` proposes, its running trials pending points (Optuna's qLogEI), fitted
       on :func:`model_view` (at most ``max_trials``; with ``curves``, early-stopped trials too).
-    - TPE's turns (:func:`tpe_turn`): the GP settles in the basin it found first; TPE (multivariate over the
-      parameters every trial has, each conditional one apart) takes the search to other basins, where the GP
-      refines what it finds.
+    - TPE's turns (:func:`tpe_turn`): the GP settles in the basin it found first; TPE, modelling each group
+      of parameters apart, takes the search to other basins, where the GP refines what it finds.
     - The GP models conditional parameters (`when:`) too (:class:`UnionSpace`), where inactive at a value drawn
       for the trial (:func:`inactive`); one not active in any complete trial yet comes from TPE.
     - With ``config`` (Optuna's params -> the trainer's config), a GP proposal that would run a config again
@@ -142,8 +141,7 @@ def sobol_gp(seed: int, startup: int = STARTUP, max_trials: int = MAX_MODEL_TRIA
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 self.start = optuna.samplers.QMCSampler(seed=seed, scramble=True, warn_independent_sampling=False,
                                                         warn_asynchronous_seeding=False)
-                self.tpe = optuna.samplers.TPESampler(seed=seed + 1, multivariate=True, constant_liar=True,
-                                                      warn_independent_sampling=False)
+                self.tpe = optuna.samplers.TPESampler(seed=seed + 1, multivariate=True, group=True, constant_liar=True)
                 self.gp = optuna.samplers.GPSampler(seed=seed + 2, n_startup_trials=0, warn_independent_sampling=False)
             self.space = UnionSpace()
             self.asked = Asked(config) if config is not None else None
