@@ -32,6 +32,8 @@ MAX_LEVELS = 16
 #: sobol-gp: from this trial on (numbered from 0), every ``tpe_every``-th trial is TPE's (sampler option)
 TPE_FROM = 10
 TPE_EVERY = 3
+#: sobol-gp: while fewer trials than this are complete, the GP models their values on a log scale (:func:`warped`)
+WARP_UNTIL = 10
 
 if TYPE_CHECKING:
     import optuna
@@ -124,6 +126,7 @@ def sobol_gp(seed: int, startup: int = STARTUP, max_trials: int = MAX_MODEL_TRIA
       ``startup`` ones, and in parallel those asked while they run (a GP fitted on fewer proposes corners).
     - Then Optuna's ``GPSampler`` proposes, its running trials pending points (Optuna's qLogEI), fitted
       on :func:`model_view` (at most ``max_trials``; with ``curves``, early-stopped trials too).
+      While fewer than ``WARP_UNTIL`` trials are complete, it models their values on a log scale (:func:`warped`).
     - TPE's turns (:func:`tpe_turn`): the GP settles in the basin it found first; TPE, modelling each group
       of parameters apart, takes the search to other basins, where the GP refines what it finds.
     - The GP models conditional parameters (`when:`) too (:class:`UnionSpace`), where inactive at a value drawn
@@ -330,20 +333,42 @@ def model_view(study: optuna.Study, max_trials: int, curves: bool,
         return create_trial(params=params, distributions=space, **kw)
 
     done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    complete = len(done)
     if len(done) > max_trials:
         ranked = sorted(done, key=lambda t: t.value if study.direction.name == "MINIMIZE" else -t.value)
         best = {t.number for t in ranked[:max_trials // 2]}
         recent = [t for t in done if t.number not in best][-(max_trials - len(best)):]
         done = [t for t in done if t.number in best] + recent
+    stopped = [t for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))
+               if curves and t.intermediate_values and t.params]
+    last = {t.number: t.intermediate_values[max(t.intermediate_values)] for t in stopped}
+    values = [t.value for t in done] + list(last.values())
+    warp = warped(values, study.direction.name == "MINIMIZE", complete + len(stopped))
     view = optuna.create_study(direction=study.direction)
     for t in done:
-        view.add_trial(trial(t, value=t.value))
+        view.add_trial(trial(t, value=warp(t.value)))
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if t.params:
             view.add_trial(trial(t, state=TrialState.RUNNING))
-    if curves:
-        for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)):
-            if t.intermediate_values and t.params:
-                view.add_trial(trial(t, value=t.intermediate_values[max(t.intermediate_values)]))
+    for t in stopped:
+        view.add_trial(trial(t, value=warp(last[t.number])))
     view.add_trial(create_trial(state=TrialState.RUNNING))
     return view, view.get_trials(deepcopy=False)[-1]
+
+
+def warped(values: list[float], minimize: bool, trials: int) -> Callable[[float], float]:
+    """What the GP models a value as while fewer than ``WARP_UNTIL`` ``trials`` are complete (early-stopped ones
+    with their curves counted): its distance from the best of ``values``, in medians of their distances, on a
+    log scale (``log1p``); mirrored for a maximized metric. The order of values is kept, and so is the best.
+    Early, a few bad values (a diverged run, a wall of the space) would otherwise set the scale of the GP's fit
+    and flatten the region of the best; later, the values as they are let it refine. The values as they are,
+    too, where they have no spread to scale by."""
+    import statistics
+
+    sign = 1.0 if minimize else -1.0
+    xs = [sign * v for v in values]
+    best = min(xs, default=0.0)
+    scale = statistics.median(xs) - best if xs else 0.0
+    if trials >= WARP_UNTIL or not 0 < scale < math.inf:
+        return lambda v: v
+    return lambda v: sign * math.log1p((sign * v - best) / scale)

@@ -5,13 +5,14 @@ is measured by benchmarks/sampler_time.py, not asserted here)."""
 
 from __future__ import annotations
 
+import math
 import textwrap
 from pathlib import Path
 
 import optuna
 import pytest
 
-from sweeps.samplers import STARTUP, TPE_EVERY, TPE_FROM, make_sampler, sampler_type, tpe_turn
+from sweeps.samplers import STARTUP, TPE_EVERY, TPE_FROM, WARP_UNTIL, make_sampler, sampler_type, tpe_turn
 from sweeps.samplers import sobol_gp as bayes
 from sweeps.space import load_spec, parse_spec
 
@@ -205,6 +206,26 @@ def test_the_gp_models_at_most_max_trials_the_best_half_among_them(monkeypatch) 
     _run(study, MIXED, 16)
     values = sorted(t.value for t in study.trials[:-1])
     assert len(kept[-1]) == 6 and sorted(kept[-1])[:3] == values[:3]
+
+
+@pytest.mark.parametrize("direction", ["minimize", "maximize"])
+def test_while_few_trials_are_complete_the_gp_models_their_values_on_a_log_scale_from_the_best(direction: str,
+                                                                                               monkeypatch) -> None:
+    sampler = bayes(0, tpe_every=0)
+    seen: list[list[float]] = []
+    real = sampler.gp.sample_relative
+    monkeypatch.setattr(sampler.gp, "sample_relative", lambda view, trial, space: seen.append(
+        [t.value for t in view.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]) or real(view, trial, space))
+    study = optuna.create_study(sampler=sampler, direction=direction)
+    sign = 1 if direction == "minimize" else -1
+    told = [sign * v for v in (1.0, 2.0, 3.0, 101.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0)]
+    for value in told:
+        trial = study.ask()
+        MIXED.suggest(trial)
+        study.tell(trial, value)
+    # the 5th trial's view: 1 best, 2.5 the median, 101 a diverged run
+    assert seen[0] == pytest.approx([sign * math.log1p((v - 1.0) / 1.5) for v in (1.0, 2.0, 3.0, 101.0)])
+    assert seen[-1] == told[:WARP_UNTIL]  # from WARP_UNTIL complete trials on, the values as they are
 
 
 @pytest.mark.parametrize("curves", [True, False])
