@@ -375,17 +375,16 @@ def one(job: tuple[str, str, int, int, int]) -> tuple[str, str, int, int, list[f
     return name, method, seed, parallel, curve, time.monotonic() - t0
 
 
-def paired(results: dict[tuple[str, str, int], list[list[float]]], refs: dict[str, tuple[float, float]],
-           problems: list[Problem], parallel: int, budget: int) -> str:
+def paired(results: dict[tuple[str, str, int], list[list[float]]], problems: list[Problem], parallel: int,
+           budget: int) -> str:
     """sobol-gp against TPE on the same seeds: a median over problems moves with whichever problem sits at the
     median (and a problem's median with one or two seeds where its regrets take few values); a count of the
     seeds each one wins does not."""
     wins, losses, behind = 0, 0, []
     for p in problems:
-        opt, _ = refs[p.name]
-        pairs = list(zip(results[(p.name, "sobol-gp", parallel)], results[(p.name, "tpe", parallel)]))
-        w = sum(a[budget - 1] < b[budget - 1] - 1e-12 * max(1.0, abs(opt)) for a, b in pairs)
-        lost = sum(a[budget - 1] > b[budget - 1] + 1e-12 * max(1.0, abs(opt)) for a, b in pairs)
+        pairs = [(a[budget - 1], b[budget - 1])
+                 for a, b in zip(results[(p.name, "sobol-gp", parallel)], results[(p.name, "tpe", parallel)])]
+        w, lost = sum(a < b for a, b in pairs), sum(a > b for a, b in pairs)
         wins, losses = wins + w, losses + lost
         if lost > w:
             behind.append(f"{p.name} {w}-{lost}")
@@ -420,34 +419,30 @@ def main() -> None:
                   flush=True)
     lines = [f"{len(problems)} problems x {args.seeds} seeds; median normalized regret (0: the optimum, 1: a typical "
              f"10-trial random search), {time.monotonic() - t0:.0f} s", ""]
-    header = "| method | " + " | ".join(f"{'seq' if k == 1 else f'{k} at a time'} @{b}" for k in args.parallel
-                                        for b in budgets if not (k > 1 and b == 10)) + " |"
+    columns = [(k, b) for k in args.parallel for b in budgets if not (k > 1 and b == 10)]  # 4 at a time @10: none
+    header = "| method | " + " | ".join(f"{'seq' if k == 1 else f'{k} at a time'} @{b}" for k, b in columns) + " |"
     lines += [header, "|" + "---|" * (header.count("|") - 1)]
     per_problem: dict[tuple[str, int, int], dict[str, float]] = {}
     for method in args.methods:
         cells = []
-        for k in args.parallel:
-            for b in budgets:
-                if k > 1 and b == 10:
-                    continue
-                medians = []
-                for p in problems:
-                    opt, ref = refs[p.name]
-                    regrets = [max(0.0, (c[b - 1] - opt) / (ref - opt)) if ref > opt else 0.0
-                               for c in results[(p.name, method, k)]]
-                    medians.append(statistics.median(regrets))
-                    per_problem.setdefault((p.name, k, b), {})[method] = medians[-1]
-                cells.append(f"{statistics.median(medians):.2f}")
+        for k, b in columns:
+            medians = []
+            for p in problems:
+                opt, ref = refs[p.name]
+                regrets = [max(0.0, (c[b - 1] - opt) / (ref - opt)) if ref > opt else 0.0
+                           for c in results[(p.name, method, k)]]
+                medians.append(statistics.median(regrets))
+                per_problem.setdefault((p.name, k, b), {})[method] = medians[-1]
+            cells.append(f"{statistics.median(medians):.2f}")
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     if "sobol-gp" in args.methods and "tpe" in args.methods:
         worse = {f"{k}@{b}": sum(v["sobol-gp"] > v["tpe"] + 1e-12 for (n, kk, bb), v in per_problem.items()
-                                 if kk == k and bb == b) for k in args.parallel for b in budgets if not (k > 1 and b == 10)}
+                                 if kk == k and bb == b) for k, b in columns}
         lines += ["", "problems where sobol-gp's median is worse than Optuna TPE's: "
                   + ", ".join(f"{k}: {n}/{len(problems)}" for k, n in worse.items())]
         lines += ["", "seed by seed, sobol-gp against Optuna TPE (seeds with a lower regret - seeds with a higher one, "
                   "over every problem; the problems where it is higher on more seeds): "
-                  + ", ".join(f"{k}@{b}: " + paired(results, refs, problems, k, b) for k in args.parallel
-                              for b in budgets if not (k > 1 and b == 10))]
+                  + ", ".join(f"{k}@{b}: " + paired(results, problems, k, b) for k, b in columns)]
     lines += ["", "seconds of search per method (all runs): " + ", ".join(f"{m} {s:.0f}" for m, s in seconds.items())]
     detail = ["", "per problem (seq @25 / seq @50 / 4 at a time @50):"]
     for p in problems:

@@ -332,26 +332,26 @@ def model_view(study: optuna.Study, max_trials: int, curves: bool,
                   for name, d in space.items()}
         return create_trial(params=params, distributions=space, **kw)
 
+    minimize = study.direction.name == "MINIMIZE"
     done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     complete = len(done)
     if len(done) > max_trials:
-        ranked = sorted(done, key=lambda t: t.value if study.direction.name == "MINIMIZE" else -t.value)
+        ranked = sorted(done, key=lambda t: t.value if minimize else -t.value)
         best = {t.number for t in ranked[:max_trials // 2]}
         recent = [t for t in done if t.number not in best][-(max_trials - len(best)):]
         done = [t for t in done if t.number in best] + recent
-    stopped = [t for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))
+    stopped = [(t, t.intermediate_values[max(t.intermediate_values)])
+               for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))
                if curves and t.intermediate_values and t.params]
-    last = {t.number: t.intermediate_values[max(t.intermediate_values)] for t in stopped}
-    values = [t.value for t in done] + list(last.values())
-    warp = warped(values, study.direction.name == "MINIMIZE", complete + len(stopped))
+    warp = warped([t.value for t in done] + [v for _, v in stopped], minimize, complete + len(stopped))
     view = optuna.create_study(direction=study.direction)
     for t in done:
         view.add_trial(trial(t, value=warp(t.value)))
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if t.params:
             view.add_trial(trial(t, state=TrialState.RUNNING))
-    for t in stopped:
-        view.add_trial(trial(t, value=warp(last[t.number])))
+    for t, value in stopped:
+        view.add_trial(trial(t, value=warp(value)))
     view.add_trial(create_trial(state=TrialState.RUNNING))
     return view, view.get_trials(deepcopy=False)[-1]
 
@@ -366,9 +366,9 @@ def warped(values: list[float], minimize: bool, trials: int) -> Callable[[float]
     import statistics
 
     sign = 1.0 if minimize else -1.0
-    xs = [sign * v for v in values]
-    best = min(xs, default=0.0)
-    scale = statistics.median(xs) - best if xs else 0.0
-    if trials >= WARP_UNTIL or not 0 < scale < math.inf:
+    xs = [sign * v for v in values] if trials < WARP_UNTIL else []
+    scale = statistics.median(xs) - min(xs) if xs else 0.0
+    if not 0 < scale < math.inf:
         return lambda v: v
+    best = min(xs)
     return lambda v: sign * math.log1p((sign * v - best) / scale)
