@@ -6,9 +6,7 @@ from __future__ import annotations
 import atexit
 import functools
 import glob
-import inspect
 import os
-import re
 import secrets
 import shutil
 import socket
@@ -76,9 +74,6 @@ class Env:
     tmp: Path
     #: where trials run: "ray" (the session's Ray) or "local" (threads of the test process, no Ray)
     executor: str = "ray"
-    #: W&B's mode: "offline" where the test or its module is marked ``wandb`` (it reads W&B's files), else
-    #: "disabled": mirroring a sweep to W&B costs about 4 s of CPU, and most tests look only at MLflow
-    wandb_mode: str = "disabled"
 
     @property
     def uri(self) -> str:
@@ -95,7 +90,7 @@ class Env:
         from sweeps.controller import LaunchOptions
 
         base = dict(tracking_uri=self.uri, wandb_dir=str(self.tmp), state_dir=self.tmp / ".sweeps",
-                    workdir=self.tmp, progress=False, wandb_mode=self.wandb_mode, executor=self.executor)
+                    workdir=self.tmp, progress=False, wandb_mode="offline", executor=self.executor)
         base.update(kw)
         if base["tracking_uri"] == self.uri:
             self._store()
@@ -128,39 +123,20 @@ class Env:
         return parent[0], children
 
 
-def wandb_mode(request) -> str:
-    """W&B's mode for a test's sweeps: offline where it or its module is marked ``wandb``."""
-    return "offline" if request.node.get_closest_marker("wandb") else "disabled"
-
-
-#: what reads W&B's offline files (tests/wandb_offline.py, sweeps.mirror.RunFile)
-_READS_WANDB = re.compile(r"\b(offline_runs|ended_runs|RunFile|find_run_file)\b")
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """A test that reads W&B's files itself is marked ``wandb`` (so it cannot be left unmarked); a module whose
-    helpers read them is marked as a whole."""
-    for item in items:
-        function = getattr(item, "function", None)
-        if function is not None and _READS_WANDB.search(inspect.getsource(function)):
-            item.add_marker(pytest.mark.wandb)
-
-
 @pytest.fixture
-def env(tmp_path: Path, ray_cluster, request) -> Env:
+def env(tmp_path: Path, ray_cluster) -> Env:
     """A sweep's surroundings, its trials on the session's Ray."""
-    return Env(tmp_path, wandb_mode=wandb_mode(request))
+    return Env(tmp_path)
 
 
 @pytest.fixture
-def local_env(tmp_path: Path, request) -> Env:
+def local_env(tmp_path: Path) -> Env:
     """A sweep's surroundings, its trials in threads of the test process: no Ray at all."""
-    return Env(tmp_path, executor="local", wandb_mode=wandb_mode(request))
+    return Env(tmp_path, executor="local")
 
 
 def pytest_configure(config) -> None:
     config.addinivalue_line("markers", "ray: runs its trials on the session's Ray (tests/test_controller.py)")
-    config.addinivalue_line("markers", "wandb: its sweeps mirror to W&B offline (Env.wandb_mode), for it reads W&B's files")
     # W&B imported once, here, before any test starts threads: the local executor's trial threads and this
     # process's W&B thread can import it at once, and a first import raced that way left `wandb` half
     # imported for the rest of the process (10 tests of one CI run failed on it; see the session note)

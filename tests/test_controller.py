@@ -1,6 +1,5 @@
-"""Whole sweeps: the loop on the local executor (no Ray at all), with a real MLflow store, and real
-W&B offline runs in the tests marked ``wandb``; the tests marked ``ray`` run the same loop on the
-session's Ray."""
+"""Whole sweeps: the loop on the local executor (no Ray at all), with a real MLflow store and
+real W&B offline runs; the tests marked ``ray`` run the same loop on the session's Ray."""
 
 from __future__ import annotations
 
@@ -13,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import Env, wandb_mode
+from conftest import Env
 from sweeps.controller import trial_seed
 from sweeps.state import open_study
 from wandb_offline import ended_runs, offline_runs
@@ -24,8 +23,8 @@ def env(request, tmp_path: Path) -> Env:
     """Trials in threads of this process unless the test is marked ``ray``."""
     if request.node.get_closest_marker("ray"):
         request.getfixturevalue("ray_cluster")
-        return Env(tmp_path, wandb_mode=wandb_mode(request))
-    return Env(tmp_path, executor="local", wandb_mode=wandb_mode(request))
+        return Env(tmp_path)
+    return Env(tmp_path, executor="local")
 
 QUADRATIC = """
     name: quad

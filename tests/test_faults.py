@@ -17,9 +17,6 @@ import pytest
 from sweeps.state import open_study
 from wandb_offline import offline_runs
 
-#: these tests read W&B's offline files: their sweeps mirror to W&B (conftest.Env.wandb_mode)
-pytestmark = pytest.mark.wandb
-
 STATE = {"COMPLETE": "FINISHED", "FAIL": "FAILED", "PRUNED": "KILLED", "KILLED": "KILLED"}
 
 

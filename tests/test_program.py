@@ -19,9 +19,6 @@ from sweeps.mirror import RunFile, find_run_file, render_command, write_param_fi
 from sweeps.state import open_study
 from wandb_offline import offline_runs
 
-#: these tests read W&B's offline files: their sweeps mirror to W&B (conftest.Env.wandb_mode)
-pytestmark = pytest.mark.wandb
-
 SCRIPT = Path(__file__).parent / "program_script.py"
 
 DUMP = """

@@ -6,13 +6,8 @@ import threading
 from importlib import metadata
 from pathlib import Path
 
-import pytest
-
 from sweeps import trial as runner
 from wandb_offline import offline_runs
-
-#: these tests read W&B's offline files: their sweeps mirror to W&B (conftest.Env.wandb_mode)
-pytestmark = pytest.mark.wandb
 
 
 def test_the_package_scan_runs_once_when_a_warm_up_and_a_trial_ask_at_once(monkeypatch) -> None:

@@ -4,11 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-import pytest
 from wandb_offline import ended_runs, offline_runs
-
-#: these tests read W&B's offline files: their sweeps mirror to W&B (conftest.Env.wandb_mode)
-pytestmark = pytest.mark.wandb
 
 
 def _sweep(values: list[int], resources: str) -> str:
