@@ -439,11 +439,11 @@ def main() -> None:
             cells.append(f"{statistics.median(medians):.2f}")
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     for method in [m for m in ("sobol-gp", "tpe-reseeded") if m in args.methods and "tpe" in args.methods]:
-        worse = {f"{k}@{b}": sum(v[method] > v["tpe"] + 1e-12 for (n, kk, bb), v in per_problem.items()
-                                 if kk == k and bb == b) for k, b in columns}
+        worse = {f"{k}@{b}": sum(per_problem[(p.name, k, b)][method] > per_problem[(p.name, k, b)]["tpe"] + 1e-12
+                                 for p in problems) for k, b in columns}
         lines += ["", f"problems where {method}'s median is worse than Optuna TPE's: "
                   + ", ".join(f"{k}: {n}/{len(problems)}" for k, n in worse.items())]
-    if "sobol-gp" in args.methods and "tpe" in args.methods:
+    if {"sobol-gp", "tpe"} <= set(args.methods):
         lines += ["", "seed by seed, sobol-gp against Optuna TPE (seeds with a lower regret - seeds with a higher one, "
                   "over every problem; the problems where it is higher on more seeds): "
                   + ", ".join(f"{k}@{b}: " + paired(results, problems, k, b) for k, b in columns)]

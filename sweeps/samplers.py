@@ -335,7 +335,7 @@ def model_view(study: optuna.Study, max_trials: int, curves: bool,
     minimize = study.direction.name == "MINIMIZE"
     done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     complete = len(done)
-    if len(done) > max_trials:
+    if complete > max_trials:
         ranked = sorted(done, key=lambda t: t.value if minimize else -t.value)
         best = {t.number for t in ranked[:max_trials // 2]}
         recent = [t for t in done if t.number not in best][-(max_trials - len(best)):]
@@ -367,8 +367,8 @@ def warped(values: list[float], minimize: bool, trials: int) -> Callable[[float]
 
     sign = 1.0 if minimize else -1.0
     xs = [sign * v for v in values] if trials < WARP_UNTIL else []
-    scale = statistics.median(xs) - min(xs) if xs else 0.0
+    best = min(xs, default=0.0)
+    scale = statistics.median(xs) - best if xs else 0.0
     if not 0 < scale < math.inf:
         return lambda v: v
-    best = min(xs)
     return lambda v: sign * math.log1p((sign * v - best) / scale)
