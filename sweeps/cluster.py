@@ -374,7 +374,9 @@ def start_head(host: str, port: int, mlflow_port: int, backend_store_uri: str, a
     mlflow_argv = [sys.executable, "-m", "mlflow", "server", "--host", host, "--port", str(mlflow_port),
                    "--backend-store-uri", backend_store_uri, "--artifacts-destination", artifacts_destination,
                    "--serve-artifacts", "--workers", "2"]
-    env = {**environ, "MLFLOW_LOGGING_LEVEL": "WARNING"}
+    # without MLflow's job runner (its GenAI jobs, which sweeps never submits): a job runner and seven huey
+    # consumers that each import MLflow; a user's own MLFLOW_SERVER_ENABLE_JOB_EXECUTION wins
+    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **environ, "MLFLOW_LOGGING_LEVEL": "WARNING"}
     credentials = None
     if auth_db is not None:
         extra, credentials = _auth_env(auth_db, logdir, environ)

@@ -109,6 +109,7 @@ class Head:
     address: str
     uri: str
     backend: str  # the tracking server's database
+    pid: int  # the `sweeps head` process
 
 
 @pytest.fixture(scope="session")
@@ -126,7 +127,7 @@ def head(tmp_path_factory, request) -> Iterator[Head]:
                           "--backend-store-uri", backend, "--artifacts-destination", str(d / "artifacts")],
                          d, "Ctrl-C stops the head")
     assert f"attach a GPU node:  sweeps agent --address 127.0.0.1:{port}" in lines
-    yield Head(d, f"127.0.0.1:{port}", f"http://127.0.0.1:{mport}", backend)
+    yield Head(d, f"127.0.0.1:{port}", f"http://127.0.0.1:{mport}", backend, proc.pid)
     _stop(proc, signal.SIGINT)  # Ctrl-C
     assert proc.returncode == 0
     # nothing of the head is left: not Ray's processes (its gcs on `port`), not the MLflow server
@@ -399,6 +400,10 @@ def test_the_tracking_server_asks_for_mlflows_credentials_and_a_launch_without_t
         urllib.request.urlopen(request, timeout=30)
     assert refused.value.code == 401  # no credentials, no runs
     assert MlflowClient(head.uri).search_experiments()  # MLflow's client finds ~/.mlflow/credentials itself
+    # the server runs without MLflow's job runner and its huey consumers (GenAI jobs, never submitted by sweeps)
+    started = [" ".join(p.cmdline()) for p in psutil.Process(head.pid).children(recursive=True)]
+    assert any("mlflow server" in c for c in started)
+    assert not [c for c in started if "huey" in c or "mlflow.server.jobs" in c]
     work = _sweep_dir(tmp_path, "wrong-login", "{cpus: 1}", 1, 0.1)
     argv = [sys.executable, "-m", "sweeps.cli", "launch", "s.yaml", "--address", head.address, "--tracking-uri", head.uri]
     wrong = subprocess.run(argv, cwd=work, env={**_env(), "MLFLOW_TRACKING_USERNAME": "admin",
