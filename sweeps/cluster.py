@@ -355,8 +355,11 @@ def _auth_env(auth_db: str, logdir: Path, environ: dict[str, str]) -> tuple[dict
     """The environment that makes `mlflow server --app-name basic-auth` use ``auth_db`` and the head's admin."""
     user, password, path = head_credentials(environ)
     ini = logdir / "basic_auth.ini"
+    # auth_cache_ttl_seconds: a login checked once a minute per server worker, not at every request (each check
+    # hashes the password with scrypt, and every write of every trial is a request)
     ini.write_text(f"[mlflow]\ndefault_permission = READ\ndatabase_uri = {auth_db}\nadmin_username = {user}\n"
-                   "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
+                   "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+                   "auth_cache_ttl_seconds = 60\n")
     import secrets
 
     # the key of the UI's CSRF protection, one for the server's workers; a new one each start

@@ -404,6 +404,13 @@ def test_the_tracking_server_asks_for_mlflows_credentials_and_a_launch_without_t
     started = [" ".join(p.cmdline()) for p in psutil.Process(head.pid).children(recursive=True)]
     assert any("mlflow server" in c for c in started)
     assert not [c for c in started if "huey" in c or "mlflow.server.jobs" in c]
+    # and checks a login once a minute per worker, not at each request (MLflow's auth_cache_ttl_seconds)
+    import configparser
+
+    server = next(p for p in psutil.Process(head.pid).children(recursive=True) if "mlflow server" in " ".join(p.cmdline()))
+    ini = configparser.ConfigParser()
+    assert ini.read(server.environ()["MLFLOW_AUTH_CONFIG_PATH"])
+    assert ini.getint("mlflow", "auth_cache_ttl_seconds") == 60
     work = _sweep_dir(tmp_path, "wrong-login", "{cpus: 1}", 1, 0.1)
     argv = [sys.executable, "-m", "sweeps.cli", "launch", "s.yaml", "--address", head.address, "--tracking-uri", head.uri]
     wrong = subprocess.run(argv, cwd=work, env={**_env(), "MLFLOW_TRACKING_USERNAME": "admin",
