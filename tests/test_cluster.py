@@ -407,7 +407,8 @@ def test_the_tracking_server_asks_for_mlflows_credentials_and_a_launch_without_t
     # and checks a login once a minute per worker, not at each request (MLflow's auth_cache_ttl_seconds)
     import configparser
 
-    server = next(p for p in psutil.Process(head.pid).children(recursive=True) if "mlflow server" in " ".join(p.cmdline()))
+    server = next(p for p in psutil.Process(head.pid).children(recursive=True)
+                  if "mlflow server" in " ".join(p.cmdline()))
     ini = configparser.ConfigParser()
     assert ini.read(server.environ()["MLFLOW_AUTH_CONFIG_PATH"])
     assert ini.getint("mlflow", "auth_cache_ttl_seconds") == 60
