@@ -378,19 +378,33 @@ def one(job: tuple[str, str, int, int, int]) -> tuple[str, str, int, int, list[f
     return name, method, seed, parallel, curve, time.monotonic() - t0
 
 
+def seeds_won(results: dict[tuple[str, str, int], list[list[float]]], problem: str, parallel: int,
+              budget: int) -> tuple[int, int]:
+    """On how many seeds sobol-gp's best at ``budget`` is lower than Optuna TPE's, and on how many higher."""
+    pairs = [(a[budget - 1], b[budget - 1])
+             for a, b in zip(results[(problem, "sobol-gp", parallel)], results[(problem, "tpe", parallel)])]
+    return sum(a < b for a, b in pairs), sum(a > b for a, b in pairs)
+
+
+def sign_test(wins: int, losses: int) -> float:
+    """Two-sided sign test: how likely a split at least this uneven is between two equal methods (ties left out)."""
+    from scipy.stats import binomtest
+
+    return binomtest(losses, wins + losses, 0.5).pvalue if wins + losses else 1.0
+
+
 def paired(results: dict[tuple[str, str, int], list[list[float]]], problems: list[Problem], parallel: int,
            budget: int) -> str:
     """sobol-gp against TPE on the same seeds: a median over problems moves with whichever problem sits at the
     median (and a problem's median with one or two seeds where its regrets take few values); a count of the
-    seeds each one wins does not."""
+    seeds each one wins does not. Each problem where it loses more seeds than it wins is named, with the sign
+    test's p."""
     wins, losses, behind = 0, 0, []
     for p in problems:
-        pairs = [(a[budget - 1], b[budget - 1])
-                 for a, b in zip(results[(p.name, "sobol-gp", parallel)], results[(p.name, "tpe", parallel)])]
-        w, lost = sum(a < b for a, b in pairs), sum(a > b for a, b in pairs)
+        w, lost = seeds_won(results, p.name, parallel, budget)
         wins, losses = wins + w, losses + lost
         if lost > w:
-            behind.append(f"{p.name} {w}-{lost}")
+            behind.append(f"{p.name} {w}-{lost} p={sign_test(w, lost):.2f}")
     return f"{wins}-{losses}" + (f" ({', '.join(behind)})" if behind else "")
 
 
@@ -447,6 +461,12 @@ def main() -> None:
         lines += ["", "seed by seed, sobol-gp against Optuna TPE (seeds with a lower regret - seeds with a higher one, "
                   "over every problem; the problems where it is higher on more seeds): "
                   + ", ".join(f"{k}@{b}: " + paired(results, problems, k, b) for k, b in columns)]
+        beyond = {f"{k}@{b}": sum(lost > w and sign_test(w, lost) < 0.05
+                                  for w, lost in (seeds_won(results, p.name, k, b) for p in problems))
+                  for k, b in columns}
+        lines += ["", "problems where sobol-gp loses to Optuna TPE seed by seed beyond chance (more seeds lost than "
+                  "won, two-sided sign test p < 0.05): "
+                  + ", ".join(f"{c}: {n}/{len(problems)}" for c, n in beyond.items())]
     lines += ["", "seconds of search per method (all runs): " + ", ".join(f"{m} {s:.0f}" for m, s in seconds.items())]
     detail = ["", "per problem (seq @25 / seq @50 / 4 at a time @50):"]
     for p in problems:
