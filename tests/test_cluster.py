@@ -401,14 +401,13 @@ def test_the_tracking_server_asks_for_mlflows_credentials_and_a_launch_without_t
     assert refused.value.code == 401  # no credentials, no runs
     assert MlflowClient(head.uri).search_experiments()  # MLflow's client finds ~/.mlflow/credentials itself
     # the server runs without MLflow's job runner and its huey consumers (GenAI jobs, never submitted by sweeps)
-    started = [" ".join(p.cmdline()) for p in psutil.Process(head.pid).children(recursive=True)]
+    started = {" ".join(p.cmdline()): p for p in psutil.Process(head.pid).children(recursive=True)}
     assert any("mlflow server" in c for c in started)
     assert not [c for c in started if "huey" in c or "mlflow.server.jobs" in c]
     # and checks a login once a minute per worker, not at each request (MLflow's auth_cache_ttl_seconds)
     import configparser
 
-    server = next(p for p in psutil.Process(head.pid).children(recursive=True)
-                  if "mlflow server" in " ".join(p.cmdline()))
+    server = next(p for c, p in started.items() if "mlflow server" in c)
     ini = configparser.ConfigParser()
     assert ini.read(server.environ()["MLFLOW_AUTH_CONFIG_PATH"])
     assert ini.getint("mlflow", "auth_cache_ttl_seconds") == 60
