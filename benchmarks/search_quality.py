@@ -393,18 +393,13 @@ def sign_test(wins: int, losses: int) -> float:
     return binomtest(losses, wins + losses, 0.5).pvalue if wins + losses else 1.0
 
 
-def paired(results: dict[tuple[str, str, int], list[list[float]]], problems: list[Problem], parallel: int,
-           budget: int) -> str:
-    """sobol-gp against TPE on the same seeds: a median over problems moves with whichever problem sits at the
-    median (and a problem's median with one or two seeds where its regrets take few values); a count of the
-    seeds each one wins does not. Each problem where it loses more seeds than it wins is named, with the sign
-    test's p."""
-    wins, losses, behind = 0, 0, []
-    for p in problems:
-        w, lost = seeds_won(results, p.name, parallel, budget)
-        wins, losses = wins + w, losses + lost
-        if lost > w:
-            behind.append(f"{p.name} {w}-{lost} p={sign_test(w, lost):.2f}")
+def paired(split: dict[str, tuple[int, int]]) -> str:
+    """sobol-gp against TPE on the same seeds, from each problem's :func:`seeds_won`: a median over problems moves
+    with whichever problem sits at the median (and a problem's median with one or two seeds where its regrets take
+    few values); a count of the seeds each one wins does not. Each problem where it loses more seeds than it wins
+    is named, with the sign test's p."""
+    behind = [f"{name} {w}-{lost} p={sign_test(w, lost):.2f}" for name, (w, lost) in split.items() if lost > w]
+    wins, losses = sum(w for w, _ in split.values()), sum(lost for _, lost in split.values())
     return f"{wins}-{losses}" + (f" ({', '.join(behind)})" if behind else "")
 
 
@@ -458,12 +453,12 @@ def main() -> None:
         lines += ["", f"problems where {method}'s median is worse than Optuna TPE's: "
                   + ", ".join(f"{k}: {n}/{len(problems)}" for k, n in worse.items())]
     if {"sobol-gp", "tpe"} <= set(args.methods):
+        splits = {f"{k}@{b}": {p.name: seeds_won(results, p.name, k, b) for p in problems} for k, b in columns}
         lines += ["", "seed by seed, sobol-gp against Optuna TPE (seeds with a lower regret - seeds with a higher one, "
                   "over every problem; the problems where it is higher on more seeds): "
-                  + ", ".join(f"{k}@{b}: " + paired(results, problems, k, b) for k, b in columns)]
-        beyond = {f"{k}@{b}": sum(lost > w and sign_test(w, lost) < 0.05
-                                  for w, lost in (seeds_won(results, p.name, k, b) for p in problems))
-                  for k, b in columns}
+                  + ", ".join(f"{c}: " + paired(split) for c, split in splits.items())]
+        beyond = {c: sum(lost > w and sign_test(w, lost) < 0.05 for w, lost in split.values())
+                  for c, split in splits.items()}
         lines += ["", "problems where sobol-gp loses to Optuna TPE seed by seed beyond chance (more seeds lost than "
                   "won, two-sided sign test p < 0.05): "
                   + ", ".join(f"{c}: {n}/{len(problems)}" for c, n in beyond.items())]

@@ -4,6 +4,7 @@ processes on loopback with logical GPUs, a real `mlflow server`, and
 
 from __future__ import annotations
 
+import configparser
 import json
 import os
 import shutil
@@ -405,8 +406,6 @@ def test_the_tracking_server_asks_for_mlflows_credentials_and_a_launch_without_t
     assert any("mlflow server" in c for c in started)
     assert not [c for c in started if "huey" in c or "mlflow.server.jobs" in c]
     # and checks a login once a minute per worker, not at each request (MLflow's auth_cache_ttl_seconds)
-    import configparser
-
     server = next(p for c, p in started.items() if "mlflow server" in c)
     ini = configparser.ConfigParser()
     assert ini.read(server.environ()["MLFLOW_AUTH_CONFIG_PATH"])
