@@ -214,9 +214,6 @@ def test_known_curves_stop_at_the_expected_band_with_the_reason(env) -> None:
     # nothing reported is lost: the stopped trials keep every value up to the decision
     assert [m.value for m in history[2]] == [12]
     assert [m.value for m in history[3]] == [10, 11]
-    # the stopped trial freed its worker at once: the next one reported before
-    # the stopped one would have reached its second value
-    assert history[3][0].timestamp - history[2][0].timestamp < 5 * 500
     # the study knows them as pruned, with their curves
     from sweeps.state import open_study
 
