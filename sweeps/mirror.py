@@ -479,7 +479,8 @@ class RunFile:
 
 
 def _key(item: Any) -> str:
-    return item.key or "/".join(item.nested_key)
+    """An item's name as W&B's app and API name it: a nested dict's values joined with dots (``val.acc``)."""
+    return item.key or ".".join(item.nested_key)
 
 
 def find_run_file(wandb_dir: str, run_id: str) -> str | None:

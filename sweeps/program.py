@@ -184,8 +184,7 @@ class ProgramRun:
         if proc.returncode != 0:
             raise ProgramFailed(f"{self.program.path} {_how(proc.returncode)}; the last lines of its stderr:\n"
                                 + "".join(self._stderr).rstrip())
-        return {k: float(v) for k, v in summary.items()
-                if not k.startswith("_") and isinstance(v, (int, float)) and not isinstance(v, bool)}
+        return {k: float(v) for k, v in _metrics(summary).items()}
 
     def _read(self, stream: IO[bytes], log: IO[bytes], err: bool) -> None:
         for raw in iter(stream.readline, b""):
@@ -217,10 +216,11 @@ class ProgramRun:
                 if update.history or update.summary:
                     self.pulse.beat()
                 summary.update(update.summary)
+                files = os.path.join(os.path.dirname(runfile.path), "files")
                 for step, row in update.history:
-                    numbers = {k: v for k, v in row.items() if not k.startswith("_") and _is_number(v)}
-                    if numbers:
-                        report(step=step, **numbers)
+                    numbers, media = _metrics(row), _media(row, files)
+                    if numbers or media:
+                        report(step=step, **numbers, **media)
                 if update.exit_code is not None:
                     proc.wait()
                     return summary
@@ -262,6 +262,43 @@ def _how(code: int) -> str:
 
 def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _typed(row: dict[str, Any]) -> dict[str, str]:
+    """The keys of a row that hold a W&B data type (an image, a table, a histogram...), by their type:
+    W&B logs one as a dict of fields (``picture._type``, ``picture.path``, ``picture.width``...)."""
+    return {k[:-len("._type")]: v for k, v in row.items() if k.endswith("._type") and isinstance(v, str)}
+
+
+def _metrics(row: dict[str, Any]) -> dict[str, Any]:
+    """A row's numbers, but for the fields of its W&B data types (an image's width is no metric)."""
+    typed = tuple(f"{k}." for k in _typed(row))
+    return {k: v for k, v in row.items() if not k.startswith(("_", *typed)) and _is_number(v)}
+
+
+def _media(row: dict[str, Any], files: str) -> dict[str, Any]:
+    """A row's images and tables as ``report()`` takes them (a PIL image, a pandas table), read from the
+    run's files, where W&B wrote them when the script logged them. Other data types stay in the W&B run."""
+    out: dict[str, Any] = {}
+    for key, kind in _typed(row).items():
+        path = row.get(f"{key}.path")
+        if kind not in ("image-file", "table-file") or not isinstance(path, str):
+            continue
+        try:
+            if kind == "image-file":
+                from PIL import Image
+
+                with Image.open(os.path.join(files, path)) as image:
+                    image.load()
+                    out[key] = image.copy()
+            else:
+                import pandas as pd
+
+                table = json.loads(Path(files, path).read_text())
+                out[key] = pd.DataFrame(table["data"], columns=table["columns"])
+        except (OSError, ValueError, KeyError) as exc:
+            print(f"sweeps: {key} at this step not recorded in MLflow: {exc}", file=sys.stderr)
+    return out
 
 
 def _cpu_seconds(pid: int) -> float:

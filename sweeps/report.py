@@ -37,7 +37,7 @@ document.querySelectorAll('table.sortable th').forEach(function (th, col) {
 def build(study: Any, record: Any, frame: Any, curves: dict[int, list[tuple[int, float]]]) -> str:
     """The page: ``study`` (Optuna), ``record`` (the sweep's ``SweepRecord``), ``frame`` (``sweeps.load``'s
     table) and ``curves`` (each trial's objective metric as ``(step, value)``)."""
-    sections = [_section(title, fig) for title, fig in _figures(study, record, frame, curves)]
+    sections = [_section(*figure) for figure in _figures(study, record, frame, curves)]
     best = _best_yaml(study)
     return _page(f"sweep {record.id}: {record.name}", f"""
 <p>{html.escape(record.method)} search, {html.escape(record.metric)} ({html.escape(record.goal)}), {len(frame)} trials,
@@ -109,21 +109,27 @@ def _best(study: Any) -> Any:
         return None
 
 
-def _figures(study: Any, record: Any, frame: Any, curves: dict[int, list[tuple[int, float]]]) -> list[tuple[str, Any]]:
+def _figures(study: Any, record: Any, frame: Any,
+             curves: dict[int, list[tuple[int, float]]]) -> list[tuple[str, Any, str]]:
+    """Each plot's title, figure (or why it is not drawn) and what Optuna warned of while drawing it (on the
+    page, under the title, rather than on the terminal: e.g. importances from too few trials)."""
+    import warnings
+
     from optuna import visualization as vis
 
-    out: list[tuple[str, Any]] = []
+    out: list[tuple[str, Any, str]] = []
     plots = [("The best so far", vis.plot_optimization_history), ("Parallel coordinates", vis.plot_parallel_coordinate),
              ("Parameter importances", vis.plot_param_importances), ("Each parameter", vis.plot_slice)]
     for title, plot in plots:
-        try:
-            fig = plot(study, target_name=record.metric)
-        except Exception as exc:  # noqa: BLE001 - e.g. importances need two complete trials that differ
-            logger.info("%s not drawn: %s", title, exc)
-            out.append((title, f"not drawn: {exc}"))
-            continue
-        out.append((title, fig))
-    out.append(("Learning curves", _curves(frame, curves, record.metric)))
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            try:
+                fig = plot(study, target_name=record.metric)
+            except Exception as exc:  # noqa: BLE001 - e.g. importances need two complete trials that differ
+                logger.info("%s not drawn: %s", title, exc)
+                fig = f"not drawn: {exc}"
+        out.append((title, fig, " ".join(dict.fromkeys(str(w.message) for w in said))))
+    out.append(("Learning curves", _curves(frame, curves, record.metric), ""))
     return out
 
 
@@ -144,10 +150,11 @@ def _curves(frame: Any, curves: dict[int, list[tuple[int, float]]], metric: str)
     return fig
 
 
-def _section(title: str, fig: Any) -> str:
+def _section(title: str, fig: Any, note: str = "") -> str:
+    head = f'<h2>{html.escape(title)}</h2>' + (f'<p class="note">{html.escape(note)}</p>' if note else "")
     if isinstance(fig, str):
-        return f'<h2>{html.escape(title)}</h2><p class="note">{html.escape(fig)}</p>'
-    return f'<h2>{html.escape(title)}</h2><div class="plot">{fig.to_html(full_html=False, include_plotlyjs=False)}</div>'
+        return f'{head}<p class="note">{html.escape(fig)}</p>'
+    return f'{head}<div class="plot">{fig.to_html(full_html=False, include_plotlyjs=False)}</div>'
 
 
 def _best_yaml(study: Any) -> str:

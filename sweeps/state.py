@@ -269,6 +269,8 @@ def draw_plots(study: optuna.Study, directory: Path) -> list[Path]:
 
         with warnings.catch_warnings():  # Optuna marks its matplotlib plots experimental
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            # matplotlib widens the axis of a parameter that has one value among the complete trials, and says so
+            warnings.filterwarnings("ignore", "Attempting to set identical low and high", UserWarning)
             for name, plot in (("optimization_history.png", plots.plot_optimization_history),
                                ("parallel_coordinates.png", plots.plot_parallel_coordinate)):
                 ax = plot(study)

@@ -9,12 +9,13 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import wandb
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--x", type=float, default=0.0)
 parser.add_argument("--steps", type=int, default=4)
-parser.add_argument("--mode", default="ok")  # ok | fail | silent | mlflow | hang_once
+parser.add_argument("--mode", default="ok")  # ok | fail | silent | mlflow | hang_once | media
 parser.add_argument("--sleep", type=float, default=0.0)
 parser.add_argument("--config-json")  # a command's ${args_json_file}
 args, _ = parser.parse_known_args()
@@ -39,13 +40,18 @@ if mode == "mlflow":
     mlflow.log_param("from_the_script", "yes")
 for step in range(int(config["steps"])):
     loss = (config["x"] - 1) ** 2 + 1 / (step + 1)
-    if mode != "silent":
+    if mode == "media":  # a nested dict, an image and a histogram: W&B logs each as a dict of fields
+        shade = np.full((4, 6, 3), 60 * step, dtype=np.uint8)
+        wandb.log({"loss": loss, "val": {"acc": step / 4}, "picture": wandb.Image(shade), "hist": wandb.Histogram([1, 2, 2])})
+    elif mode != "silent":
         wandb.log({"loss": loss, "step_seen": step})
     if mode == "mlflow":
         mlflow.log_metric("loss", loss, step=step)  # also logged with wandb.log: kept once
     time.sleep(config["sleep"])
 if mode == "mlflow":
     mlflow.end_run()
+if mode == "media":
+    wandb.log({"table": wandb.Table(columns=["a", "b"], data=[[1, "x"], [2, "y"]])})
 if mode == "fail":
     print("CUDA out of memory (not really)", file=sys.stderr)
     sys.exit(3)

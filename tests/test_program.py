@@ -173,9 +173,9 @@ def test_a_failing_script_a_silent_one_and_one_calling_mlflow_itself_with_args_j
         command: ["${interpreter}", "${program}", --config-json, "${args_json_file}"]
         method: grid
         parameters:
-          mode: {values: [fail, silent, mlflow]}
+          mode: {values: [fail, silent, mlflow, media]}
           x: {value: 1.5}
-    """, parallel=3)
+    """, parallel=4)
     by_mode = {t.params["mode"]: t for t in _trials(summary)}
     for t in by_mode.values():  # the values came in the JSON file ${args_json_file} names
         seen = json.loads((env.tmp / "seen" / f"{t.number}.json").read_text())
@@ -193,6 +193,21 @@ def test_a_failing_script_a_silent_one_and_one_calling_mlflow_itself_with_args_j
     failed = client.get_run(by_mode["fail"].user_attrs["mlflow_run_id"])
     assert failed.info.status == "FAILED" and "exited with code 3" in failed.data.tags["sweeps.error"]
     assert not list(env.tmp.rglob("mlruns"))
+
+    # a nested dict's values are metrics named as W&B names them; images and tables are MLflow media, and
+    # no field of a W&B data type (an image's width, a histogram's bins) is a metric
+    media = client.get_run(by_mode["media"].user_attrs["mlflow_run_id"])
+    assert media.info.status == "FINISHED" and set(media.data.metrics) == {"loss", "val.acc"}
+    assert [(m.step, m.value) for m in client.get_metric_history(media.info.run_id, "val.acc")] == \
+        [(s, s / 4) for s in range(4)]
+    kept = {a.path for d in ("media/picture", "media/table") for a in client.list_artifacts(media.info.run_id, d)}
+    assert kept == {*(f"media/picture/step-{s}.png" for s in range(4)), "media/table/step-4.csv"}
+    got = Path(client.download_artifacts(media.info.run_id, "media", str(env.tmp / "media")))
+    from PIL import Image
+
+    with Image.open(got / "picture" / "step-2.png") as image:
+        assert image.size == (6, 4) and image.getpixel((0, 0))[:3] == (120, 120, 120)
+    assert (got / "table" / "step-4.csv").read_text().splitlines() == ["a,b", "1,x", "2,y"]
 
 
 def test_a_hanging_script_goes_silent_and_its_trial_runs_again(env) -> None:

@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import subprocess
+import warnings
 
 import pytest
 import yaml
@@ -128,3 +129,39 @@ def test_compare_puts_several_sweeps_of_one_metric_on_one_page(local_env) -> Non
                                                       "optimize different metrics")):
         out = CliRunner().invoke(main, [*args, "--state-dir", state])
         assert out.exit_code == 2 and said in out.output and len(out.output.strip().splitlines()) == 1, out.output
+
+
+def test_the_plots_of_a_sweep_with_one_complete_trial_are_drawn_without_a_warning(tmp_path) -> None:
+    import optuna
+
+    from sweeps.state import draw_plots
+
+    study = optuna.create_study(storage=None)  # each parameter has one value among the complete trials
+    study.optimize(lambda t: t.suggest_float("lr", 1e-4, 1e-1, log=True) + t.suggest_categorical("b", [16, 32]),
+                   n_trials=1)
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        written = draw_plots(study, tmp_path)
+    assert [p.name for p in written] == ["optimization_history.png", "parallel_coordinates.png"]
+    assert [str(w.message) for w in said] == []
+
+
+def test_what_optuna_warns_of_while_drawing_the_report_is_on_the_page_not_the_terminal(local_env) -> None:
+    env = local_env
+    summary = env.launch("""
+        name: one-trial
+        method: grid
+        metric: {name: loss}
+        trainer: sweeps_test_trainers:quadratic
+        parameters:
+          x: {values: [0.3]}
+          steps: {value: 2}
+    """, parallel=1)
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        out = CliRunner().invoke(main, ["report", summary.id, "--state-dir", str(env.tmp / ".sweeps")])
+    assert out.exit_code == 0, out.output
+    assert not [w for w in said if "importances" in str(w.message)] and "importances" not in out.output
+    text = (summary.state_dir / "report.html").read_text()
+    note = re.search(r'<h2>Parameter importances</h2><p class="note">([^<]*)</p>', text)
+    assert note and "too small to compute importances" in note.group(1)

@@ -70,7 +70,7 @@ def test_a_trainers_own_mlflow_and_wandb_calls_land_in_its_trials_runs_on_one_wo
         assert [h["own_metric"] for h in run.history if "own_metric" in h] == [x * 10 + s for s in range(3)]
         assert len([h for h in run.history if "loss" in h]) == 3  # logged by the trainer, not again by report()
         assert [h["reported_only"] for h in run.history if "reported_only" in h] == [0, 1, 2]
-        assert len([h for h in run.history if h.get("picture/_type") == "image-file"]) == 3  # media into its own run
+        assert len([h for h in run.history if h.get("picture._type") == "image-file"]) == 3  # media into its own run
         assert len(client.list_artifacts(c.info.run_id, "media/picture")) == 3
         assert run.summary["sweeps/state"] == "COMPLETE" and run.summary["sweeps/mlflow_run_id"] == c.info.run_id
     exp = client.search_experiments()
@@ -160,5 +160,5 @@ def test_reported_images_figures_and_tables_are_mlflow_artifacts_and_wandb_media
     (run,) = [r for r in offline_runs(env.tmp) if r.job_type == "trial"]
     rows = {h["_step"]: h for h in run.history}
     for step in (0, 1):  # W&B's media in the same rows as the metric
-        assert rows[step]["picture/_type"] == "image-file" and rows[step]["curve/_type"] == "image-file"
-        assert rows[step]["table/_type"] == "table-file" and rows[step]["loss"] == 1.0 / (step + 1)
+        assert rows[step]["picture._type"] == "image-file" and rows[step]["curve._type"] == "image-file"
+        assert rows[step]["table._type"] == "table-file" and rows[step]["loss"] == 1.0 / (step + 1)
