@@ -23,12 +23,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from . import tracking
-from .errors import ConfigError
+from .errors import ConfigError, Problem
 from .mirror import WandbSettings, WandbSweep, new_run_id
 from .program import Program
 from .executors import Executor, JudgeSpec, LocalExecutor, Plan
 from .trackers import Best, Fanout, SweepEnd
-from .trial import Lost, LostCause, TrialRequest, TrialResult, TrialState
+from .trial import Lost, LostCause, TrialRequest, TrialResult, TrialState, trainer_problem
 from .samplers import make_sampler, sampler_type
 from .space import SweepSpec
 from .live import LiveView
@@ -193,6 +193,11 @@ class Controller:
         if spec.trainer is None and not (self.settings.workdir / str(spec.program)).is_file():
             raise ConfigError(f"{spec.file}: program: {spec.program} is not a file in the launch directory "
                               f"{self.settings.workdir}; launch from the directory W&B's agent would run in")
+        if spec.trainer is not None:  # every trial would fail on it: refused before anything starts
+            problem = trainer_problem(spec.trainer, str(self.settings.workdir), same_machine=not opts.address)
+            if problem:
+                line = next((i for i, text in enumerate(spec.text.splitlines(), 1) if text.startswith("trainer:")), None)
+                raise ConfigError([Problem("error", spec.file, line, "trainer", problem)])
 
     def run(self) -> SweepSummary:
         s = self.settings

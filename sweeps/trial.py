@@ -29,6 +29,7 @@ import os
 import platform
 import queue
 import random
+import re
 import shutil
 import socket
 import tempfile
@@ -455,6 +456,63 @@ class _Reporter:
 def load_trainer(spec: str) -> Callable[..., Any]:
     module, _, name = spec.partition(":")
     return getattr(importlib.import_module(module), name)
+
+
+def trainer_problem(spec: str, workdir: str, same_machine: bool = True) -> str | None:
+    """Why ``module:function`` would not load where trials run, found without running any of the user's code:
+    a module that is neither in the launch directory ``workdir`` nor installed here (where the trials run on
+    ``same_machine``), a module that does not parse, a function its module does not define. None where it
+    looks right, and where only running the module could tell (an installed module, ``from m import *``, a
+    module ``__getattr__``)."""
+    import ast
+    import difflib
+    import importlib.util
+
+    module, _, name = spec.partition(":")
+    parts = module.split(".")
+    here = os.path.join(workdir, *parts)
+    file = next((f for f in (f"{here}.py", os.path.join(here, "__init__.py")) if os.path.isfile(f)), None)
+    if file is None:
+        top = os.path.join(workdir, parts[0])
+        if os.path.isdir(top) or os.path.isfile(f"{top}.py"):  # its package is here: the module is missing
+            folder = os.path.dirname(here)
+            near = difflib.get_close_matches(parts[-1], _module_names(folder), 1)
+            return (f"no module {module} in {folder}" + (f" (did you mean {'.'.join([*parts[:-1], near[0]])}?)"
+                                                         if near else ""))
+        if not same_machine or importlib.util.find_spec(parts[0]) is not None:
+            return None  # an installed package (or, on a cluster, maybe one of the workers')
+        near = difflib.get_close_matches(parts[0], _module_names(workdir), 1)
+        return (f"no module {module} in the launch directory {workdir} or among the installed packages"
+                + (f" (did you mean {near[0]}?)" if near else ""))
+    source = open(file, encoding="utf-8", errors="replace").read()
+    try:
+        tree = ast.parse(source, file)
+    except SyntaxError as exc:
+        return f"{os.path.relpath(file, workdir)}:{exc.lineno}: SyntaxError: {exc.msg}"
+    names: set[str] = set()
+    for node in ast.walk(tree):  # every name bound anywhere in it: more than its top level, never less
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update(a.asname or a.name.partition(".")[0] for a in node.names)
+    if name in names or "*" in names or "__getattr__" in names or re.search(rf"\b{re.escape(name)}\b", source):
+        return None
+    functions = [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    near = difflib.get_close_matches(name, sorted(n for n in names if not n.startswith("_")), 1)
+    return (f"{os.path.relpath(file, workdir)} defines no {name}"
+            + (f" (did you mean {module}:{near[0]}?)" if near else f"; its functions: {', '.join(functions) or 'none'}"))
+
+
+def _module_names(folder: str) -> list[str]:
+    """The modules and packages in ``folder``, by name."""
+    try:
+        entries = os.listdir(folder)
+    except OSError:
+        return []
+    return [e[:-3] if e.endswith(".py") else e for e in entries
+            if e.endswith(".py") or os.path.isfile(os.path.join(folder, e, "__init__.py"))]
 
 
 def seed_everything(seed: int) -> None:

@@ -167,6 +167,32 @@ def test_launch_of_a_wandb_program_that_is_not_there_names_the_launch_directory(
     assert not (tmp_path / "mlflow.db").exists()
 
 
+def test_launch_refuses_a_trainer_that_would_not_load_naming_the_line_and_what_was_meant(tmp_path: Path) -> None:
+    (tmp_path / "refused_tr.py").write_text("def train(config, report):\n    return {'loss': 1.0}\n")
+    (tmp_path / "broken.py").write_text("import math\ndef train(config, report)\n    return {'loss': 1.0}\n")
+    (tmp_path / "refused_pkg").mkdir()
+    (tmp_path / "refused_pkg" / "__init__.py").write_text("")
+    (tmp_path / "refused_pkg" / "mod.py").write_text("from refused_tr import train as fit\n")
+    here = tmp_path.resolve()
+    for trainer, said in {
+        "refused_tr:trian": "refused_tr.py defines no trian (did you mean refused_tr:train?)",
+        "broken:train": "broken.py:2: SyntaxError: expected ':'",
+        "refused_pkg.mdo:fit": f"no module refused_pkg.mdo in {here / 'refused_pkg'} (did you mean refused_pkg.mod?)",
+        "refused_pkg.mod:fitt": "refused_pkg/mod.py defines no fitt (did you mean refused_pkg.mod:fit?)",
+        "tranier:train": f"no module tranier in the launch directory {here} or among the installed packages",
+    }.items():
+        (tmp_path / "s.yaml").write_text(f"method: random\nmetric: {{name: loss}}\ntrainer: {trainer}\n"
+                                         "parameters: {a: {values: [1]}}\n")
+        out = _run_here("launch", "s.yaml", "--local", "--no-progress", cwd=tmp_path)
+        assert out.returncode == 2 and out.stderr.strip() == f"s.yaml:3: trainer: {said}", out.stderr
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / ".sweeps").exists()
+    # a name bound otherwise than by a def (here an import under another name) is found: this one runs
+    (tmp_path / "s.yaml").write_text("method: grid\nmetric: {name: loss}\ntrainer: refused_pkg.mod:fit\n"
+                                     "parameters: {a: {values: [1]}}\n")
+    out = _run_here("launch", "s.yaml", "--local", "--no-progress", "--no-tracking", cwd=tmp_path)
+    assert out.returncode == 0 and "1 complete" in out.stdout, out.stdout + out.stderr
+
+
 def test_status_of_an_unknown_sweep_names_the_known_ones(tmp_path: Path) -> None:
     out = _sweeps("status", "nope", cwd=tmp_path)
     assert out.returncode == 2 and out.stderr.strip() == "no sweep 'nope' in .sweeps (sweeps there: none)"
