@@ -458,6 +458,20 @@ def load_trainer(spec: str) -> Callable[..., Any]:
     return getattr(importlib.import_module(module), name)
 
 
+def call_trainer(trainer: Callable[..., Any], config: dict[str, Any], report: Callable[..., None]) -> Any:
+    """``train(config, report)``; ``train(config)`` where the trainer takes one argument (as Ray Tune's do)."""
+    import inspect
+
+    try:
+        params = list(inspect.signature(trainer).parameters.values())
+    except (TypeError, ValueError):  # no signature to read (some builtins): the contract's call
+        return trainer(config, report)
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if len(positional) == 1 and not any(p.kind == p.VAR_POSITIONAL for p in params):
+        return trainer(config)
+    return trainer(config, report)
+
+
 def trainer_problem(spec: str, workdir: str, same_machine: bool = True) -> str | None:
     """Why ``module:function`` would not load where trials run, found without running any of the user's code:
     a module that is neither in the launch directory ``workdir`` nor installed here (where the trials run on
@@ -735,9 +749,12 @@ def run_trial(req: TrialRequest, decide: Callable[[float], str | None] | None = 
         trainer = program or load_trainer(req.trainer)
         seed_everything(req.seed)
         with own_calls(req, exclusive):
-            returned = trainer(req.config, report)
+            returned = call_trainer(trainer, req.config, report)
+        if _is_number(returned):  # the objective's value alone, as Optuna's objectives return it
+            returned = {req.metric: returned}
         if returned is not None and not isinstance(returned, dict):
-            raise TypeError(f"the trainer returned {type(returned).__name__}; return a dict of metrics (or None)")
+            raise TypeError(f"the trainer returned {type(returned).__name__}; return a dict of metrics, the value of "
+                            f"'{req.metric}', or None")
         final = {k: float(v) for k, v in (returned or {}).items() if _is_number(v)}
         changed = {k: v for k, v in final.items() if report.last.get(k) != v}
         if changed:

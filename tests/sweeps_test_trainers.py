@@ -17,6 +17,17 @@ def quadratic(config, report):
     return {"loss": (x - 0.3) ** 2}
 
 
+def config_only(config):
+    """No report, as Ray Tune's function trainables: what it returns is all there is."""
+    return {"loss": (float(config["x"]) - 1) ** 2, "x_seen": float(config["x"])}
+
+
+def objective_only(config, report):
+    """Returns the objective's value alone, as Optuna's objectives do."""
+    report(step=0, half=float(config["x"]) / 2)
+    return (float(config["x"]) - 1) ** 2
+
+
 def reports_only(config, report):
     """Returns nothing: the objective is the last reported value."""
     for step in range(3):

@@ -204,6 +204,23 @@ def test_objective_is_the_last_reported_value_when_nothing_is_returned(env) -> N
     assert summary.best_value == pytest.approx(6.0)
 
 
+@pytest.mark.parametrize("trainer", ["config_only", "objective_only"])
+def test_a_trainer_without_report_or_returning_only_the_objective_works(env, trainer) -> None:
+    summary = env.launch(f"""
+        name: {trainer}
+        method: grid
+        metric: {{name: loss}}
+        trainer: sweeps_test_trainers:{trainer}
+        parameters:
+          x: {{values: [0.5, 3.0]}}
+    """)
+    assert summary.counts == {"COMPLETE": 2, "PRUNED": 0, "FAIL": 0} and summary.best_value == pytest.approx(0.25)
+    _, children = env.runs(summary)
+    metrics = sorted((c.data.metrics["loss"], {k for k in c.data.metrics if k != "loss"}) for c in children)
+    assert metrics == [(0.25, {"x_seen"} if trainer == "config_only" else {"half"}),
+                       (4.0, {"x_seen"} if trainer == "config_only" else {"half"})]
+
+
 @pytest.mark.parametrize(("trainer", "error"), [
     ("nan_metric", "ValueError: the metric 'loss' is nan"),
     ("reports_only", "ValueError: the trainer neither returned nor reported the metric 'loss'"),
