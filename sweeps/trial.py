@@ -511,12 +511,23 @@ def trainer_problem(spec: str, workdir: str, same_machine: bool = True) -> str |
             names.add(node.id)
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             names.update(a.asname or a.name.partition(".")[0] for a in node.names)
+    defs = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == name]
+    if defs and not defs[-1].decorator_list and not _takes_a_config(defs[-1].args):  # a decorator may change it
+        return (f"{os.path.relpath(file, workdir)}:{defs[-1].lineno}: {name}() cannot be called as {name}(config, "
+                f"report) or {name}(config)")
     if name in names or "*" in names or "__getattr__" in names or re.search(rf"\b{re.escape(name)}\b", source):
         return None
     functions = [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
     near = difflib.get_close_matches(name, sorted(n for n in names if not n.startswith("_")), 1)
     return (f"{os.path.relpath(file, workdir)} defines no {name}"
             + (f" (did you mean {module}:{near[0]}?)" if near else f"; its functions: {', '.join(functions) or 'none'}"))
+
+
+def _takes_a_config(args: Any) -> bool:
+    """A def's arguments (``ast.arguments``) take ``(config, report)`` or ``(config)``."""
+    positional = len(args.posonlyargs) + len(args.args)
+    required = positional - len(args.defaults)
+    return (positional >= 1 or args.vararg is not None) and required <= 2 and None not in args.kw_defaults
 
 
 def _module_names(folder: str) -> list[str]:

@@ -172,13 +172,16 @@ def test_launch_refuses_a_trainer_that_would_not_load_naming_the_line_and_what_w
     (tmp_path / "broken.py").write_text("import math\ndef train(config, report)\n    return {'loss': 1.0}\n")
     (tmp_path / "refused_pkg").mkdir()
     (tmp_path / "refused_pkg" / "__init__.py").write_text("")
-    (tmp_path / "refused_pkg" / "mod.py").write_text("from refused_tr import train as fit\n")
+    (tmp_path / "refused_pkg" / "mod.py").write_text("from refused_tr import train as fit\n\n\ndef wandb_style():\n"
+                                                     "    pass\n")
     here = tmp_path.resolve()
     for trainer, said in {
         "refused_tr:trian": "refused_tr.py defines no trian (did you mean refused_tr:train?)",
         "broken:train": "broken.py:2: SyntaxError: expected ':'",
         "refused_pkg.mdo:fit": f"no module refused_pkg.mdo in {here / 'refused_pkg'} (did you mean refused_pkg.mod?)",
         "refused_pkg.mod:fitt": "refused_pkg/mod.py defines no fitt (did you mean refused_pkg.mod:fit?)",
+        "refused_pkg.mod:wandb_style": "refused_pkg/mod.py:4: wandb_style() cannot be called as "
+                                       "wandb_style(config, report) or wandb_style(config)",
         "tranier:train": f"no module tranier in the launch directory {here} or among the installed packages",
     }.items():
         (tmp_path / "s.yaml").write_text(f"method: random\nmetric: {{name: loss}}\ntrainer: {trainer}\n"
