@@ -458,6 +458,17 @@ def load_trainer(spec: str) -> Callable[..., Any]:
     return getattr(importlib.import_module(module), name)
 
 
+def _final(returned: Any, metric: str) -> dict[str, float]:
+    """The final metrics in what a trainer returned: a dict's numbers, or a number alone, the objective's value
+    (as Optuna's objectives return it)."""
+    if _is_number(returned):
+        returned = {metric: returned}
+    if returned is not None and not isinstance(returned, dict):
+        raise TypeError(f"the trainer returned {type(returned).__name__}; return a dict of metrics, the value of "
+                        f"'{metric}', or None")
+    return {k: float(v) for k, v in (returned or {}).items() if _is_number(v)}
+
+
 def call_trainer(trainer: Callable[..., Any], config: dict[str, Any], report: Callable[..., None]) -> Any:
     """``train(config, report)``; ``train(config)`` where the trainer takes one argument (as Ray Tune's do)."""
     import inspect
@@ -761,12 +772,7 @@ def run_trial(req: TrialRequest, decide: Callable[[float], str | None] | None = 
         seed_everything(req.seed)
         with own_calls(req, exclusive):
             returned = call_trainer(trainer, req.config, report)
-        if _is_number(returned):  # the objective's value alone, as Optuna's objectives return it
-            returned = {req.metric: returned}
-        if returned is not None and not isinstance(returned, dict):
-            raise TypeError(f"the trainer returned {type(returned).__name__}; return a dict of metrics, the value of "
-                            f"'{req.metric}', or None")
-        final = {k: float(v) for k, v in (returned or {}).items() if _is_number(v)}
+        final = _final(returned, req.metric)
         changed = {k: v for k, v in final.items() if report.last.get(k) != v}
         if changed:
             # a returned value that differs from the last report is one more point
