@@ -794,7 +794,7 @@ def run_trial(req: TrialRequest, decide: Callable[[float], str | None] | None = 
     except Exception as exc:  # noqa: BLE001 - a failing trainer fails its trial, not the sweep
         error = f"{type(exc).__name__}: {exc}"
         tb = traceback.format_exc()
-        logger.warning("trial %s failed: %s", req.number, error)
+        logger.info("trial %s failed: %s", req.number, error)  # the controller says so, once
     pruned = report.stopped if error is None else None
     state = TrialState.FAIL if error else TrialState.PRUNED if pruned else TrialState.COMPLETE
     how = TrialEnd(state, final, error, tb, pruned, program.files() if program is not None else ())

@@ -265,6 +265,9 @@ def test_max_failures_exits_1_and_says_how_to_resume(tmp_path: Path) -> None:
     sweep_id = out.stdout.splitlines()[0].split(": ")[1]
     assert (f"the sweep stopped: too many failures: 2 of 2 trials failed (max_failures allows 1); after fixing the "
             f"cause, continue it with: sweeps resume {sweep_id}") in out.stderr
+    # each failure is said once, with its error
+    assert [line for line in out.stderr.splitlines() if "failed" in line and "broken" in line] == \
+        ["trial 0 failed: RuntimeError: broken", "trial 1 failed: RuntimeError: broken"]
 
 
 def test_local_runs_a_quick_sweep_in_the_launch_process_without_ray(tmp_path: Path) -> None:
