@@ -491,20 +491,22 @@ def trainer_problem(spec: str, workdir: str, same_machine: bool = True) -> str |
     module ``__getattr__``)."""
     import ast
     import difflib
-    import importlib.util
 
     module, _, name = spec.partition(":")
     parts = module.split(".")
     here = os.path.join(workdir, *parts)
     file = next((f for f in (f"{here}.py", os.path.join(here, "__init__.py")) if os.path.isfile(f)), None)
     if file is None:
-        top = os.path.join(workdir, parts[0])
-        if os.path.isdir(top) or os.path.isfile(f"{top}.py"):  # its package is here: the module is missing
+        top, installed = os.path.join(workdir, parts[0]), _find_spec(parts[0])
+        # its package is here, so the module is missing (a folder without __init__.py is a namespace package,
+        # which an installed package of that name comes before)
+        if os.path.isfile(os.path.join(top, "__init__.py")) or os.path.isfile(f"{top}.py") or (
+                os.path.isdir(top) and (installed is None or installed.origin is None)):
             folder = os.path.dirname(here)
             near = difflib.get_close_matches(parts[-1], _module_names(folder), 1)
             return (f"no module {module} in {folder}" + (f" (did you mean {'.'.join([*parts[:-1], near[0]])}?)"
                                                          if near else ""))
-        if not same_machine or importlib.util.find_spec(parts[0]) is not None:
+        if not same_machine or installed is not None:
             return None  # an installed package (or, on a cluster, maybe one of the workers')
         near = difflib.get_close_matches(parts[0], _module_names(workdir), 1)
         return (f"no module {module} in the launch directory {workdir} or among the installed packages"
@@ -539,6 +541,16 @@ def _takes_a_config(args: Any) -> bool:
     positional = len(args.posonlyargs) + len(args.args)
     required = positional - len(args.defaults)
     return (positional >= 1 or args.vararg is not None) and required <= 2 and None not in args.kw_defaults
+
+
+def _find_spec(name: str) -> Any:
+    """The spec of top-level module ``name`` on this process's path (no code of it runs), or None."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return None
 
 
 def _module_names(folder: str) -> list[str]:

@@ -189,6 +189,13 @@ def test_launch_refuses_a_trainer_that_would_not_load_naming_the_line_and_what_w
         out = _run_here("launch", "s.yaml", "--local", "--no-progress", cwd=tmp_path)
         assert out.returncode == 2 and out.stderr.strip() == f"s.yaml:3: trainer: {said}", out.stderr
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / ".sweeps").exists()
+    # a folder without __init__.py named as an installed package: Python imports the installed one, so no refusal
+    from sweeps.trial import trainer_problem
+
+    (tmp_path / "json").mkdir()
+    assert trainer_problem("json.tool:main", str(here)) is None
+    assert trainer_problem("refused_pkg.nope:fit", str(here), same_machine=False) is not None  # shipped: checked
+    assert trainer_problem("elsewhere:fit", str(here), same_machine=False) is None  # a cluster's workers may have it
     # a name bound otherwise than by a def (here an import under another name) is found: this one runs
     (tmp_path / "s.yaml").write_text("method: grid\nmetric: {name: loss}\ntrainer: refused_pkg.mod:fit\n"
                                      "parameters: {a: {values: [1]}}\n")
