@@ -469,7 +469,7 @@ def _final(returned: Any, metric: str) -> dict[str, float]:
     return {k: float(v) for k, v in (returned or {}).items() if _is_number(v)}
 
 
-def call_trainer(trainer: Callable[..., Any], config: dict[str, Any], report: Callable[..., None]) -> Any:
+def _call_trainer(trainer: Callable[..., Any], config: dict[str, Any], report: Callable[..., None]) -> Any:
     """``train(config, report)``; ``train(config)`` where the trainer takes one argument (as Ray Tune's do)."""
     import inspect
 
@@ -511,7 +511,8 @@ def trainer_problem(spec: str, workdir: str, same_machine: bool = True) -> str |
         near = difflib.get_close_matches(parts[0], _module_names(workdir), 1)
         return (f"no module {module} in the launch directory {workdir} or among the installed packages"
                 + (f" (did you mean {near[0]}?)" if near else ""))
-    source = open(file, encoding="utf-8", errors="replace").read()
+    with open(file, encoding="utf-8", errors="replace") as f:
+        source = f.read()
     try:
         tree = ast.parse(source, file)
     except SyntaxError as exc:
@@ -544,7 +545,8 @@ def _takes_a_config(args: Any) -> bool:
 
 
 def _find_spec(name: str) -> Any:
-    """The spec of top-level module ``name`` on this process's path (no code of it runs), or None."""
+    """The spec of module ``name`` on this process's path, or None. No code of it runs (but a dotted name's
+    parent packages are imported)."""
     import importlib.util
 
     try:
@@ -641,15 +643,10 @@ def source_tags(req: TrialRequest) -> dict[str, str]:
 def source_file(trainer: str, program: Program | None, workdir: str) -> str | None:
     """The trainer's module file (``trainer`` is `module:function`), or the program's in ``workdir``, as this
     process finds it."""
-    import importlib.util
-
     if program is not None:
         path = os.path.join(workdir, program.path)
         return path if os.path.isfile(path) else None
-    try:
-        found = importlib.util.find_spec(trainer.partition(":")[0])
-    except (ImportError, ValueError):
-        return None
+    found = _find_spec(trainer.partition(":")[0])
     return found.origin if found is not None and found.origin and os.path.isfile(found.origin) else None
 
 
@@ -783,7 +780,7 @@ def run_trial(req: TrialRequest, decide: Callable[[float], str | None] | None = 
         trainer = program or load_trainer(req.trainer)
         seed_everything(req.seed)
         with own_calls(req, exclusive):
-            returned = call_trainer(trainer, req.config, report)
+            returned = _call_trainer(trainer, req.config, report)
         final = _final(returned, req.metric)
         changed = {k: v for k, v in final.items() if report.last.get(k) != v}
         if changed:
