@@ -196,8 +196,10 @@ class Controller:
         if spec.trainer is not None:  # every trial would fail on it: refused before anything starts
             problem = trainer_problem(spec.trainer, str(self.settings.workdir), same_machine=not opts.address)
             if problem:
-                line = next((i for i, text in enumerate(spec.text.splitlines(), 1) if text.startswith("trainer:")), None)
-                raise ConfigError([Problem("error", spec.file, line, "trainer", problem)])
+                from ._yaml import load
+
+                raise ConfigError([Problem("error", spec.file, load(spec.text, spec.file).line_of(("trainer",)),
+                                           "trainer", problem)])
 
     def run(self) -> SweepSummary:
         s = self.settings
