@@ -341,7 +341,10 @@ def test_an_agent_that_joins_mid_sweep_gets_a_trial_and_when_it_dies_the_trial_r
             time.sleep(0.2)
         with agent(head, gpus=0, cpus=1, env={"SWEEPS_TEST_NODE": "joined"}) as joined:
             joined_at = time.time()
-            while len(list((work / "out").glob("started-*"))) < 2 and time.monotonic() < deadline:
+            # until the joined agent's trial has written where it started (its file exists a moment before that:
+            # killed in between, the attempt would leave an empty file and the test would fail on a race of its own)
+            while not any("joined" in p.read_text() for p in (work / "out").glob("started-*")) \
+                    and time.monotonic() < deadline:
                 time.sleep(0.1)
             _kill_tree(joined.pid)  # the machine dies: its raylet and workers with it
             launch.wait(600)
