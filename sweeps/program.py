@@ -52,10 +52,12 @@ MASK = "***"
 
 @dataclass(frozen=True)
 class Program:
-    """A W&B file's ``program`` (a path from the launch directory) and ``command`` (W&B's macros)."""
+    """A W&B file's ``program`` (a path from the launch directory) and ``command`` (W&B's macros); or a
+    trainer (``function``, `module:function`) that runs as W&B's agent runs a function (``path``: its file)."""
 
     path: str
     command: tuple[str, ...] = ()
+    function: str = ""
 
     def passed_values(self) -> list[str]:
         """The values its command takes from the environment (``${envvar:NAME}``): often a key or a

@@ -271,8 +271,8 @@ class TrialRecord:
         if tracking.enabled(uri):
             self.buffer.describe(tags(), req.params)  # written with the first metrics, within a second
             quietly(lambda: keep_requirements(uri, req.parent_run_id, packages()))
-            what = ({"program": req.program.path, "command": list(req.program.command)} if req.program
-                    else {"trainer": req.trainer})
+            what = ({"program": req.program.path, "command": list(req.program.command)}
+                    if req.program and not req.program.function else {"trainer": req.trainer})
             tracking.log_text(uri, run_id, json.dumps({"config": req.config, "seed": req.seed, **what},
                                                       indent=2, default=str), "config.json")
             if req.git_diff:
@@ -495,7 +495,7 @@ def trainer_problem(spec: str, workdir: str, same_machine: bool = True) -> str |
     module, _, name = spec.partition(":")
     parts = module.split(".")
     here = os.path.join(workdir, *parts)
-    file = next((f for f in (f"{here}.py", os.path.join(here, "__init__.py")) if os.path.isfile(f)), None)
+    file = _module_file(module, workdir)
     if file is None:
         top, installed = os.path.join(workdir, parts[0]), _find_spec(parts[0])
         # its package is here, so the module is missing (a folder without __init__.py is a namespace package,
@@ -526,9 +526,10 @@ def trainer_problem(spec: str, workdir: str, same_machine: bool = True) -> str |
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             names.update(a.asname or a.name.partition(".")[0] for a in node.names)
     defs = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == name]
-    if defs and not defs[-1].decorator_list and not _takes_a_config(defs[-1].args):  # a decorator may change it
+    if defs and not defs[-1].decorator_list and not _takes_a_config(defs[-1].args) \
+            and not _calls_wandb_init(tree, defs[-1]):  # a decorator may change it
         return (f"{os.path.relpath(file, workdir)}:{defs[-1].lineno}: {name}() cannot be called as {name}(config, "
-                f"report) or {name}(config)")
+                f"report) or {name}(config), and does not call wandb.init() for its config")
     if name in names or "*" in names or "__getattr__" in names or re.search(rf"\b{re.escape(name)}\b", source):
         return None
     functions = [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
@@ -542,6 +543,53 @@ def _takes_a_config(args: Any) -> bool:
     positional = len(args.posonlyargs) + len(args.args)
     required = positional - len(args.defaults)
     return (positional >= 1 or args.vararg is not None) and required <= 2 and None not in args.kw_defaults
+
+
+def wandb_function(trainer: str, metric: str) -> Program | None:
+    """The trainer as W&B's agent runs a function, where it is one: a def that takes no ``report`` and calls
+    ``wandb.init()`` itself, as in W&B's sweep tutorial (``def train(config=None): with wandb.init(config=config):
+    config = wandb.config ...``). It then runs as a W&B program does, in a process of its own
+    (:mod:`sweeps.wandb_function`): its ``wandb.init()`` makes the trial's run, with the trial's config over
+    the defaults it passes, and what it logs with ``wandb.log`` is the trial's record. None for any other
+    trainer (then it is called here), and where its module's file cannot be read."""
+    import ast
+
+    module, _, name = trainer.partition(":")
+    found = _find_spec(module)
+    try:
+        with open(found.origin, encoding="utf-8") as f:  # type: ignore[union-attr]
+            tree = ast.parse(f.read())
+    except (AttributeError, TypeError, OSError, SyntaxError, ValueError):
+        return None
+    defs = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == name]
+    if not defs or defs[-1].decorator_list or _takes_a_report(defs[-1].args) or not _calls_wandb_init(tree, defs[-1]):
+        return None
+    parts = module.split(".")  # its file from the launch directory, where it is there (ProgramRun.cwd)
+    path = (os.path.join(*parts, "__init__.py") if os.path.basename(found.origin) == "__init__.py"
+            else os.path.join(*parts[:-1], f"{parts[-1]}.py"))
+    return Program(path, ("${interpreter}", "-m", "sweeps.wandb_function", module, name, metric, "${args_json_file}"),
+                   trainer)
+
+
+def _takes_a_report(args: Any) -> bool:
+    """A def's arguments (``ast.arguments``) take a second positional one, ``report``."""
+    return len(args.posonlyargs) + len(args.args) >= 2 or args.vararg is not None
+
+
+def _calls_wandb_init(tree: Any, fn: Any) -> bool:
+    """The def ``fn`` of module ``tree`` calls ``wandb.init()`` (by any name its imports give it)."""
+    import ast
+
+    modules, inits = set(), set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            modules.update(a.asname or a.name for a in node.names if a.name == "wandb")
+        elif isinstance(node, ast.ImportFrom) and node.module == "wandb":
+            inits.update(a.asname or a.name for a in node.names if a.name == "init")
+    return any(isinstance(node, ast.Call) and (
+        isinstance(node.func, ast.Attribute) and node.func.attr == "init" and isinstance(node.func.value, ast.Name)
+        and node.func.value.id in modules or isinstance(node.func, ast.Name) and node.func.id in inits)
+        for node in ast.walk(fn))
 
 
 def _find_spec(name: str) -> Any:
@@ -643,11 +691,20 @@ def source_tags(req: TrialRequest) -> dict[str, str]:
 def source_file(trainer: str, program: Program | None, workdir: str) -> str | None:
     """The trainer's module file (``trainer`` is `module:function`), or the program's in ``workdir``, as this
     process finds it."""
-    if program is not None:
+    if program is not None and not program.function:
         path = os.path.join(workdir, program.path)
         return path if os.path.isfile(path) else None
-    found = _find_spec(trainer.partition(":")[0])
-    return found.origin if found is not None and found.origin and os.path.isfile(found.origin) else None
+    module = trainer.partition(":")[0]
+    found = _find_spec(module)  # what this process imports (a worker: Ray's copy of the launch directory) ...
+    if found is not None and found.origin and os.path.isfile(found.origin):
+        return found.origin
+    return _module_file(module, workdir)  # ... else the launch directory's (`sweeps reproduce` there)
+
+
+def _module_file(module: str, workdir: str) -> str | None:
+    """Module ``module``'s file in the launch directory ``workdir`` (``a/b.py`` or ``a/b/__init__.py``), or None."""
+    here = os.path.join(workdir, *module.split("."))
+    return next((f for f in (f"{here}.py", os.path.join(here, "__init__.py")) if os.path.isfile(f)), None)
 
 
 def file_digest(path: str) -> str:
@@ -756,6 +813,7 @@ def run_trial(req: TrialRequest, decide: Callable[[float], str | None] | None = 
     """
     start = time.monotonic()
     ids = gpu_ids()
+    req = dataclasses.replace(req, program=req.program or wandb_function(req.trainer, req.metric))
     req = dataclasses.replace(req, uses=uses(req))
     own = _own_run(req, exclusive)
     if own is None and req.program is None:
@@ -792,7 +850,7 @@ def run_trial(req: TrialRequest, decide: Callable[[float], str | None] | None = 
         if report.stopped:  # the trainer swallowed StopTrial and returned
             raise StopTrial(report.stopped)
         if value is None and program is not None:
-            raise ValueError(f"{program.program.path} never logged the metric '{req.metric}' with wandb.log (or in "
+            raise ValueError(f"{program.program.function or program.program.path} never logged the metric '{req.metric}' with wandb.log (or in "
                              f"wandb.run.summary) in the W&B run {req.wandb_id} that sweeps started it with")
         if value is None:
             raise ValueError(f"the trainer neither returned nor reported the metric '{req.metric}'")

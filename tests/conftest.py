@@ -166,10 +166,15 @@ def user_env(**extra: str) -> dict[str, str]:
     return {**env, "WANDB_SILENT": "true", "WANDB_MODE": "offline", "RAY_USAGE_STATS_ENABLED": "0", **extra}
 
 
+#: the `sweeps` command as a user runs it: the console script pip installed (which, unlike `python -m`, does not
+#: put the current directory on the import path)
+SWEEPS = [str(Path(sys.executable).with_name("sweeps"))]
+
+
 def sweeps_cli(*args: str, cwd: Path, wait: bool = True, **env: str) -> subprocess.CompletedProcess | subprocess.Popen:
     """A `sweeps` command in a process of its own, in ``cwd``, with :func:`user_env` and ``env``: finished
     (within 10 minutes), or with ``wait=False`` started in a session of its own and left running."""
-    argv = [sys.executable, "-m", "sweeps.cli", *args]
+    argv = [*SWEEPS, *args]
     if wait:
         return subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
                               env=user_env(**env))

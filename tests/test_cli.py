@@ -11,6 +11,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from conftest import SWEEPS
 from conftest import run_here as _run_here
 
 SPACES = Path(__file__).parent / "spaces"
@@ -26,7 +27,7 @@ def _user_env(**extra: str) -> dict[str, str]:
 
 def _sweeps(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "sweeps.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=300, stdin=subprocess.DEVNULL,
+        [*SWEEPS, *args], capture_output=True, text=True, cwd=cwd, timeout=300, stdin=subprocess.DEVNULL,
         env={**os.environ, **env} if env else None,
     )
 

@@ -21,7 +21,7 @@ from typing import Iterator
 
 import psutil
 import pytest
-from conftest import create_database
+from conftest import SWEEPS, create_database
 from wandb_offline import offline_runs
 
 #: one test process runs them all (scripts/test.sh: xdist's --dist loadgroup), so one `sweeps head` serves them
@@ -66,7 +66,7 @@ def _env() -> dict[str, str]:
 
 def _start(argv: list[str], cwd: Path, ready: str, timeout: float = 180,
            env: dict[str, str] | None = None) -> tuple[subprocess.Popen, list[str]]:
-    proc = subprocess.Popen([sys.executable, "-m", "sweeps.cli", *argv], cwd=cwd, env={**_env(), **(env or {})},
+    proc = subprocess.Popen([*SWEEPS, *argv], cwd=cwd, env={**_env(), **(env or {})},
                             stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     lines: list[str] = []
@@ -171,7 +171,7 @@ def _sweep_dir(tmp: Path, name: str, resources: str, n: int, sleep: float, toget
 
 def _launch(head: Head, work: Path, *extra: str, wait: bool = True,
             env: dict[str, str] | None = None) -> subprocess.Popen | subprocess.CompletedProcess:
-    argv = [sys.executable, "-m", "sweeps.cli", "launch", "s.yaml", "--address", head.address,
+    argv = [*SWEEPS, "launch", "s.yaml", "--address", head.address,
             "--tracking-uri", head.uri, "--agents-only", *extra]
     environ = {**_env(), **(env or {})}
     if wait:
@@ -369,7 +369,7 @@ def test_an_agent_that_joins_mid_sweep_gets_a_trial_and_when_it_dies_the_trial_r
 def test_an_agent_without_the_right_token_fails_with_a_clear_message(head: Head, tmp_path: Path) -> None:
     wrong = tmp_path / "token"
     wrong.write_text("not-the-cluster-token\n")
-    argv = [sys.executable, "-m", "sweeps.cli", "agent", "--address", head.address, "--cpus", "1"]
+    argv = [*SWEEPS, "agent", "--address", head.address, "--cpus", "1"]
     out = subprocess.run([*argv, "--token-file", str(wrong)], capture_output=True, text=True, timeout=300, env=_env(),
                          stdin=subprocess.DEVNULL)
     assert out.returncode == 2 and "Traceback" not in out.stderr
@@ -414,7 +414,7 @@ def test_the_tracking_server_asks_for_mlflows_credentials_and_a_launch_without_t
     assert ini.read(server.environ()["MLFLOW_AUTH_CONFIG_PATH"])
     assert ini.getint("mlflow", "auth_cache_ttl_seconds") == 60
     work = _sweep_dir(tmp_path, "wrong-login", "{cpus: 1}", 1, 0.1)
-    argv = [sys.executable, "-m", "sweeps.cli", "launch", "s.yaml", "--address", head.address, "--tracking-uri", head.uri]
+    argv = [*SWEEPS, "launch", "s.yaml", "--address", head.address, "--tracking-uri", head.uri]
     wrong = subprocess.run(argv, cwd=work, env={**_env(), "MLFLOW_TRACKING_USERNAME": "admin",
                                                 "MLFLOW_TRACKING_PASSWORD": "not-the-password"},
                            capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)

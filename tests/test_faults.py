@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import SWEEPS
 from sweeps.state import open_study
 from wandb_offline import offline_runs
 
@@ -253,7 +254,7 @@ def test_random_search_in_a_finite_space_does_not_repeat_until_exhausted(local_e
 
 
 def _sweeps(*args: str, cwd: Path, wait: bool = True) -> subprocess.Popen | subprocess.CompletedProcess:
-    argv = [sys.executable, "-m", "sweeps.cli", *args]
+    argv = [*SWEEPS, *args]
     if wait:
         return subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
     return subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
