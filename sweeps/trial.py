@@ -545,7 +545,7 @@ def _takes_a_config(args: Any) -> bool:
     return (positional >= 1 or args.vararg is not None) and required <= 2 and None not in args.kw_defaults
 
 
-def wandb_function(trainer: str, metric: str) -> Program | None:
+def wandb_function(trainer: str, metric: str, workdir: str) -> Program | None:
     """The trainer as W&B's agent runs a function, where it is one: a def that takes no ``report`` and calls
     ``wandb.init()`` itself, as in W&B's sweep tutorial (``def train(config=None): with wandb.init(config=config):
     config = wandb.config ...``). It then runs as a W&B program does, in a process of its own
@@ -555,17 +555,17 @@ def wandb_function(trainer: str, metric: str) -> Program | None:
     import ast
 
     module, _, name = trainer.partition(":")
-    found = _find_spec(module)
+    file = source_file(trainer, None, workdir)
     try:
-        with open(found.origin, encoding="utf-8") as f:  # type: ignore[union-attr]
+        with open(file, encoding="utf-8") as f:  # type: ignore[arg-type]
             tree = ast.parse(f.read())
-    except (AttributeError, TypeError, OSError, SyntaxError, ValueError):
+    except (TypeError, OSError, SyntaxError, ValueError):
         return None
     defs = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == name]
     if not defs or defs[-1].decorator_list or _takes_a_report(defs[-1].args) or not _calls_wandb_init(tree, defs[-1]):
         return None
     parts = module.split(".")  # its file from the launch directory, where it is there (ProgramRun.cwd)
-    path = (os.path.join(*parts, "__init__.py") if os.path.basename(found.origin) == "__init__.py"
+    path = (os.path.join(*parts, "__init__.py") if os.path.basename(file) == "__init__.py"
             else os.path.join(*parts[:-1], f"{parts[-1]}.py"))
     return Program(path, ("${interpreter}", "-m", "sweeps.wandb_function", module, name, metric, "${args_json_file}"),
                    trainer)
@@ -813,7 +813,7 @@ def run_trial(req: TrialRequest, decide: Callable[[float], str | None] | None = 
     """
     start = time.monotonic()
     ids = gpu_ids()
-    req = dataclasses.replace(req, program=req.program or wandb_function(req.trainer, req.metric))
+    req = dataclasses.replace(req, program=req.program or wandb_function(req.trainer, req.metric, req.workdir))
     req = dataclasses.replace(req, uses=uses(req))
     own = _own_run(req, exclusive)
     if own is None and req.program is None:

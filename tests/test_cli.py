@@ -182,7 +182,8 @@ def test_launch_refuses_a_trainer_that_would_not_load_naming_the_line_and_what_w
         "refused_pkg.mdo:fit": f"no module refused_pkg.mdo in {here / 'refused_pkg'} (did you mean refused_pkg.mod?)",
         "refused_pkg.mod:fitt": "refused_pkg/mod.py defines no fitt (did you mean refused_pkg.mod:fit?)",
         "refused_pkg.mod:wandb_style": "refused_pkg/mod.py:4: wandb_style() cannot be called as "
-                                       "wandb_style(config, report) or wandb_style(config)",
+                                       "wandb_style(config, report) or wandb_style(config), and does not call "
+                                       "wandb.init() for its config",
         "tranier:train": f"no module tranier in the launch directory {here} or among the installed packages",
     }.items():
         (tmp_path / "s.yaml").write_text(f"method: random\nmetric: {{name: loss}}\ntrainer: {trainer}\n"
@@ -197,6 +198,9 @@ def test_launch_refuses_a_trainer_that_would_not_load_naming_the_line_and_what_w
     assert trainer_problem("json.tool:main", str(here)) is None
     assert trainer_problem("refused_pkg.nope:fit", str(here), same_machine=False) is not None  # shipped: checked
     assert trainer_problem("elsewhere:fit", str(here), same_machine=False) is None  # a cluster's workers may have it
+    # a def that takes nothing but calls wandb.init() for its config, as W&B's agent calls a function: no refusal
+    (tmp_path / "by_wandb.py").write_text("from wandb import init as start\n\n\ndef train():\n    start()\n")
+    assert trainer_problem("by_wandb:train", str(here)) is None
     # a name bound otherwise than by a def (here an import under another name) is found: this one runs
     (tmp_path / "s.yaml").write_text("method: grid\nmetric: {name: loss}\ntrainer: refused_pkg.mod:fit\n"
                                      "parameters: {a: {values: [1]}}\n")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import sys
 import time
@@ -13,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_here
+from conftest import Env, run_here
 
+from sweeps.controller import trial_seed
 from sweeps.mirror import RunFile, find_run_file, render_command, write_param_file
 from sweeps.state import open_study
 from wandb_offline import offline_runs
@@ -224,3 +226,81 @@ def test_a_hanging_script_goes_silent_and_its_trial_runs_again(env) -> None:
     hung = json.loads((env.tmp / "seen" / "0.json").read_text())
     assert not _alive(hung["pid"])  # killed with its worker
     assert time.monotonic() - t0 < 600
+
+
+FUNCTIONS = '''
+import json, os, random
+import wandb
+import wandb as wb
+
+
+def train(config=None):
+    # W&B's sweep tutorial, as it is
+    with wandb.init(config=config):
+        config = wandb.config
+        for epoch in range(config.epochs):
+            wandb.log({"loss": (config.x - 2) ** 2 + 1 / (epoch + 1), "epoch": epoch})
+        _seen(dict(config))
+
+
+def no_arguments():
+    wb.init(config={"epochs": 2, "x": 9.0, "default_only": 7})  # the swept values come over these defaults
+    for epoch in range(wb.config.epochs):
+        wb.log({"loss": (wb.config.x - 2) ** 2 + 1 / (epoch + 1)})
+    _seen(dict(wb.config))
+    return {"draw": random.random()}  # its run left open: finished for it, with this in its summary
+
+
+def _seen(config):
+    os.makedirs("seen", exist_ok=True)
+    with open(os.path.join("seen", wandb.run.id + ".json"), "w") as f:
+        json.dump({"config": config, "group": wandb.run.group, "pid": os.getpid()}, f)
+'''
+
+
+def test_a_trainer_that_calls_wandb_init_itself_runs_as_wandbs_agent_runs_a_function(env) -> None:
+    """W&B's tutorial trainer and a function without arguments: each trial's wandb.init() makes the trial's W&B
+    run with its config over the function's defaults, in a process of its own; what it logs is the record."""
+    (env.tmp / "fns.py").write_text(FUNCTIONS)
+    sweep = """
+        name: fn
+        method: grid
+        metric: {name: loss, goal: minimize}
+        trainer: fns:%s
+        parameters:
+          x: {values: [1.0, 2.5]}
+          epochs: {value: 3}
+    """
+    summary = env.launch(sweep % "train", parallel=2)
+    assert summary.counts == {"COMPLETE": 2, "PRUNED": 0, "FAIL": 0}
+    wb = {r.path.parent.name.rsplit("-", 1)[1]: r for r in offline_runs(env.tmp) if r.job_type == "trial"}
+    assert len(wb) == 2  # one W&B run a trial: the function's own
+    client = env.client()
+    for t in _trials(summary):
+        seen = json.loads((env.tmp / "seen" / f"{t.user_attrs['wandb_id']}.json").read_text())
+        assert seen["config"] == {"x": t.params["x"], "epochs": 3} and seen["group"] == summary.id
+        assert seen["pid"] != os.getpid()
+        run = client.get_run(t.user_attrs["mlflow_run_id"])
+        loss = [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "loss")]
+        assert loss == [(e, (t.params["x"] - 2) ** 2 + 1 / (e + 1)) for e in range(3)]
+        assert t.value == loss[-1][1] and run.info.status == "FINISHED" and run.data.tags["sweeps.source.path"] == "fns.py"
+        assert json.loads(Path(client.download_artifacts(run.info.run_id, "config.json", str(env.tmp / run.info.run_id)))
+                          .read_text())["trainer"] == "fns:train"
+    # it reproduces (its file found in the launch directory, which is not on this process's import path)
+    out = run_here("reproduce", "--sweep", summary.id, "--best", "--local", "--tracking-uri", env.uri, cwd=env.tmp)
+    assert out.returncode == 0 and "differs" not in out.stdout, out.stdout + out.stderr
+    assert out.stdout.splitlines()[-1].startswith("reproduced exactly: 6 values of 2 metrics match")
+
+    local = Env(env.tmp / "local", executor="local")
+    local.tmp.mkdir()
+    shutil.copy(env.tmp / "fns.py", local.tmp)
+    summary = local.launch(sweep % "no_arguments", parallel=2, seed=4)
+    draws = []
+    for t in _trials(summary):
+        seen = json.loads((local.tmp / "seen" / f"{t.user_attrs['wandb_id']}.json").read_text())
+        assert seen["config"] == {"x": t.params["x"], "epochs": 3, "default_only": 7}
+        run = local.client().get_run(t.user_attrs["mlflow_run_id"])
+        assert t.state.name == "COMPLETE" and run.data.metrics["loss"] == (t.params["x"] - 2) ** 2 + 1 / 3
+        draws.append((t.number, run.data.metrics["draw"]))  # what it returned, from its run's summary
+    # each trial seeded with its seed before the call, as every trainer is
+    assert draws == [(n, random.Random(trial_seed(4, n)).random()) for n, _ in draws]
