@@ -477,11 +477,10 @@ class TrialWorker:
             return ray.get(judge.report.remote(request.number, value))
 
         done = threading.Event()
-        pulse = Pulse()  # a program's signs of life: a program that shows none goes silent
+        pulse = Pulse()  # a program's signs of life (idle 0 until one starts): a program that shows none goes silent
 
         def beat() -> None:
-            board.beat.remote(request.key, self.node_id, pulse.idle() if request.program is not None else 0.0,
-                              pulse.line)
+            board.beat.remote(request.key, self.node_id, pulse.idle(), pulse.line)
 
         def heartbeat() -> None:
             while not done.wait(HEARTBEAT_S):
