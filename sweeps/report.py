@@ -8,10 +8,11 @@ run ids, and the best config as YAML. plotly.js is inlined once: the page opens 
 
 from __future__ import annotations
 
+import contextlib
 import html
 import logging
 import numbers
-from typing import Any
+from typing import Any, Callable, Iterator
 
 logger = logging.getLogger(__name__)
 
@@ -56,14 +57,15 @@ def compare(sweeps: list[tuple[Any, Any]]) -> str:
     from optuna import visualization as vis
 
     metric = sweeps[0][0].metric
-    try:
-        fig: Any = vis.plot_optimization_history([study for _, study in sweeps], target_name=metric)
-        for trace in fig.data:  # Optuna names each line by its study, the sweep id: add the sweep's name
-            for record, _ in sweeps:
-                if trace.name and trace.name.endswith(f" of {record.id}"):
-                    trace.name = f"{trace.name[:-len(record.id)]}{record.name} ({record.id})"
-    except Exception as exc:  # noqa: BLE001 - e.g. no complete trial in any sweep
-        fig = f"not drawn: {exc}"
+    with _optuna_says() as said:
+        try:
+            fig: Any = vis.plot_optimization_history([study for _, study in sweeps], target_name=metric)
+            for trace in fig.data:  # Optuna names each line by its study, the sweep id: add the sweep's name
+                for record, _ in sweeps:
+                    if trace.name and trace.name.endswith(f" of {record.id}"):
+                        trace.name = f"{trace.name[:-len(record.id)]}{record.name} ({record.id})"
+        except Exception as exc:  # noqa: BLE001 - e.g. no complete trial in any sweep
+            fig = f"not drawn: {exc}"
     rows, configs, yamls = [], {}, []
     for record, study in sweeps:
         trials = study.get_trials(deepcopy=False)
@@ -82,7 +84,7 @@ def compare(sweeps: list[tuple[Any, Any]]) -> str:
     return _page(f"sweeps {ids} compared", f"""
 <p>{len(sweeps)} sweeps of {html.escape(metric)} ({html.escape(sweeps[0][0].goal)}).</p>
 <h2>The sweeps</h2><p class="note">click a column to sort</p>{_table(pd.DataFrame(rows))}
-{_section("The best so far", fig)}
+{_section("The best so far", fig, said())}
 <h2>The best configs</h2><p class="note">the best trial's params of each sweep; the rows that differ are marked</p>
 {_table(params, marked=differ)}
 {''.join(yamls)}""")
@@ -111,26 +113,45 @@ def _best(study: Any) -> Any:
 
 def _figures(study: Any, record: Any, frame: Any,
              curves: dict[int, list[tuple[int, float]]]) -> list[tuple[str, Any, str]]:
-    """Each plot's title, figure (or why it is not drawn) and what Optuna warned of while drawing it (on the
+    """Each plot's title, figure (or why it is not drawn) and what Optuna said while drawing it (on the
     page, under the title, rather than on the terminal: e.g. importances from too few trials)."""
-    import warnings
-
     from optuna import visualization as vis
 
     out: list[tuple[str, Any, str]] = []
     plots = [("The best so far", vis.plot_optimization_history), ("Parallel coordinates", vis.plot_parallel_coordinate),
              ("Parameter importances", vis.plot_param_importances), ("Each parameter", vis.plot_slice)]
     for title, plot in plots:
-        with warnings.catch_warnings(record=True) as said:
-            warnings.simplefilter("always")
+        with _optuna_says() as said:
             try:
                 fig = plot(study, target_name=record.metric)
             except Exception as exc:  # noqa: BLE001 - e.g. importances need two complete trials that differ
                 logger.info("%s not drawn: %s", title, exc)
                 fig = f"not drawn: {exc}"
-        out.append((title, fig, " ".join(dict.fromkeys(str(w.message) for w in said))))
+        out.append((title, fig, said()))
     out.append(("Learning curves", _curves(frame, curves, record.metric), ""))
     return out
+
+
+@contextlib.contextmanager
+def _optuna_says() -> Iterator[Callable[[], str]]:
+    """What Optuna warns of (Python's warnings) and logs (its ``optuna`` logger: "There are no complete
+    trials.") meanwhile, kept rather than printed; the call yielded gives it as one line."""
+    import warnings
+
+    import optuna
+
+    lines: list[logging.LogRecord] = []
+    keep = logging.Handler(logging.WARNING)
+    keep.emit = lines.append  # type: ignore[method-assign]
+    optuna.logging.disable_default_handler()
+    logging.getLogger("optuna").addHandler(keep)
+    try:
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            yield lambda: " ".join(dict.fromkeys([*(str(w.message) for w in said), *(r.getMessage() for r in lines)]))
+    finally:
+        logging.getLogger("optuna").removeHandler(keep)
+        optuna.logging.enable_default_handler()
 
 
 def _curves(frame: Any, curves: dict[int, list[tuple[int, float]]], metric: str) -> Any:

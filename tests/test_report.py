@@ -165,3 +165,23 @@ def test_what_optuna_warns_of_while_drawing_the_report_is_on_the_page_not_the_te
     text = (summary.state_dir / "report.html").read_text()
     note = re.search(r'<h2>Parameter importances</h2><p class="note">([^<]*)</p>', text)
     assert note and "too small to compute importances" in note.group(1)
+
+
+def test_a_sweep_with_no_complete_trial_has_a_report_and_optuna_says_so_on_the_page(local_env, capfd) -> None:
+    env = local_env
+    summary = env.launch("""
+        name: all-failed
+        method: grid
+        metric: {name: loss}
+        trainer: sweeps_test_trainers:always_fails
+        parameters:
+          x: {values: [0.3, 0.4]}
+    """, parallel=1)
+    capfd.readouterr()
+    out = CliRunner().invoke(main, ["report", summary.id, "--state-dir", str(env.tmp / ".sweeps")])
+    assert out.exit_code == 0, out.output
+    printed = capfd.readouterr()  # Optuna's log lines go to the process's stderr, not click's
+    assert "complete trials" not in printed.err + printed.out + out.output
+    text = (summary.state_dir / "report.html").read_text()
+    note = re.search(r'<h2>The best so far</h2><p class="note">([^<]*)</p>', text)
+    assert note and "There are no complete trials." in note.group(1)
