@@ -197,9 +197,10 @@ def resume(sweep: str, state_dir: str, trials: int | None, parallel: int | None,
 
 
 def _print_launch_summary(summary: Any) -> None:
+    from .live import said_counts
+
     rec = summary.record
-    click.echo(f"sweep {summary.id} {rec.status}: {summary.counts['COMPLETE']} complete, "
-               f"{summary.counts['PRUNED']} stopped early, {summary.counts['FAIL']} failed ({rec.stop_reason or 'done'})")
+    click.echo(f"sweep {summary.id} {rec.status}: {said_counts(summary.counts)} ({rec.stop_reason or 'done'})")
     if summary.best_value is not None:
         click.echo(f"best {rec.metric} ({rec.goal}): {summary.best_value:.6g} in trial {summary.best_trial}")
         for k, v in (summary.best_params or {}).items():

@@ -31,7 +31,7 @@ from .trackers import Best, Fanout, SweepEnd
 from .trial import Lost, LostCause, TrialRequest, TrialResult, TrialState, trainer_problem
 from .samplers import make_sampler, sampler_type
 from .space import SweepSpec
-from .live import LiveView
+from .live import LiveView, said_counts
 from .space import Metric
 from .state import (SPEC_FILE, Stock, SweepLock, SweepRecord, SweepSummary, draw_plots, git_state, now, open_study,
                     reconcile, trials_frame)
@@ -339,7 +339,8 @@ class Loop:
         self.running: dict[Any, tuple[optuna.trial.Trial, TrialRequest, float]] = {}
         self.finished = 0
         self.best: Best | None = None
-        self.counts = {"COMPLETE": 0, "PRUNED": 0, "FAIL": 0}
+        #: KILLED: trials the sweep itself stopped (its time budget, a second Ctrl-C), FAIL in the study
+        self.counts = {"COMPLETE": 0, "PRUNED": 0, "FAIL": 0, "KILLED": 0}
         self.launched = 0  # trials started against the budget (runs of the same params again do not count)
         self._waiting = 0  # left enqueued by a controller that died
         #: trials to run again with the same params: (Optuna params, user attrs)
@@ -371,8 +372,7 @@ class Loop:
         self.counts.update(stock.counts)
         for params, attrs, number, reason in stock.again:
             self._queue_again(params, attrs, number, reason, lost=True)
-        self.say(f"{self.finished} trials done ({self.counts['COMPLETE']} complete, {self.counts['PRUNED']} stopped early, "
-                 f"{self.counts['FAIL']} failed); {len(self.reruns)} to run again")
+        self.say(f"{self.finished} trials done ({said_counts(self.counts)}); {len(self.reruns)} to run again")
         if stock.best is not None:
             self.best = Best(*stock.best)
             self.trackers.best(self.best, None)
@@ -546,8 +546,10 @@ class Loop:
             trial.set_user_attr("node", outcome.node)
         if outcome.cancelled and self.stop is Stop.INTERRUPTED:
             trial.set_user_attr("interrupted", True)  # a resume runs its params again
+        if outcome.cancelled:
+            trial.set_user_attr("killed", True)  # stopped by the sweep: no failure of the trainer's
         self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
-        self.counts["FAIL"] += 1
+        self.counts["KILLED" if outcome.cancelled else "FAIL"] += 1
         state = "KILLED" if outcome.cancelled else "FAIL"
         try:  # with the params: the worker may not have written them
             tracking.end_given_up(self.s.uri, request.run_id, outcome.reason, state, request.params)

@@ -26,6 +26,14 @@ class Progress:
     excluded: tuple[str, ...] = ()
 
 
+def said_counts(counts: dict[str, int]) -> str:
+    """A sweep's finished trials by how they ended, as one says them; the killed ones (stopped by the sweep:
+    its time budget, a second Ctrl-C) only where there are some."""
+    killed = counts.get("KILLED", 0)
+    return (f"{counts.get('COMPLETE', 0)} complete, {counts.get('PRUNED', 0)} stopped early, "
+            f"{counts.get('FAIL', 0)} failed" + (f", {killed} killed" if killed else ""))
+
+
 def short(params: dict[str, Any], width: int = 60) -> str:
     text = ", ".join(f"{k}={_fmt(v)}" for k, v in params.items())
     return text if len(text) <= width else text[: width - 1] + "…"
@@ -81,8 +89,7 @@ class LiveView:
             best = f"best {p.metric} = {_fmt(value)} (trial {number}, run {run_id[:8]}): {short(params)}"
         else:
             best = f"best {p.metric}: none yet"
-        counts = (f"{p.counts.get('COMPLETE', 0)} complete, {p.counts.get('PRUNED', 0)} stopped early, "
-                  f"{p.counts.get('FAIL', 0)} failed, {len(p.running)} running")
+        counts = f"{said_counts(p.counts)}, {len(p.running)} running"
         lines = [self.bar, table, counts, best]
         if p.reruns:
             lines.append(f"{p.reruns} trials waiting to run again (same params)")

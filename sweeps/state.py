@@ -180,13 +180,20 @@ class Stock:
     launched: int = 0  # trials started against the budget (runs of the same params again do not count)
     waiting: int = 0  # enqueued and never asked: the next asks take them
     finished: int = 0
-    counts: dict[str, int] = field(default_factory=lambda: {"COMPLETE": 0, "PRUNED": 0, "FAIL": 0})
+    counts: dict[str, int] = field(default_factory=lambda: {"COMPLETE": 0, "PRUNED": 0, "FAIL": 0, "KILLED": 0})
     #: the best trial: (value, number, MLflow run id, params)
     best: tuple[float, int, str, dict[str, Any]] | None = None
     #: trials whose params should run again: (Optuna params, user attrs, trial number, why)
     again: list[tuple[dict[str, Any], dict[str, Any], int, str]] = field(default_factory=list)
     #: the finished trials as early termination's judge replays them: (number, values, state, end value)
     history: tuple[tuple[int, tuple[float, ...], str, float | None], ...] = ()
+
+
+def trial_state(trial: optuna.trial.FrozenTrial) -> str:
+    """How a trial ended, as sweeps says it: Optuna's state, but KILLED for a trial the sweep itself stopped
+    (its time budget, a second Ctrl-C), which the study holds as FAIL and MLflow as KILLED."""
+    killed = trial.state.name == "FAIL" and (trial.user_attrs.get("killed") or trial.user_attrs.get("interrupted"))
+    return "KILLED" if killed else trial.state.name
 
 
 def reconcile(study: optuna.Study, uri: str, wandb: WandbSettings | None, metric: str,
@@ -216,7 +223,7 @@ def reconcile(study: optuna.Study, uri: str, wandb: WandbSettings | None, metric
     for frozen in study.get_trials(deepcopy=False):
         if frozen.state.is_finished():
             stock.finished += 1
-            key = {TS.COMPLETE: "COMPLETE", TS.PRUNED: "PRUNED"}.get(frozen.state, "FAIL")
+            key = {TS.COMPLETE: "COMPLETE", TS.PRUNED: "PRUNED", TS.FAIL: trial_state(frozen)}[frozen.state]
             stock.counts[key] += 1
             curve = tuple(v for _, v in sorted(frozen.intermediate_values.items()))
             end_value = frozen.value if stop_metric == metric else (curve[-1] if curve else None)
@@ -293,7 +300,7 @@ def trials_frame(study: optuna.Study) -> Any:
     for t in study.get_trials(deepcopy=False):
         rows.append({
             "number": t.number,
-            "state": t.state.name,
+            "state": trial_state(t),
             "value": t.value,
             **{f"params.{k}": v for k, v in (t.user_attrs.get("config") or {}).items()},
             "duration_s": t.user_attrs.get("duration_s"),

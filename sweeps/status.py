@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .state import SWEEP_FILE, SweepRecord, open_study, sweep_dir
+from .state import SWEEP_FILE, SweepRecord, open_study, sweep_dir, trial_state
 
 
 def _best(study: Any) -> tuple[int | None, float | None]:
@@ -44,7 +44,7 @@ def sweep_trials(root: Path, sweep_id: str) -> dict[str, Any]:
     number, value = _best(study)
     trials = [
         {
-            "number": t.number, "state": t.state.name, "value": t.value,
+            "number": t.number, "state": trial_state(t), "value": t.value,
             "params": t.user_attrs.get("config", {}), "duration_s": t.user_attrs.get("duration_s"),
             "mlflow_run_id": t.user_attrs.get("mlflow_run_id"), "error": t.user_attrs.get("error"),
         }
@@ -104,7 +104,7 @@ def trial_run_id(root: Path, sweep_id: str, number: int) -> str:
 def _count(trials: list[Any]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for t in trials:
-        counts[t.state.name] = counts.get(t.state.name, 0) + 1
+        counts[trial_state(t)] = counts.get(trial_state(t), 0) + 1
     return counts
 
 

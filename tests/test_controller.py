@@ -15,6 +15,7 @@ import pytest
 from conftest import Env
 from sweeps.controller import trial_seed
 from sweeps.state import open_study
+from sweeps.status import sweep_trials
 from wandb_offline import ended_runs, offline_runs
 
 
@@ -186,7 +187,7 @@ def test_a_trainer_that_raises_fails_its_trial_and_the_sweep_finishes(env) -> No
     assert [m.step for m in env.client().get_metric_history(failed.info.run_id, "loss")] == [0]  # kept what it reported
     study = open_study(summary.state_dir, summary.id, "minimize", create=False)
     assert sorted(t.state.name for t in study.get_trials()) == ["COMPLETE", "COMPLETE", "FAIL"]
-    assert summary.counts == {"COMPLETE": 2, "PRUNED": 0, "FAIL": 1}
+    assert summary.counts == {"COMPLETE": 2, "PRUNED": 0, "FAIL": 1, "KILLED": 0}
     wb = {r.name: r for r in ended_runs(env.tmp, 3, "trial")}
     assert wb[failed.info.run_name].exit_code == 1 and wb[failed.info.run_name].summary["sweeps/state"] == "FAIL"
 
@@ -214,7 +215,7 @@ def test_a_trainer_without_report_or_returning_only_the_objective_works(env, tra
         parameters:
           x: {{values: [0.5, 3.0]}}
     """)
-    assert summary.counts == {"COMPLETE": 2, "PRUNED": 0, "FAIL": 0} and summary.best_value == pytest.approx(0.25)
+    assert summary.counts == {"COMPLETE": 2, "PRUNED": 0, "FAIL": 0, "KILLED": 0} and summary.best_value == pytest.approx(0.25)
     _, children = env.runs(summary)
     metrics = sorted((c.data.metrics["loss"], {k for k in c.data.metrics if k != "loss"}) for c in children)
     assert metrics == [(0.25, {"x_seen"} if trainer == "config_only" else {"half"}),
@@ -330,6 +331,7 @@ def test_time_budget_stops_the_sweep_and_kills_running_trials(env) -> None:
         metric: {{name: loss}}
         trainer: sweeps_test_trainers:probe_gpus
         budget: {{time: 2s}}
+        max_failures: 1
         parameters:
           i: {{min: 0, max: 1000}}
           out: {{value: "{out}"}}
@@ -337,9 +339,12 @@ def test_time_budget_stops_the_sweep_and_kills_running_trials(env) -> None:
     """
     summary = env.launch(text, parallel=2)
     parent, children = env.runs(summary)
-    assert summary.record.stop_reason == "time budget"
+    # the trials the budget stopped are killed, not failures: max_failures does not count them
+    assert summary.record.stop_reason == "time budget" and summary.record.status == "finished"
+    assert summary.counts == {"COMPLETE": 0, "PRUNED": 0, "FAIL": 0, "KILLED": 2}
     assert len(children) == 2 and {c.info.status for c in children} == {"KILLED"}
     assert parent.info.status == "FINISHED"
+    assert [t["state"] for t in sweep_trials(env.tmp / ".sweeps", summary.id)["trials"]] == ["KILLED", "KILLED"]
 
 
 @pytest.mark.ray
@@ -383,7 +388,7 @@ def test_a_w_and_b_failure_never_fails_a_trial_or_the_sweep(env) -> None:
 
 def test_the_live_view_runs_along(env, capsys) -> None:
     summary = env.launch(quad(), trials=2, parallel=2, progress=True)
-    assert summary.counts == {"COMPLETE": 2, "PRUNED": 0, "FAIL": 0}
+    assert summary.counts == {"COMPLETE": 2, "PRUNED": 0, "FAIL": 0, "KILLED": 0}
     assert f"sweep {summary.id}" in capsys.readouterr().err
 
 

@@ -121,7 +121,7 @@ def test_a_wandb_script_runs_unchanged_and_lands_in_the_trials_runs(env) -> None
           steps: {value: 5}
         early_terminate: {type: hyperband, min_iter: 1, eta: 2}
     """, parallel=1)
-    assert summary.counts == {"COMPLETE": 2, "PRUNED": 1, "FAIL": 0}
+    assert summary.counts == {"COMPLETE": 2, "PRUNED": 1, "FAIL": 0, "KILLED": 0}
     _, children = env.runs(summary)
     client = env.client()
     wb = {r.path.parent.name.rsplit("-", 1)[1]: r for r in offline_runs(env.tmp) if r.job_type == "trial"}
@@ -272,7 +272,7 @@ def test_a_trainer_that_calls_wandb_init_itself_runs_as_wandbs_agent_runs_a_func
           epochs: {value: 3}
     """
     summary = env.launch(sweep % "train", parallel=2)
-    assert summary.counts == {"COMPLETE": 2, "PRUNED": 0, "FAIL": 0}
+    assert summary.counts == {"COMPLETE": 2, "PRUNED": 0, "FAIL": 0, "KILLED": 0}
     wb = {r.path.parent.name.rsplit("-", 1)[1]: r for r in offline_runs(env.tmp) if r.job_type == "trial"}
     assert len(wb) == 2  # one W&B run a trial: the function's own
     client = env.client()

@@ -201,7 +201,7 @@ CURVES = """
 
 def test_known_curves_stop_at_the_expected_band_with_the_reason(env) -> None:
     summary = env.launch(CURVES.format(trainer="curve"), parallel=1)
-    assert summary.counts == {"COMPLETE": 2, "PRUNED": 2, "FAIL": 0}
+    assert summary.counts == {"COMPLETE": 2, "PRUNED": 2, "FAIL": 0, "KILLED": 0}
     _, children = env.runs(summary)
     by_trial = {int(c.data.tags["sweeps.trial"]): c for c in children}
     assert [by_trial[i].info.status for i in range(4)] == ["FINISHED", "FINISHED", "KILLED", "KILLED"]
@@ -263,4 +263,4 @@ def test_a_trainer_that_only_returns_still_works_with_early_termination(local_en
           x: {values: [1]}
     """
     summary = env.launch(text.replace("nan_metric", "fails_when_big"))
-    assert summary.counts == {"COMPLETE": 1, "PRUNED": 0, "FAIL": 0}
+    assert summary.counts == {"COMPLETE": 1, "PRUNED": 0, "FAIL": 0, "KILLED": 0}

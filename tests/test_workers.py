@@ -121,7 +121,7 @@ def _one_at_a_time(env, name: str, trainer: str, xs: list[int]):
 
 def test_a_dead_recorder_loses_the_trial_it_was_writing_and_a_new_one_records_its_rerun(env) -> None:
     summary = _one_at_a_time(env, "recorder-dies", "kills_the_recorder", [1, 2])
-    assert summary.counts == {"COMPLETE": 2, "PRUNED": 0, "FAIL": 1}
+    assert summary.counts == {"COMPLETE": 2, "PRUNED": 0, "FAIL": 1, "KILLED": 0}
     _, children = env.runs(summary)
     (lost,) = [c for c in children if c.info.status == "FAILED"]
     assert lost.data.tags["sweeps.lost"] == "true" and "recorder" in lost.data.tags["sweeps.error"]
@@ -148,7 +148,7 @@ def test_with_mlflow_off_the_recorder_still_tells_apart_the_trials_it_mirrors_to
           sleep: {value: 0.3}
           x: {values: [1, 2, 3, 4, 5, 6]}
     """, parallel=2, tracking_uri="none")  # two trials at once, each one running while the other ends
-    assert summary.counts == {"COMPLETE": 6, "PRUNED": 0, "FAIL": 0}
+    assert summary.counts == {"COMPLETE": 6, "PRUNED": 0, "FAIL": 0, "KILLED": 0}
     assert not (env.tmp / "mlflow.db").exists()
     wb = ended_runs(env.tmp, 6, "trial")
     assert sorted(r.name for r in wb) == [f"wandb-only-{n}" for n in range(6)]
@@ -160,7 +160,7 @@ def test_with_mlflow_off_the_recorder_still_tells_apart_the_trials_it_mirrors_to
 def test_a_dead_wandb_process_fails_no_trial_and_a_new_one_mirrors_the_next_ones(env) -> None:
     summary = _one_at_a_time(env, "wandb-dies", "kills_the_wandb_process", [1, 2, 3, 4])
     # W&B never fails a trial: every trial is recorded in MLflow as it ran
-    assert summary.counts == {"COMPLETE": 4, "PRUNED": 0, "FAIL": 0}
+    assert summary.counts == {"COMPLETE": 4, "PRUNED": 0, "FAIL": 0, "KILLED": 0}
     _, children = env.runs(summary)
     assert sorted(float(c.data.params["x"]) for c in children if c.info.status == "FINISHED") == [1.0, 2.0, 3.0, 4.0]
     # the W&B process that took over mirrors the trials after the death is noticed (at most a trial later)
