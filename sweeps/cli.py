@@ -190,9 +190,11 @@ def resume(sweep: str, state_dir: str, trials: int | None, parallel: int | None,
                          progress=not no_progress and console.is_terminal, executor="local" if local else "ray")
     controller = Controller(spec, opts, resume=record,
                             on_event=lambda msg: console.print(msg, markup=False, soft_wrap=True))
-    done = record.trials is not None and not trials and record.status == "finished"
-    if done:
-        raise ConfigError(f"sweep {sweep} finished its budget of {record.trials} trials; pass --trials N to run more")
+    # a sweep its time budget stopped goes on for another time budget; one that ran to its end does not
+    if not trials and record.status == "finished" and record.stop_reason != "time budget":
+        if record.stop_reason == "trial budget":
+            raise ConfigError(f"sweep {sweep} finished its budget of {record.trials} trials; pass --trials N to run more")
+        raise ConfigError(f"sweep {sweep} already finished: {record.stop_reason}")
     _run_and_report(controller, state_dir)
 
 

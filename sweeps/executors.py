@@ -164,9 +164,7 @@ class LocalExecutor:
             job.thread.start()
 
     def _decide(self, job: _LocalJob, value: float) -> str | None:
-        with self._lock:
-            if job.cancelled:
-                return job.cancelled
+        with self._lock:  # a cancelled trial stops at its next report (run_trial's reporter sees job.pulse)
             return self._judge.report(job.request.number, value) if self._judge is not None else None
 
     def _run(self, job: _LocalJob) -> None:

@@ -335,8 +335,9 @@ class _Reporter:
     """
 
     def __init__(self, recorder: Recorder, record: TrialRecord, req: TrialRequest,
-                 decide: Callable[[float], str | None] | None = None, own: OwnRun | None = None) -> None:
-        self.recorder, self.record, self.req, self.own = recorder, record, req, own
+                 decide: Callable[[float], str | None] | None = None, own: OwnRun | None = None,
+                 pulse: Pulse | None = None) -> None:
+        self.recorder, self.record, self.req, self.own, self.pulse = recorder, record, req, own, pulse
         self.stop_metric, self.decide = req.stop_metric, decide
         self.step = -1
         self.count = 0
@@ -345,6 +346,9 @@ class _Reporter:
         self.stopped: str | None = None
 
     def __call__(self, step: int | None = None, **metrics: Any) -> None:
+        if self.pulse is not None and self.pulse.cancelled and not self.stopped:
+            self.stopped = LostCause.CANCELLED.value  # by an executor that cannot kill the trial (the local one): stop here, a
+            # stop of the sweep's (its time budget, Ctrl-C), not early termination's: the trial ends as failed
         if self.stopped:
             raise StopTrial(self.stopped)
         step = self.step + 1 if step is None else int(step)
@@ -819,18 +823,11 @@ def run_trial(req: TrialRequest, decide: Callable[[float], str | None] | None = 
     if own is None and req.program is None:
         req = dataclasses.replace(req, uses=tuple(u for u in req.uses if u != "wandb"))
     program = _program(req, pulse)
-
-    def tags() -> dict[str, str]:  # read on the recorder thread: the trainer does not wait for them
-        out = {**environment_tags(), **(node_tags or {}), **source_tags(req), "sweeps.gpu.ids": ",".join(ids)}
-        name = gpu_name(ids)
-        if name:
-            out["sweeps.gpu.name"] = name
-        return out
-
     record = (record or TrialRecord)(req)
     recorder = Recorder(str(req.number), tick=record.flush_due)
-    recorder.do(lambda: record.start(tags, requirements))
-    report = _Reporter(recorder, record, req, decide, own)
+    # the tags are read on the recorder thread: the trainer does not wait for them
+    recorder.do(lambda: record.start(lambda: _tags(req, node_tags, ids), requirements))
+    report = _Reporter(recorder, record, req, decide, own, pulse)
     error = tb = None
     value = None
     final: dict[str, float] = {}
@@ -862,6 +859,8 @@ def run_trial(req: TrialRequest, decide: Callable[[float], str | None] | None = 
         error = f"{type(exc).__name__}: {exc}"
         tb = traceback.format_exc()
         logger.info("trial %s failed: %s", req.number, error)  # the controller says so, once
+    if report.stopped == LostCause.CANCELLED.value and error is None:
+        error = report.stopped
     pruned = report.stopped if error is None else None
     state = TrialState.FAIL if error else TrialState.PRUNED if pruned else TrialState.COMPLETE
     how = TrialEnd(state, final, error, tb, pruned, program.files() if program is not None else ())
@@ -880,6 +879,13 @@ def run_trial(req: TrialRequest, decide: Callable[[float], str | None] | None = 
         host=socket.gethostname(), gpu_ids=ids, curve=tuple(report.curve), pruned_reason=pruned,
         node=(node_tags or {}).get("sweeps.node.id", ""),
     )
+
+
+def _tags(req: TrialRequest, node_tags: dict[str, str] | None, ids: tuple[str, ...]) -> dict[str, str]:
+    """What the trial's run is tagged with: its environment, node, code and GPUs."""
+    name = gpu_name(ids)
+    return {**environment_tags(), **(node_tags or {}), **source_tags(req), "sweeps.gpu.ids": ",".join(ids),
+            **({"sweeps.gpu.name": name} if name else {})}
 
 
 def _media_kind(v: Any) -> str | None:

@@ -413,3 +413,34 @@ def test_a_head_or_a_tracking_server_that_is_not_there_is_one_line_at_once(tmp_p
         out = _run_here(*args, cwd=tmp_path)
         assert out.returncode == 2 and out.stderr.startswith(said) and len(out.stderr.splitlines()) == 1, out.stderr
     assert not (tmp_path / ".sweeps").exists()  # nothing was started
+
+
+def test_a_sweep_its_time_budget_stopped_resumes_for_another_and_one_that_ran_to_its_end_is_refused(tmp_path) -> None:
+    # 20 reports 0.3 s apart: each trial outlives the 2 s budget, which kills it (not a failure: max_failures 1)
+    (tmp_path / "timed.yaml").write_text("name: timed\nmethod: random\nmetric: {name: loss}\n"
+                                         "trainer: sweeps_test_trainers:curve\nbudget: {trials: 4, time: 2s}\n"
+                                         "max_failures: 1\nparameters:\n  x: {min: 0.0, max: 1.0}\n"
+                                         f"  curve: {{value: {[3] + [1] * 19}}}\n  pause: {{value: 0.3}}\n")
+    out = _run_here("launch", "timed.yaml", "--local", "--parallel", "2", "--no-progress", cwd=tmp_path)
+    assert out.returncode == 0 and "finished: 0 complete, 0 stopped early, 0 failed, 2 killed (time budget)" in out.stdout
+    sweep_id = out.stdout.splitlines()[0].split(": ")[1]
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("timed").experiment_id], "tags.`sweeps.role` = 'trial'")
+    # stopped at a report by the local executor: killed by the sweep, not stopped early by a pruner
+    assert [(r.info.status, r.data.tags["sweeps.error"], "sweeps.pruned" in r.data.tags) for r in runs] == \
+        [("KILLED", "time budget reached", False)] * 2
+    out = _run_here("resume", sweep_id, "--local", "--no-progress", cwd=tmp_path)
+    assert out.returncode == 0 and "0 failed, 4 killed (time budget)" in out.stdout, out.stdout + out.stderr
+    status = json.loads(_run_here("status", sweep_id, "--json", cwd=tmp_path).stdout)
+    assert [t["state"] for t in status["trials"]] == ["KILLED"] * 4 and status["sweep"]["status"] == "finished"
+
+    (tmp_path / "done.yaml").write_text("name: done\nmethod: random\nmetric: {name: loss}\n"
+                                        "trainer: sweeps_test_trainers:quadratic\nbudget: {trials: 1}\n"
+                                        "parameters:\n  x: {min: 0.0, max: 1.0}\n  steps: {value: 1}\n")
+    out = _run_here("launch", "done.yaml", "--local", "--no-progress", "--no-tracking", cwd=tmp_path)
+    done_id = out.stdout.splitlines()[0].split(": ")[1]
+    out = _run_here("resume", done_id, "--local", "--no-progress", cwd=tmp_path)
+    assert out.returncode == 2 and out.stderr.strip() == \
+        f"sweep {done_id} finished its budget of 1 trials; pass --trials N to run more"
