@@ -193,7 +193,8 @@ def resume(sweep: str, state_dir: str, trials: int | None, parallel: int | None,
     # a sweep its time budget stopped goes on for another time budget; one that ran to its end does not
     if not trials and record.status == "finished" and record.stop_reason != "time budget":
         if record.stop_reason == "trial budget":
-            raise ConfigError(f"sweep {sweep} finished its budget of {record.trials} trials; pass --trials N to run more")
+            raise ConfigError(f"sweep {sweep} finished its budget of {record.trials} trials; "
+                              "pass --trials N to run more")
         raise ConfigError(f"sweep {sweep} already finished: {record.stop_reason}")
     _run_and_report(controller, state_dir)
 

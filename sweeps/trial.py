@@ -347,8 +347,9 @@ class _Reporter:
 
     def __call__(self, step: int | None = None, **metrics: Any) -> None:
         if self.pulse is not None and self.pulse.cancelled and not self.stopped:
-            self.stopped = LostCause.CANCELLED.value  # by an executor that cannot kill the trial (the local one): stop here, a
-            # stop of the sweep's (its time budget, Ctrl-C), not early termination's: the trial ends as failed
+            # cancelled by an executor that cannot kill the trial (the local one): it stops here, as the sweep
+            # stops it (its time budget, Ctrl-C), not early termination: run_trial ends it as failed
+            self.stopped = LostCause.CANCELLED.value
         if self.stopped:
             raise StopTrial(self.stopped)
         step = self.step + 1 if step is None else int(step)
@@ -847,8 +848,9 @@ def run_trial(req: TrialRequest, decide: Callable[[float], str | None] | None = 
         if report.stopped:  # the trainer swallowed StopTrial and returned
             raise StopTrial(report.stopped)
         if value is None and program is not None:
-            raise ValueError(f"{program.program.function or program.program.path} never logged the metric '{req.metric}' with wandb.log (or in "
-                             f"wandb.run.summary) in the W&B run {req.wandb_id} that sweeps started it with")
+            raise ValueError(f"{program.program.function or program.program.path} never logged the metric "
+                             f"'{req.metric}' with wandb.log (or in wandb.run.summary) in the W&B run {req.wandb_id} "
+                             "that sweeps started it with")
         if value is None:
             raise ValueError(f"the trainer neither returned nor reported the metric '{req.metric}'")
         if not math.isfinite(value):

@@ -283,9 +283,10 @@ def test_a_trainer_that_calls_wandb_init_itself_runs_as_wandbs_agent_runs_a_func
         run = client.get_run(t.user_attrs["mlflow_run_id"])
         loss = [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "loss")]
         assert loss == [(e, (t.params["x"] - 2) ** 2 + 1 / (e + 1)) for e in range(3)]
-        assert t.value == loss[-1][1] and run.info.status == "FINISHED" and run.data.tags["sweeps.source.path"] == "fns.py"
-        assert json.loads(Path(client.download_artifacts(run.info.run_id, "config.json", str(env.tmp / run.info.run_id)))
-                          .read_text())["trainer"] == "fns:train"
+        assert t.value == loss[-1][1] and run.info.status == "FINISHED"
+        assert run.data.tags["sweeps.source.path"] == "fns.py"  # the trainer's file, hashed for reproduce
+        kept = client.download_artifacts(run.info.run_id, "config.json", str(env.tmp / run.info.run_id))
+        assert json.loads(Path(kept).read_text())["trainer"] == "fns:train"
     # it reproduces (its file found in the launch directory, which is not on this process's import path)
     out = run_here("reproduce", "--sweep", summary.id, "--best", "--local", "--tracking-uri", env.uri, cwd=env.tmp)
     assert out.returncode == 0 and "differs" not in out.stdout, out.stdout + out.stderr
