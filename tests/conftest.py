@@ -15,6 +15,7 @@ import sys
 import tempfile
 import textwrap
 import threading
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -156,7 +157,10 @@ def run_here(*args: str, cwd: Path) -> subprocess.CompletedProcess:
         result = CliRunner().invoke(main, list(args))
     finally:
         os.chdir(here)
-    return subprocess.CompletedProcess(list(args), result.exit_code, result.stdout, result.stderr)
+    stderr = result.stderr
+    if result.exc_info is not None and not isinstance(result.exception, SystemExit):  # what a process would print
+        stderr += "".join(traceback.format_exception(*result.exc_info))
+    return subprocess.CompletedProcess(list(args), result.exit_code, result.stdout, stderr)
 
 
 def user_env(**extra: str) -> dict[str, str]:

@@ -334,7 +334,7 @@ def test_best_names_the_model_and_promote_registers_it_once_under_an_alias(tmp_p
     assert best["trial"] == 1 and best["params"] == {"c": 10.0, "keep": True} and best["run_id"] and best["wandb_run_id"]
     assert best["model_uri"].startswith("models:/m-") and best["models"] == {"model": best["model_uri"]}
     text = _run_here("best", sweep, "--download", "got", cwd=tmp_path)
-    assert text.returncode == 0 and f'mlflow.pyfunc.load_model("{best["model_uri"]}")' in text.stdout
+    assert text.returncode == 0 and f'mlflow.pyfunc.load_model("{best["model_uri"]}")' in text.stdout, text.stderr
     assert (tmp_path / "got" / "model" / "MLmodel").exists()
     first = _run_here("promote", sweep, "--model", "cancer-lr", cwd=tmp_path)
     again = _run_here("promote", sweep, "--model", "cancer-lr", cwd=tmp_path)
