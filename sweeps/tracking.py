@@ -397,11 +397,22 @@ def _flavor(model: Any, example: Any) -> tuple[Any, dict[str, Any]]:
 
 
 def download(uri: str, artifact_uri: str, dst: str) -> str:
-    """A local copy of ``artifact_uri`` (a run's artifact or a ``models:/`` URI) under ``dst``."""
-    client(uri)
+    """A local copy of ``artifact_uri`` (a run's artifact, or a logged model's ``models:/m-...`` URI) under ``dst``."""
+    import shutil
+    import tempfile
+
     import mlflow
 
-    return mlflow.artifacts.download_artifacts(artifact_uri=artifact_uri, dst_path=dst, tracking_uri=uri)
+    if not artifact_uri.startswith("models:/m-"):
+        client(uri)
+        return mlflow.artifacts.download_artifacts(artifact_uri=artifact_uri, dst_path=dst, tracking_uri=uri)
+    # MLflow looks a models:/ URI up in the store its global URIs name (by default ./mlflow.db, wherever this
+    # runs), whatever tracking_uri it is given: the logged model's own artifact location is downloaded instead
+    location = client(uri).get_logged_model(artifact_uri.split("/")[1]).artifact_location
+    with tempfile.TemporaryDirectory(prefix="sweeps-model-") as tmp:  # its files, not the folder they are in
+        shutil.copytree(mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=tmp, tracking_uri=uri),
+                        dst, dirs_exist_ok=True)
+    return dst
 
 
 def get_run(uri: str, run_id: str) -> Any:

@@ -158,7 +158,7 @@ def run_here(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     finally:
         os.chdir(here)
     stderr = result.stderr
-    if result.exc_info is not None and not isinstance(result.exception, SystemExit):  # what a process would print
+    if result.exception is not None and not isinstance(result.exception, SystemExit):  # as a process would print it
         stderr += "".join(traceback.format_exception(*result.exc_info))
     return subprocess.CompletedProcess(list(args), result.exit_code, result.stdout, stderr)
 

@@ -333,9 +333,13 @@ def test_best_names_the_model_and_promote_registers_it_once_under_an_alias(tmp_p
     best = json.loads(_run_here("best", sweep, "--json", cwd=tmp_path).stdout)
     assert best["trial"] == 1 and best["params"] == {"c": 10.0, "keep": True} and best["run_id"] and best["wandb_run_id"]
     assert best["model_uri"].startswith("models:/m-") and best["models"] == {"model": best["model_uri"]}
-    text = _run_here("best", sweep, "--download", "got", cwd=tmp_path)
+    # from another directory (the model found in the sweep's store, not in a ./mlflow.db there)
+    (tmp_path / "elsewhere").mkdir()
+    text = _run_here("best", sweep, "--state-dir", str(tmp_path / ".sweeps"), "--download", "got",
+                     cwd=tmp_path / "elsewhere")
     assert text.returncode == 0 and f'mlflow.pyfunc.load_model("{best["model_uri"]}")' in text.stdout, text.stderr
-    assert (tmp_path / "got" / "model" / "MLmodel").exists()
+    assert (tmp_path / "elsewhere" / "got" / "model" / "MLmodel").exists()
+    assert not (tmp_path / "elsewhere" / "mlflow.db").exists()
     first = _run_here("promote", sweep, "--model", "cancer-lr", cwd=tmp_path)
     again = _run_here("promote", sweep, "--model", "cancer-lr", cwd=tmp_path)
     assert first.returncode == 0 and "registered: cancer-lr version 1 (trial 1" in first.stdout, first.stderr
