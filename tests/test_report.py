@@ -146,42 +146,28 @@ def test_the_plots_of_a_sweep_with_one_complete_trial_are_drawn_without_a_warnin
     assert [str(w.message) for w in said] == []
 
 
-def test_what_optuna_warns_of_while_drawing_the_report_is_on_the_page_not_the_terminal(local_env) -> None:
-    env = local_env
-    summary = env.launch("""
-        name: one-trial
+@pytest.mark.parametrize(("trainer", "values", "title", "said"), [
+    ("quadratic", "[0.3]", "Parameter importances", "too small to compute importances"),  # a warning of Optuna's
+    ("always_fails", "[0.3, 0.4]", "The best so far", "There are no complete trials."),  # a line Optuna logs
+])
+def test_what_optuna_says_while_drawing_the_report_is_on_the_page_not_the_terminal(local_env, capfd, trainer, values,
+                                                                                    title, said) -> None:
+    summary = local_env.launch(f"""
+        name: said
         method: grid
-        metric: {name: loss}
-        trainer: sweeps_test_trainers:quadratic
+        metric: {{name: loss}}
+        trainer: sweeps_test_trainers:{trainer}
         parameters:
-          x: {values: [0.3]}
-          steps: {value: 2}
-    """, parallel=1)
-    with warnings.catch_warnings(record=True) as said:
-        warnings.simplefilter("always")
-        out = CliRunner().invoke(main, ["report", summary.id, "--state-dir", str(env.tmp / ".sweeps")])
-    assert out.exit_code == 0, out.output
-    assert not [w for w in said if "importances" in str(w.message)] and "importances" not in out.output
-    text = (summary.state_dir / "report.html").read_text()
-    note = re.search(r'<h2>Parameter importances</h2><p class="note">([^<]*)</p>', text)
-    assert note and "too small to compute importances" in note.group(1)
-
-
-def test_a_sweep_with_no_complete_trial_has_a_report_and_optuna_says_so_on_the_page(local_env, capfd) -> None:
-    env = local_env
-    summary = env.launch("""
-        name: all-failed
-        method: grid
-        metric: {name: loss}
-        trainer: sweeps_test_trainers:always_fails
-        parameters:
-          x: {values: [0.3, 0.4]}
+          x: {{values: {values}}}
+          steps: {{value: 2}}
     """, parallel=1)
     capfd.readouterr()
-    out = CliRunner().invoke(main, ["report", summary.id, "--state-dir", str(env.tmp / ".sweeps")])
+    with warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always")
+        out = CliRunner().invoke(main, ["report", summary.id, "--state-dir", str(local_env.tmp / ".sweeps")])
     assert out.exit_code == 0, out.output
     printed = capfd.readouterr()  # Optuna's log lines go to the process's stderr, not click's
-    assert "complete trials" not in printed.err + printed.out + out.output
+    assert not [w for w in warned if said in str(w.message)] and said not in printed.err + printed.out + out.output
     text = (summary.state_dir / "report.html").read_text()
-    note = re.search(r'<h2>The best so far</h2><p class="note">([^<]*)</p>', text)
-    assert note and "There are no complete trials." in note.group(1)
+    note = re.search(rf'<h2>{title}</h2><p class="note">([^<]*)</p>', text)
+    assert note and said in note.group(1)
