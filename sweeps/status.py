@@ -103,8 +103,8 @@ def trial_run_id(root: Path, sweep_id: str, number: int) -> str:
 
 def _count(trials: list[Any]) -> dict[str, int]:
     counts: dict[str, int] = {}
-    for t in trials:
-        counts[trial_state(t)] = counts.get(trial_state(t), 0) + 1
+    for state in map(trial_state, trials):
+        counts[state] = counts.get(state, 0) + 1
     return counts
 
 

@@ -530,10 +530,9 @@ def trainer_problem(spec: str, workdir: str, same_machine: bool = True) -> str |
             names.add(node.id)
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             names.update(a.asname or a.name.partition(".")[0] for a in node.names)
-    defs = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == name]
-    if defs and not defs[-1].decorator_list and not _takes_a_config(defs[-1].args) \
-            and not _calls_wandb_init(tree, defs[-1]):  # a decorator may change it
-        return (f"{os.path.relpath(file, workdir)}:{defs[-1].lineno}: {name}() cannot be called as {name}(config, "
+    fn = _trainer_def(tree, name)
+    if fn is not None and not _takes_a_config(fn.args) and not _calls_wandb_init(tree, fn):
+        return (f"{os.path.relpath(file, workdir)}:{fn.lineno}: {name}() cannot be called as {name}(config, "
                 f"report) or {name}(config), and does not call wandb.init() for its config")
     if name in names or "*" in names or "__getattr__" in names or re.search(rf"\b{re.escape(name)}\b", source):
         return None
@@ -566,14 +565,23 @@ def wandb_function(trainer: str, metric: str, workdir: str) -> Program | None:
             tree = ast.parse(f.read())
     except (TypeError, OSError, SyntaxError, ValueError):
         return None
-    defs = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == name]
-    if not defs or defs[-1].decorator_list or _takes_a_report(defs[-1].args) or not _calls_wandb_init(tree, defs[-1]):
+    fn = _trainer_def(tree, name)
+    if fn is None or _takes_a_report(fn.args) or not _calls_wandb_init(tree, fn):
         return None
     parts = module.split(".")  # its file from the launch directory, where it is there (ProgramRun.cwd)
     path = (os.path.join(*parts, "__init__.py") if os.path.basename(file) == "__init__.py"
             else os.path.join(*parts[:-1], f"{parts[-1]}.py"))
     return Program(path, ("${interpreter}", "-m", "sweeps.wandb_function", module, name, metric, "${args_json_file}"),
                    trainer)
+
+
+def _trainer_def(tree: Any, name: str) -> Any:
+    """The module's last top-level ``def name``, where it is undecorated (a decorator may change how it is
+    called); else None."""
+    import ast
+
+    defs = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == name]
+    return defs[-1] if defs and not defs[-1].decorator_list else None
 
 
 def _takes_a_report(args: Any) -> bool:
